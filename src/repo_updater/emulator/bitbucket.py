@@ -1,0 +1,213 @@
+"""Bitbucket Server (Data Center) REST 1.0 emulator routes (mounted under ``/bitbucket``; API
+under ``/rest/api/1.0``).
+
+Modelled: project repo listing and per-repo pull-request listing with Bitbucket's paged
+envelope (``size``, ``limit``, ``start``, ``isLastPage``, ``nextPageStart``, ``values``; limit
+capped at 1000), single repos (with the ``archived`` flag of Bitbucket 8+), single pull
+requests. Timestamps are epoch milliseconds. Errors use Bitbucket's ``{"errors": [...]}`` body.
+Project keys are the emulated repos' ``owner``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from repo_updater.domain import HostKind, HostPullState, ReviewState
+from repo_updater.emulator.faults import fault_middleware
+from repo_updater.emulator.listing import epoch_ms, int_param
+from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, EmulatorState, HostState
+
+API = "/rest/api/1.0"
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 25
+
+_STATE = {
+    HostPullState.OPEN: "OPEN",
+    HostPullState.DRAFT: "OPEN",
+    HostPullState.CLOSED: "DECLINED",
+    HostPullState.MERGED: "MERGED",
+}
+_REVIEWER_STATUS = {ReviewState.APPROVED: "APPROVED", ReviewState.CHANGES_REQUESTED: "NEEDS_WORK"}
+
+T = TypeVar("T")
+
+
+def _error(status: int, message: str, exception: str) -> web.Response:
+    body = {"errors": [{"context": None, "message": message, "exceptionName": exception}]}
+    return web.json_response(body, status=status)
+
+
+def _no_project(key: str) -> web.Response:
+    return _error(
+        404,
+        f"Project {key} does not exist.",
+        "com.atlassian.bitbucket.project.NoSuchProjectException",
+    )
+
+
+def _no_repo(slug: str) -> web.Response:
+    return _error(
+        404,
+        f"Repository {slug} does not exist.",
+        "com.atlassian.bitbucket.repository.NoSuchRepositoryException",
+    )
+
+
+def _paged(
+    request: web.Request, items: Sequence[T], render: Callable[[T], dict[str, Any]]
+) -> web.Response:
+    limit = int_param(request, "limit", DEFAULT_LIMIT, lo=1, hi=MAX_LIMIT)
+    start = int_param(request, "start", 0, lo=0, hi=1 << 40)
+    chunk = items[start : start + limit]
+    last = start + limit >= len(items)
+    body: dict[str, Any] = {
+        "size": len(chunk),
+        "limit": limit,
+        "start": start,
+        "isLastPage": last,
+        "values": [render(x) for x in chunk],
+    }
+    if not last:
+        body["nextPageStart"] = start + limit
+    return web.json_response(body)
+
+
+class _Bitbucket:
+    def __init__(self, host: HostState) -> None:
+        self.host = host
+
+    @staticmethod
+    def root(request: web.Request) -> str:
+        raw = request.raw_path
+        return str(request.url.origin()) + raw[: raw.index(API)]
+
+    def repo_json(self, repo: EmulatedRepo, root: str) -> dict[str, Any]:
+        key, slug = repo.owner, repo.name
+        data: dict[str, Any] = {
+            "slug": slug,
+            "id": repo.id,
+            "name": slug,
+            "description": repo.description,
+            "scmId": "git",
+            "state": "AVAILABLE",
+            "statusMessage": "Available",
+            "forkable": True,
+            "archived": repo.archived,
+            "public": not repo.private,
+            "project": {"key": key, "id": 0, "name": key, "type": "NORMAL"},
+            "links": {
+                "clone": [{"href": f"{root}/scm/{key.lower()}/{slug}.git", "name": "http"}],
+                "self": [{"href": f"{root}/projects/{key}/repos/{slug}/browse"}],
+            },
+        }
+        if repo.fork:
+            # The emulator does not track fork parents; Bitbucket sends the parent here.
+            data["origin"] = {"slug": slug, "project": {"key": f"~{key.lower()}"}}
+        return data
+
+    def pull_json(self, repo: EmulatedRepo, pull: EmulatedPull, root: str) -> dict[str, Any]:
+        state = _STATE[pull.state]
+        ref = {"slug": repo.name, "project": {"key": repo.owner}}
+        return {
+            "id": pull.number,
+            "version": 0,
+            "title": pull.title,
+            "description": pull.body,
+            "state": state,
+            "open": state == "OPEN",
+            "closed": state != "OPEN",
+            "draft": pull.state is HostPullState.DRAFT,
+            "createdDate": epoch_ms(pull.created_at),
+            "updatedDate": epoch_ms(pull.updated_at),
+            "closedDate": epoch_ms(pull.closed_at),
+            "fromRef": {
+                "id": f"refs/heads/{pull.head_ref}",
+                "displayId": pull.head_ref,
+                "repository": ref,
+            },
+            "toRef": {
+                "id": f"refs/heads/{pull.base_ref}",
+                "displayId": pull.base_ref,
+                "repository": ref,
+            },
+            "locked": False,
+            "author": {"user": {"name": pull.author, "slug": pull.author}, "role": "AUTHOR"},
+            "reviewers": [
+                {
+                    "user": {"name": r.author, "slug": r.author},
+                    "role": "REVIEWER",
+                    "approved": r.state is ReviewState.APPROVED,
+                    "status": _REVIEWER_STATUS.get(r.state, "UNAPPROVED"),
+                }
+                for r in pull.reviews
+            ],
+            "links": {
+                "self": [
+                    {
+                        "href": f"{root}/projects/{repo.owner}/repos/{repo.name}"
+                        f"/pull-requests/{pull.number}"
+                    }
+                ]
+            },
+        }
+
+    def _repo(self, request: web.Request) -> EmulatedRepo | web.Response:
+        key, slug = request.match_info["key"], request.match_info["slug"]
+        repo = self.host.find_repo(f"{key}/{slug}")
+        if repo is None:
+            return _no_repo(slug) if self.host.owner_repos(key) else _no_project(key)
+        return repo
+
+    async def project_repos(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        repos = self.host.owner_repos(key)
+        if not repos:
+            return _no_project(key)
+        root = self.root(request)
+        return _paged(request, repos, lambda r: self.repo_json(r, root))
+
+    async def get_repo(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        return web.json_response(self.repo_json(repo, self.root(request)))
+
+    async def list_pulls(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        wanted = request.query.get("state", "OPEN").upper()
+        pulls = sorted(repo.pulls.values(), key=lambda p: p.number, reverse=True)
+        if wanted != "ALL":
+            pulls = [p for p in pulls if _STATE[p.state] == wanted]
+        root = self.root(request)
+        return _paged(request, pulls, lambda p: self.pull_json(repo, p, root))
+
+    async def get_pull(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        pid = request.match_info["id"]
+        pull = repo.pulls.get(int(pid)) if pid.isdigit() else None
+        if pull is None:
+            return _error(
+                404,
+                f"Pull request {pid} does not exist in {repo.owner}/{repo.name}.",
+                "com.atlassian.bitbucket.pull.NoSuchPullRequestException",
+            )
+        return web.json_response(self.pull_json(repo, pull, self.root(request)))
+
+
+def build_app(state: EmulatorState) -> web.Application:
+    host = state.host(HostKind.BITBUCKET_SERVER)
+    bb = _Bitbucket(host)
+    app = web.Application(middlewares=[fault_middleware(host, "none")])
+    repo = API + "/projects/{key}/repos/{slug}"
+    app.router.add_get(API + "/projects/{key}/repos", bb.project_repos)
+    app.router.add_get(repo, bb.get_repo)
+    app.router.add_get(repo + "/pull-requests", bb.list_pulls)
+    app.router.add_get(repo + "/pull-requests/{id}", bb.get_pull)
+    return app

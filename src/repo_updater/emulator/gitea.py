@@ -1,0 +1,306 @@
+"""Gitea API v1 emulator routes (mounted under ``/gitea``; API under ``/api/v1``).
+
+Modelled: org and user repo listings (``page``/``limit``, limit capped at 50 like Gitea's
+``MAX_RESPONSE_ITEMS``, ``Link`` and ``X-Total-Count`` headers), single repos, pull requests
+(paged listing, GET, PATCH, POST, GET by base and head branch), PR reviews and the combined
+commit status of a PR head.
+Writes to archived repos answer ``423 Locked`` with ``"<Repository 5:org/name> is archived"``,
+as Gitea's ``mustNotBeArchived`` does.
+
+Every owner that has repos is an org, except the names in ``HostState.users``: those are users,
+which only ``/users/{name}/repos`` lists (``/orgs/{name}/repos`` answers 404 for them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from repo_updater.domain import CheckState, HostKind, HostPullState, ReviewState
+from repo_updater.emulator.faults import fault_middleware
+from repo_updater.emulator.listing import (
+    int_param,
+    iso,
+    json_body,
+    link_header,
+    page_url,
+)
+from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, EmulatorState, HostState
+
+API = "/api/v1"
+MAX_LIMIT = 50
+DEFAULT_LIMIT = 30
+WIP_PREFIXES = ("wip:", "[wip]")
+
+_REVIEW = {
+    ReviewState.APPROVED: "APPROVED",
+    ReviewState.CHANGES_REQUESTED: "REQUEST_CHANGES",
+    ReviewState.COMMENTED: "COMMENT",
+    ReviewState.PENDING: "PENDING",
+    ReviewState.DISMISSED: "APPROVED",  # Gitea keeps the state and sets ``dismissed``
+}
+T = TypeVar("T")
+
+_STATUS = {
+    CheckState.PENDING: "pending",
+    CheckState.PASSED: "success",
+    CheckState.FAILED: "failure",
+}
+
+
+def _error(request: web.Request, status: int, message: str) -> web.Response:
+    return web.json_response({"message": message, "url": str(request.url)}, status=status)
+
+
+def _sha(repo: EmulatedRepo, pull: EmulatedPull) -> str:
+    return f"{repo.id:08x}{pull.number:032x}"
+
+
+class _Gitea:
+    def __init__(self, host: HostState) -> None:
+        self.host = host
+
+    @staticmethod
+    def root(request: web.Request) -> str:
+        raw = request.raw_path
+        return str(request.url.origin()) + raw[: raw.index(API)]
+
+    def repo_json(self, repo: EmulatedRepo, root: str) -> dict[str, Any]:
+        full = repo.full_name
+        return {
+            "id": repo.id,
+            "owner": {"id": 0, "login": repo.owner, "username": repo.owner},
+            "name": repo.name,
+            "full_name": full,
+            "description": repo.description,
+            "empty": False,
+            "private": repo.private,
+            "fork": repo.fork,
+            "parent": None,
+            "mirror": False,
+            "archived": repo.archived,
+            "internal": False,
+            "html_url": f"{root}/{full}",
+            "clone_url": f"{root}/{full}.git",
+            "default_branch": repo.default_branch,
+            "created_at": iso(repo.created_at),
+            "updated_at": iso(repo.updated_at),
+        }
+
+    def pull_json(self, repo: EmulatedRepo, pull: EmulatedPull, root: str) -> dict[str, Any]:
+        closed = pull.state in (HostPullState.CLOSED, HostPullState.MERGED)
+        merged = pull.state is HostPullState.MERGED
+        full = repo.full_name
+        return {
+            "id": repo.id * 100_000 + pull.number,
+            "url": f"{root}{API}/repos/{full}/pulls/{pull.number}",
+            "number": pull.number,
+            "user": {"login": pull.author},
+            "title": pull.title,
+            "body": pull.body,
+            "state": "closed" if closed else "open",
+            "draft": pull.state is HostPullState.DRAFT,
+            "html_url": f"{root}/{full}/pulls/{pull.number}",
+            "mergeable": not closed,
+            "merged": merged,
+            "merged_at": iso(pull.merged_at),
+            "closed_at": iso(pull.closed_at),
+            "created_at": iso(pull.created_at),
+            "updated_at": iso(pull.updated_at),
+            "additions": pull.additions,
+            "deletions": pull.deletions,
+            "head": {"label": pull.head_ref, "ref": pull.head_ref, "sha": _sha(repo, pull)},
+            "base": {"label": pull.base_ref, "ref": pull.base_ref, "repo_id": repo.id},
+            "comments": 0,
+            "review_comments": len(pull.reviews),
+        }
+
+    @staticmethod
+    def page(
+        request: web.Request, items: Sequence[T], render: Callable[[T], dict[str, Any]]
+    ) -> web.Response:
+        limit = int_param(request, "limit", DEFAULT_LIMIT, lo=1, hi=MAX_LIMIT)
+        page = int_param(request, "page", 1, lo=1, hi=1 << 30)
+        total = len(items)
+        last = max(1, -(-total // limit))
+        start = (page - 1) * limit
+        body = [render(x) for x in items[start : start + limit]]
+        links: dict[str, str] = {}
+        if page < last:
+            links["next"] = page_url(request, page=page + 1, limit=limit)
+            links["last"] = page_url(request, page=last, limit=limit)
+        if page > 1:
+            links["first"] = page_url(request, page=1, limit=limit)
+            links["prev"] = page_url(request, page=page - 1, limit=limit)
+        headers = {"X-Total-Count": str(total)}
+        if links:
+            headers["Link"] = link_header(links)
+        return web.json_response(body, headers=headers)
+
+    def owner_repos(self, request: web.Request, repos: Sequence[EmulatedRepo]) -> web.Response:
+        root = self.root(request)
+        return self.page(request, repos, lambda r: self.repo_json(r, root))
+
+    async def org_repos(self, request: web.Request) -> web.Response:
+        org = request.match_info["org"]
+        repos = self.host.owner_repos(org)
+        if org in self.host.users or not repos:
+            return _error(request, 404, "The target couldn't be found.")
+        return self.owner_repos(request, repos)
+
+    async def user_repos(self, request: web.Request) -> web.Response:
+        user = request.match_info["user"]
+        repos = self.host.owner_repos(user)
+        if user not in self.host.users and not repos:
+            return _error(request, 404, "The target couldn't be found.")
+        return self.owner_repos(request, repos)
+
+    def _repo(self, request: web.Request) -> EmulatedRepo | web.Response:
+        repo = self.host.find_repo(f"{request.match_info['owner']}/{request.match_info['repo']}")
+        return _error(request, 404, "The target couldn't be found.") if repo is None else repo
+
+    def _pull(self, request: web.Request) -> tuple[EmulatedRepo, EmulatedPull] | web.Response:
+        repo = self._repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        index = request.match_info["index"]
+        pull = repo.pulls.get(int(index)) if index.isdigit() else None
+        return (
+            _error(request, 404, "The target couldn't be found.") if pull is None else (repo, pull)
+        )
+
+    @staticmethod
+    def _archived(request: web.Request, repo: EmulatedRepo) -> web.Response:
+        return _error(request, 423, f"<Repository {repo.id}:{repo.full_name}> is archived")
+
+    async def get_repo(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        return web.json_response(self.repo_json(repo, self.root(request)))
+
+    async def list_pulls(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        state = request.query.get("state", "open")
+        pulls = sorted(repo.pulls.values(), key=lambda p: p.number, reverse=True)
+        if state in ("open", "closed"):
+            done = (HostPullState.CLOSED, HostPullState.MERGED)
+            pulls = [p for p in pulls if (p.state in done) == (state == "closed")]
+        root = self.root(request)
+        return self.page(request, pulls, lambda p: self.pull_json(repo, p, root))
+
+    async def get_pull(self, request: web.Request) -> web.Response:
+        found = self._pull(request)
+        if isinstance(found, web.Response):
+            return found
+        return web.json_response(self.pull_json(*found, self.root(request)))
+
+    async def pull_by_branches(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        base, head = request.match_info["base"], request.match_info["head"]
+        for pull in sorted(repo.pulls.values(), key=lambda p: p.number, reverse=True):
+            if pull.base_ref == base and pull.head_ref == head:
+                return web.json_response(self.pull_json(repo, pull, self.root(request)))
+        return _error(request, 404, "The target couldn't be found.")
+
+    async def reviews(self, request: web.Request) -> web.Response:
+        found = self._pull(request)
+        if isinstance(found, web.Response):
+            return found
+        body = [
+            {
+                "id": i + 1,
+                "user": {"login": r.author},
+                "state": _REVIEW[r.state],
+                "dismissed": r.state is ReviewState.DISMISSED,
+                "submitted_at": iso(r.at),
+            }
+            for i, r in enumerate(found[1].reviews)
+        ]
+        return web.json_response(body)
+
+    async def commit_status(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        ref = request.match_info["ref"]
+        try:
+            pull = repo.pulls.get(int(ref[8:], 16)) if len(ref) == 40 else None
+        except ValueError:
+            pull = None
+        status = "" if pull is None else _STATUS.get(pull.check_state, "")
+        statuses = [{"context": "ci", "status": status}] if status else []
+        return web.json_response(
+            {"state": status, "sha": ref, "total_count": len(statuses), "statuses": statuses}
+        )
+
+    async def edit_pull(self, request: web.Request) -> web.Response:
+        found = self._pull(request)
+        if isinstance(found, web.Response):
+            return found
+        repo, pull = found
+        if repo.archived:
+            return self._archived(request, repo)
+        params = await json_body(request)
+        state = params.get("state")
+        if state == "closed" and pull.state in (HostPullState.OPEN, HostPullState.DRAFT):
+            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.CLOSED)
+        elif state == "open" and pull.state is HostPullState.CLOSED:
+            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.OPEN)
+        for key, attr in (("title", "title"), ("body", "body"), ("base", "base_ref")):
+            if isinstance(params.get(key), str):
+                setattr(pull, attr, params[key])
+        return web.json_response(self.pull_json(repo, pull, self.root(request)), status=201)
+
+    async def create_pull(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        if repo.archived:
+            return self._archived(request, repo)
+        params = await json_body(request)
+        head, base, title = (str(params.get(k) or "") for k in ("head", "base", "title"))
+        if not (head and base and title):
+            return _error(request, 422, "head, base and title are required")
+        for other in repo.pulls.values():
+            same = other.head_ref == head and other.base_ref == base
+            if same and other.state in (HostPullState.OPEN, HostPullState.DRAFT):
+                return _error(
+                    request,
+                    409,
+                    f"pull request already exists for these targets [id: {other.number}]",
+                )
+        draft = title.lower().startswith(WIP_PREFIXES)
+        pull = self.host.add_pull(
+            repo.full_name,
+            title=title,
+            state=HostPullState.DRAFT if draft else HostPullState.OPEN,
+            head_ref=head,
+            base_ref=base,
+            body=str(params.get("body") or ""),
+        )
+        return web.json_response(self.pull_json(repo, pull, self.root(request)), status=201)
+
+
+def build_app(state: EmulatorState) -> web.Application:
+    host = state.host(HostKind.GITEA)
+    gt = _Gitea(host)
+    app = web.Application(middlewares=[fault_middleware(host, "gitea")])
+    repo = API + "/repos/{owner}/{repo}"
+    app.router.add_get(API + "/orgs/{org}/repos", gt.org_repos)
+    app.router.add_get(API + "/users/{user}/repos", gt.user_repos)
+    app.router.add_get(repo, gt.get_repo)
+    app.router.add_get(repo + "/pulls", gt.list_pulls)
+    app.router.add_post(repo + "/pulls", gt.create_pull)
+    app.router.add_get(repo + "/pulls/{index}", gt.get_pull)
+    app.router.add_patch(repo + "/pulls/{index}", gt.edit_pull)
+    app.router.add_get(repo + "/pulls/{index}/reviews", gt.reviews)
+    app.router.add_get(repo + "/commits/{ref}/status", gt.commit_status)
+    app.router.add_get(repo + "/pulls/{base}/{head}", gt.pull_by_branches)
+    return app

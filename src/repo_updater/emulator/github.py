@@ -1,0 +1,342 @@
+"""GitHub REST API emulator (a GitHub-shaped subset), mounted under ``/github``.
+
+Routes (relative to the sub-app, like https://api.github.com):
+
+- ``GET /orgs/{org}/repos``, ``GET /users/{user}/repos``: ``per_page`` (max 100, default 30)
+  and ``page``, id order, ``Link`` header with ``rel="prev"/"next"/"last"/"first"``.
+- ``GET /repos/{owner}/{repo}``
+- ``GET /repos/{owner}/{repo}/pulls`` (``state``, ``head``, ``per_page``, ``page``),
+  ``POST /repos/{owner}/{repo}/pulls``
+- ``GET /repos/{owner}/{repo}/pulls/{number}``, ``PATCH /repos/{owner}/{repo}/pulls/{number}``
+- ``POST /graphql`` (see ``github_graphql``)
+
+Writes to an archived repository answer 403 "Repository was archived so is read-only.".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from repo_updater.domain import HostKind, HostPullState
+from repo_updater.emulator.faults import fault_middleware
+from repo_updater.emulator.github_graphql import GraphQLEndpoint, github_time
+from repo_updater.emulator.state import (
+    EmulatedPull,
+    EmulatedRepo,
+    EmulatorState,
+    HostState,
+    utcnow,
+)
+
+PREFIX = "/github"
+ARCHIVED_MESSAGE = "Repository was archived so is read-only."
+_DOCS = "https://docs.github.com/rest"
+
+
+def build_app(state: EmulatorState) -> web.Application:
+    host = state.host(HostKind.GITHUB)
+    app = web.Application(middlewares=[fault_middleware(host, "github")])
+    api = _GitHubRest(host)
+    graphql = GraphQLEndpoint(host)
+    app.router.add_get("/orgs/{owner}/repos", api.org_repos)
+    app.router.add_get("/users/{owner}/repos", api.user_repos)
+    app.router.add_get("/repos/{owner}/{repo}", api.get_repo)
+    app.router.add_get("/repos/{owner}/{repo}/pulls", api.list_pulls)
+    app.router.add_post("/repos/{owner}/{repo}/pulls", api.create_pull)
+    app.router.add_get("/repos/{owner}/{repo}/pulls/{number}", api.get_pull)
+    app.router.add_patch("/repos/{owner}/{repo}/pulls/{number}", api.update_pull)
+    app.router.add_post("/graphql", graphql.handle)
+    return app
+
+
+def node_id(kind: str, ident: int) -> str:
+    return base64.b64encode(f"{kind}{ident}".encode()).decode()
+
+
+def api_base(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}{PREFIX}"
+
+
+def json_response(body: Any, *, status: int = 200) -> web.Response:
+    text = json.dumps(body, separators=(",", ":"))
+    return web.Response(text=text, status=status, content_type="application/json")
+
+
+def message(status: int, text: str, **extra: Any) -> web.Response:
+    return json_response(
+        {"message": text, "documentation_url": _DOCS, "status": str(status), **extra},
+        status=status,
+    )
+
+
+def not_found() -> web.Response:
+    return message(404, "Not Found")
+
+
+def repo_json(repo: EmulatedRepo, base: str, *, user: bool = False) -> dict[str, Any]:
+    full = repo.full_name
+    html = f"{base}/{full}"
+    owner_type = "User" if user else "Organization"
+    return {
+        "id": repo.id,
+        "node_id": node_id("010:Repository", repo.id),
+        "name": repo.name,
+        "full_name": full,
+        "private": repo.private,
+        "owner": {"login": repo.owner, "type": owner_type},
+        "html_url": html,
+        "description": repo.description or None,
+        "fork": repo.fork,
+        "url": f"{base}/repos/{full}",
+        "clone_url": f"{html}.git",
+        "default_branch": repo.default_branch,
+        "archived": repo.archived,
+        "disabled": False,
+        "visibility": "private" if repo.private else "public",
+        "created_at": github_time(repo.created_at),
+        "updated_at": github_time(repo.updated_at),
+        "pushed_at": github_time(repo.updated_at),
+    }
+
+
+def pull_json(repo: EmulatedRepo, pull: EmulatedPull, base: str) -> dict[str, Any]:
+    closed = pull.state in (HostPullState.CLOSED, HostPullState.MERGED)
+    ident = repo.id * 1_000_000 + pull.number
+    return {
+        "id": ident,
+        "node_id": node_id("011:PullRequest", ident),
+        "number": pull.number,
+        "url": f"{base}/repos/{repo.full_name}/pulls/{pull.number}",
+        "html_url": f"{base}/{repo.full_name}/pull/{pull.number}",
+        "state": "closed" if closed else "open",
+        "draft": pull.state is HostPullState.DRAFT,
+        "merged": pull.state is HostPullState.MERGED,
+        "title": pull.title,
+        "body": pull.body,
+        "user": {"login": pull.author},
+        "head": {"ref": pull.head_ref, "label": f"{repo.owner}:{pull.head_ref}"},
+        "base": {"ref": pull.base_ref, "label": f"{repo.owner}:{pull.base_ref}"},
+        "additions": pull.additions,
+        "deletions": pull.deletions,
+        "created_at": github_time(pull.created_at),
+        "updated_at": github_time(pull.updated_at),
+        "closed_at": github_time(pull.closed_at),
+        "merged_at": github_time(pull.merged_at),
+    }
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    try:
+        return int(request.query.get(name, default))
+    except ValueError:
+        return default
+
+
+def paginate(request: web.Request, items: Sequence[Any]) -> tuple[Sequence[Any], str | None]:
+    """Slice one page of ``items`` and build GitHub's ``Link`` header for it."""
+    per_page = min(max(_int_param(request, "per_page", 30), 1), 100)
+    page = max(_int_param(request, "page", 1), 1)
+    last = max(1, -(-len(items) // per_page))
+    start = (page - 1) * per_page
+    chunk = items[start : start + per_page]
+    url = request.url
+
+    def link(n: int, rel: str) -> str:
+        return f'<{url.update_query(page=n)}>; rel="{rel}"'
+
+    links: list[str] = []
+    if page > 1:
+        links.append(link(min(page - 1, last), "prev"))
+    if page < last:
+        links.append(link(page + 1, "next"))
+        links.append(link(last, "last"))
+    if page > 1:
+        links.append(link(1, "first"))
+    return chunk, ", ".join(links) or None
+
+
+class _GitHubRest:
+    def __init__(self, host: HostState) -> None:
+        self.host = host
+        # Serialised repo JSON, reused while the fields it depends on are unchanged: listing
+        # 100,000 repos again and again must not rebuild and re-encode every one each time.
+        self._encoded: dict[int, tuple[tuple[object, ...], str]] = {}
+
+    def _encode(self, repo: EmulatedRepo, base: str) -> str:
+        user = repo.owner in self.host.users
+        key = (
+            base,
+            repo.owner,
+            repo.name,
+            repo.archived,
+            repo.fork,
+            repo.private,
+            repo.description,
+            repo.default_branch,
+            repo.updated_at,
+            user,
+        )
+        cached = self._encoded.get(repo.id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        text = json.dumps(repo_json(repo, base, user=user), separators=(",", ":"))
+        self._encoded[repo.id] = (key, text)
+        return text
+
+    def _repo(self, request: web.Request) -> EmulatedRepo | None:
+        return self.host.find_repo(f"{request.match_info['owner']}/{request.match_info['repo']}")
+
+    def _pull(self, request: web.Request) -> tuple[EmulatedRepo, EmulatedPull] | None:
+        repo = self._repo(request)
+        if repo is None:
+            return None
+        try:
+            number = int(request.match_info["number"])
+        except ValueError:
+            return None
+        pull = repo.pulls.get(number)
+        return None if pull is None else (repo, pull)
+
+    def _list(self, request: web.Request, repos: Sequence[EmulatedRepo]) -> web.Response:
+        chunk, link = paginate(request, repos)
+        base = api_base(request)
+        text = "[" + ",".join([self._encode(r, base) for r in chunk]) + "]"
+        response = web.Response(text=text, content_type="application/json")
+        if link:
+            response.headers["Link"] = link
+        return response
+
+    async def org_repos(self, request: web.Request) -> web.Response:
+        owner = request.match_info["owner"]
+        repos = self.host.owner_repos(owner)
+        if owner in self.host.users or not repos:
+            return not_found()
+        return self._list(request, repos)
+
+    async def user_repos(self, request: web.Request) -> web.Response:
+        owner = request.match_info["owner"]
+        repos = self.host.owner_repos(owner)
+        if owner not in self.host.users and not repos:
+            return not_found()
+        return self._list(request, repos)
+
+    async def get_repo(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if repo is None:
+            return not_found()
+        user = repo.owner in self.host.users
+        return json_response(repo_json(repo, api_base(request), user=user))
+
+    async def list_pulls(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if repo is None:
+            return not_found()
+        wanted = request.query.get("state", "open")
+        head = request.query.get("head", "")
+        head_ref = head.partition(":")[2] if ":" in head else head
+        pulls = []
+        for pull in sorted(repo.pulls.values(), key=lambda p: -p.number):
+            is_open = pull.state in (HostPullState.OPEN, HostPullState.DRAFT)
+            if (wanted == "open" and not is_open) or (wanted == "closed" and is_open):
+                continue
+            if head_ref and pull.head_ref != head_ref:
+                continue
+            pulls.append(pull)
+        chunk, link = paginate(request, pulls)
+        base = api_base(request)
+        response = json_response([pull_json(repo, p, base) for p in chunk])
+        if link:
+            response.headers["Link"] = link
+        return response
+
+    async def get_pull(self, request: web.Request) -> web.Response:
+        found = self._pull(request)
+        if found is None:
+            return not_found()
+        return json_response(pull_json(*found, api_base(request)))
+
+    async def create_pull(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if repo is None:
+            return not_found()
+        if repo.archived:
+            return message(403, ARCHIVED_MESSAGE)
+        body = await _json_object(request)
+        if body is None:
+            return message(400, "Problems parsing JSON")
+        title, head, base = body.get("title"), body.get("head"), body.get("base")
+        missing = [
+            f
+            for f, v in (("title", title), ("head", head), ("base", base))
+            if not isinstance(v, str) or not v
+        ]
+        if missing:
+            return _validation_failed(f"missing field(s): {', '.join(missing)}")
+        assert isinstance(title, str) and isinstance(head, str) and isinstance(base, str)
+        head_ref = head.partition(":")[2] if ":" in head else head
+        for pull in repo.pulls.values():
+            if pull.head_ref == head_ref and pull.state in (
+                HostPullState.OPEN,
+                HostPullState.DRAFT,
+            ):
+                return _validation_failed(
+                    f"A pull request already exists for {repo.owner}:{head_ref}."
+                )
+        state = HostPullState.DRAFT if body.get("draft") is True else HostPullState.OPEN
+        text = body.get("body")
+        pull = self.host.add_pull(
+            repo.full_name,
+            title=title,
+            state=state,
+            head_ref=head_ref,
+            base_ref=base,
+            body=text if isinstance(text, str) else "",
+        )
+        return json_response(pull_json(repo, pull, api_base(request)), status=201)
+
+    async def update_pull(self, request: web.Request) -> web.Response:
+        found = self._pull(request)
+        if found is None:
+            return not_found()
+        repo, pull = found
+        if repo.archived:
+            return message(403, ARCHIVED_MESSAGE)
+        body = await _json_object(request)
+        if body is None:
+            return message(400, "Problems parsing JSON")
+        wanted = body.get("state")
+        if wanted is not None and wanted not in ("open", "closed"):
+            return _validation_failed("state must be 'open' or 'closed'")
+        if wanted is not None and pull.state is HostPullState.MERGED:
+            return _validation_failed("Cannot change the state of a merged pull request.")
+        for field, attr in (("title", "title"), ("body", "body"), ("base", "base_ref")):
+            value = body.get(field)
+            if isinstance(value, str):
+                setattr(pull, attr, value)
+                pull.updated_at = utcnow()
+        if wanted == "closed" and pull.state is not HostPullState.CLOSED:
+            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.CLOSED)
+        elif wanted == "open" and pull.state is HostPullState.CLOSED:
+            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.OPEN)
+        return json_response(pull_json(repo, pull, api_base(request)))
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _validation_failed(detail: str) -> web.Response:
+    return message(
+        422,
+        "Validation Failed",
+        errors=[{"resource": "PullRequest", "code": "custom", "message": detail}],
+    )

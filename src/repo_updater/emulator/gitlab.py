@@ -1,0 +1,341 @@
+"""GitLab REST v4 emulator routes (mounted under ``/gitlab``; API under ``/api/v4``).
+
+Modelled: group project listing (``include_subgroups``, offset pagination with GitLab's
+``Link``/``X-*`` headers, ``X-Total`` omitted above 10,000 like GitLab), single projects by id or
+URL-encoded path, merge requests (batched ``iids[]`` listing, single GET, PUT with
+``state_event``, POST) and MR approvals. Writes to archived projects answer
+``403 {"message": "403 Forbidden"}`` as GitLab does: the body does not say why.
+
+Unlike real GitLab, the MR *list* includes ``head_pipeline`` (GitLab only returns it from the
+single-MR GET); ``build_app(state, list_pipelines=False)`` emulates the real behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from repo_updater.domain import CheckState, HostKind, HostPullState, ReviewState
+from repo_updater.emulator.faults import fault_middleware
+from repo_updater.emulator.listing import (
+    int_param,
+    iso,
+    json_body,
+    link_header,
+    page_url,
+)
+from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, EmulatorState, HostState
+
+API = "/api/v4"
+MAX_PER_PAGE = 100
+TOTAL_HEADERS_LIMIT = 10_000
+DRAFT_PREFIXES = ("draft:", "[draft]", "(draft)", "wip:", "[wip]")
+
+_PIPELINE_STATUS = {
+    CheckState.PENDING: "running",
+    CheckState.PASSED: "success",
+    CheckState.FAILED: "failed",
+}
+_STATE = {
+    HostPullState.OPEN: "opened",
+    HostPullState.DRAFT: "opened",
+    HostPullState.CLOSED: "closed",
+    HostPullState.MERGED: "merged",
+}
+
+
+def _repos_fingerprint(host: HostState) -> tuple[int, int, str]:
+    """Changes whenever a repo is added, deleted, renamed or moved, in O(1): ids are never
+    reused (an add moves the last id), a delete shrinks the count, a rename re-inserts its new
+    full name at the end of ``by_full_name``."""
+    if not host.repos:
+        return (0, 0, "")
+    return (len(host.repos), next(reversed(host.repos)), next(reversed(host.by_full_name)))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status)
+
+
+class _GitLab:
+    def __init__(self, host: HostState, *, list_pipelines: bool) -> None:
+        self.host = host
+        self.list_pipelines = list_pipelines
+        # ``HostState.owner_repos`` caches single owners but rebuilds subgroup listings per
+        # call; a 100k-repo group paged 100 at a time needs them cached too.
+        self._subgroups: dict[str, Sequence[EmulatedRepo]] = {}
+        self._subgroups_key: tuple[int, int, str] | None = None
+
+    def group_repos(self, group: str, *, include_subgroups: bool) -> Sequence[EmulatedRepo]:
+        if not include_subgroups:
+            return self.host.owner_repos(group)
+        key = _repos_fingerprint(self.host)
+        if key != self._subgroups_key:
+            self._subgroups, self._subgroups_key = {}, key
+        hit = self._subgroups.get(group)
+        if hit is None:
+            hit = self._subgroups[group] = self.host.owner_repos(group, include_subgroups=True)
+        return hit
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def root(request: web.Request) -> str:
+        raw = request.raw_path
+        return str(request.url.origin()) + raw[: raw.index(API)]
+
+    def project(self, ref: str) -> EmulatedRepo | None:
+        if ref.isdigit():
+            return self.host.repos.get(int(ref))
+        return self.host.find_repo(ref)
+
+    def project_json(self, repo: EmulatedRepo, root: str) -> dict[str, Any]:
+        full = repo.full_name
+        data: dict[str, Any] = {
+            "id": repo.id,
+            "description": repo.description,
+            "name": repo.name,
+            "name_with_namespace": full.replace("/", " / "),
+            "path": repo.name,
+            "path_with_namespace": full,
+            "created_at": iso(repo.created_at, millis=True),
+            "last_activity_at": iso(repo.updated_at, millis=True),
+            "default_branch": repo.default_branch,
+            "visibility": "private" if repo.private else "public",
+            "archived": repo.archived,
+            "web_url": f"{root}/{full}",
+            "http_url_to_repo": f"{root}/{full}.git",
+            "ssh_url_to_repo": f"git@{root.split('://', 1)[-1].split('/', 1)[0]}:{full}.git",
+            "namespace": {
+                "name": repo.owner.rsplit("/", 1)[-1],
+                "path": repo.owner.rsplit("/", 1)[-1],
+                "kind": "group",
+                "full_path": repo.owner,
+            },
+            "empty_repo": False,
+        }
+        if repo.fork:
+            # The emulator does not track fork parents; GitLab sends the parent project here.
+            data["forked_from_project"] = {"id": 0, "path_with_namespace": f"upstream/{repo.name}"}
+        return data
+
+    def mr_json(
+        self, repo: EmulatedRepo, pull: EmulatedPull, root: str, *, pipeline: bool
+    ) -> dict[str, Any]:
+        draft = pull.state is HostPullState.DRAFT
+        changes_requested = any(r.state is ReviewState.CHANGES_REQUESTED for r in pull.reviews)
+        approved = any(r.state is ReviewState.APPROVED for r in pull.reviews)
+        if pull.state not in (HostPullState.OPEN, HostPullState.DRAFT):
+            merge_status = "not_open"
+        elif draft:
+            merge_status = "draft_status"
+        elif changes_requested:
+            merge_status = "requested_changes"
+        elif pull.check_state is CheckState.PENDING:
+            merge_status = "ci_still_running"
+        else:
+            merge_status = "mergeable" if approved else "not_approved"
+        data: dict[str, Any] = {
+            "id": repo.id * 100_000 + pull.number,
+            "iid": pull.number,
+            "project_id": repo.id,
+            "title": pull.title,
+            "description": pull.body,
+            "state": _STATE[pull.state],
+            "draft": draft,
+            "work_in_progress": draft,
+            "created_at": iso(pull.created_at, millis=True),
+            "updated_at": iso(pull.updated_at, millis=True),
+            "merged_at": iso(pull.merged_at, millis=True),
+            "closed_at": iso(pull.closed_at, millis=True),
+            "source_branch": pull.head_ref,
+            "target_branch": pull.base_ref,
+            "source_project_id": repo.id,
+            "target_project_id": repo.id,
+            "author": {"username": pull.author},
+            "detailed_merge_status": merge_status,
+            "web_url": f"{root}/{repo.full_name}/-/merge_requests/{pull.number}",
+            "references": {"short": f"!{pull.number}", "full": f"{repo.full_name}!{pull.number}"},
+        }
+        if pipeline:
+            status = _PIPELINE_STATUS.get(pull.check_state)
+            data["head_pipeline"] = (
+                None if status is None else {"id": pull.number, "status": status}
+            )
+        return data
+
+    # --- projects ---------------------------------------------------------------------------
+
+    async def group_projects(self, request: web.Request) -> web.Response:
+        group = request.match_info["group"]
+        subgroups = request.query.get("include_subgroups", "false").lower() == "true"
+        repos = self.group_repos(group, include_subgroups=subgroups)
+        if not repos and not self.group_repos(group, include_subgroups=True):
+            return _error(404, "404 Group Not Found")
+        per_page = int_param(request, "per_page", 20, lo=1, hi=MAX_PER_PAGE)
+        page = int_param(request, "page", 1, lo=1, hi=1 << 30)
+        total = len(repos)
+        last = max(1, -(-total // per_page))
+        root = self.root(request)
+        start = (page - 1) * per_page
+        body = [self.project_json(r, root) for r in repos[start : start + per_page]]
+        links = {"first": page_url(request, page=1, per_page=per_page)}
+        headers = {"X-Page": str(page), "X-Per-Page": str(per_page), "X-Next-Page": ""}
+        headers["X-Prev-Page"] = str(page - 1) if page > 1 else ""
+        if page < last:
+            headers["X-Next-Page"] = str(page + 1)
+            links["next"] = page_url(request, page=page + 1, per_page=per_page)
+        if page > 1:
+            links["prev"] = page_url(request, page=page - 1, per_page=per_page)
+        if total <= TOTAL_HEADERS_LIMIT:
+            headers["X-Total"] = str(total)
+            headers["X-Total-Pages"] = str(last)
+            links["last"] = page_url(request, page=last, per_page=per_page)
+        headers["Link"] = link_header(links)
+        return web.json_response(body, headers=headers)
+
+    async def get_project(self, request: web.Request) -> web.Response:
+        repo = self.project(request.match_info["project"])
+        if repo is None:
+            return _error(404, "404 Project Not Found")
+        return web.json_response(self.project_json(repo, self.root(request)))
+
+    # --- merge requests ---------------------------------------------------------------------
+
+    async def list_mrs(self, request: web.Request) -> web.Response:
+        repo = self.project(request.match_info["project"])
+        if repo is None:
+            return _error(404, "404 Project Not Found")
+        state = request.query.get("state", "all")
+        iids = request.query.getall("iids[]", [])
+        if iids:
+            pulls = [repo.pulls[int(i)] for i in iids if i.isdigit() and int(i) in repo.pulls]
+        else:
+            pulls = list(repo.pulls.values())
+        if state != "all":
+            pulls = [p for p in pulls if _STATE[p.state] == state]
+        source_branch = request.query.get("source_branch")
+        if source_branch is not None:
+            pulls = [p for p in pulls if p.head_ref == source_branch]
+        pulls.sort(key=lambda p: p.number, reverse=True)
+        per_page = int_param(request, "per_page", 20, lo=1, hi=MAX_PER_PAGE)
+        page = int_param(request, "page", 1, lo=1, hi=1 << 30)
+        start = (page - 1) * per_page
+        chunk = pulls[start : start + per_page]
+        root = self.root(request)
+        body = [self.mr_json(repo, p, root, pipeline=self.list_pipelines) for p in chunk]
+        headers = {"X-Page": str(page), "X-Per-Page": str(per_page), "X-Total": str(len(pulls))}
+        headers["X-Next-Page"] = str(page + 1) if start + per_page < len(pulls) else ""
+        if headers["X-Next-Page"]:
+            headers["Link"] = link_header({"next": page_url(request, page=page + 1)})
+        return web.json_response(body, headers=headers)
+
+    def _mr(self, request: web.Request) -> tuple[EmulatedRepo, EmulatedPull] | web.Response:
+        repo = self.project(request.match_info["project"])
+        if repo is None:
+            return _error(404, "404 Project Not Found")
+        iid = request.match_info["iid"]
+        pull = repo.pulls.get(int(iid)) if iid.isdigit() else None
+        if pull is None:
+            return _error(404, "404 Not found")
+        return repo, pull
+
+    async def get_mr(self, request: web.Request) -> web.Response:
+        found = self._mr(request)
+        if isinstance(found, web.Response):
+            return found
+        repo, pull = found
+        return web.json_response(self.mr_json(repo, pull, self.root(request), pipeline=True))
+
+    async def approvals(self, request: web.Request) -> web.Response:
+        found = self._mr(request)
+        if isinstance(found, web.Response):
+            return found
+        _, pull = found
+        by = [
+            {"user": {"username": r.author}}
+            for r in pull.reviews
+            if r.state is ReviewState.APPROVED
+        ]
+        return web.json_response(
+            {"iid": pull.number, "approved": bool(by), "approved_by": by, "approvals_left": 0}
+        )
+
+    async def update_mr(self, request: web.Request) -> web.Response:
+        found = self._mr(request)
+        if isinstance(found, web.Response):
+            return found
+        repo, pull = found
+        if repo.archived:
+            return _error(403, "403 Forbidden")
+        params = {**request.query, **(await json_body(request))}
+        event = params.get("state_event")
+        open_states = (HostPullState.OPEN, HostPullState.DRAFT)
+        if event == "close" and pull.state in open_states:
+            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.CLOSED)
+        elif event == "reopen" and pull.state is HostPullState.CLOSED:
+            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.OPEN)
+        for key, attr in (
+            ("title", "title"),
+            ("description", "body"),
+            ("target_branch", "base_ref"),
+        ):
+            if isinstance(params.get(key), str):
+                setattr(pull, attr, params[key])
+        if "title" in params and pull.state in open_states:
+            is_draft = pull.title.lower().startswith(DRAFT_PREFIXES)
+            pull.state = HostPullState.DRAFT if is_draft else HostPullState.OPEN
+        return web.json_response(self.mr_json(repo, pull, self.root(request), pipeline=True))
+
+    async def create_mr(self, request: web.Request) -> web.Response:
+        repo = self.project(request.match_info["project"])
+        if repo is None:
+            return _error(404, "404 Project Not Found")
+        if repo.archived:
+            return _error(403, "403 Forbidden")
+        params = {**request.query, **(await json_body(request))}
+        missing = [k for k in ("source_branch", "target_branch", "title") if not params.get(k)]
+        if missing:
+            return web.json_response({"error": f"{', '.join(missing)} is missing"}, status=400)
+        head, title = str(params["source_branch"]), str(params["title"])
+        for other in repo.pulls.values():
+            if other.head_ref == head and other.state in (HostPullState.OPEN, HostPullState.DRAFT):
+                return web.json_response(
+                    {
+                        "message": [
+                            "Another open merge request already exists for this source branch: "
+                            f"!{other.number}"
+                        ]
+                    },
+                    status=409,
+                )
+        draft = title.lower().startswith(DRAFT_PREFIXES)
+        pull = self.host.add_pull(
+            repo.full_name,
+            title=title,
+            state=HostPullState.DRAFT if draft else HostPullState.OPEN,
+            head_ref=head,
+            base_ref=str(params["target_branch"]),
+            body=str(params.get("description", "")),
+        )
+        body = self.mr_json(repo, pull, self.root(request), pipeline=True)
+        return web.json_response(body, status=201)
+
+
+def build_app(state: EmulatorState, *, list_pipelines: bool = True) -> web.Application:
+    """The GitLab sub-application. ``list_pipelines=False`` leaves ``head_pipeline`` out of MR
+    lists, as real GitLab does."""
+    host = state.host(HostKind.GITLAB)
+    gl = _GitLab(host, list_pipelines=list_pipelines)
+    app = web.Application(middlewares=[fault_middleware(host, "gitlab")])
+    mr = API + "/projects/{project}/merge_requests"
+    app.router.add_get(API + "/groups/{group}/projects", gl.group_projects)
+    app.router.add_get(API + "/projects/{project}", gl.get_project)
+    app.router.add_get(mr, gl.list_mrs)
+    app.router.add_post(mr, gl.create_mr)
+    app.router.add_get(mr + "/{iid}", gl.get_mr)
+    app.router.add_put(mr + "/{iid}", gl.update_mr)
+    app.router.add_get(mr + "/{iid}/approvals", gl.approvals)
+    return app

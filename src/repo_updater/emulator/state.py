@@ -1,0 +1,299 @@
+"""In-memory world of the code-host emulator: hosts, repos, pull requests, fault switches.
+
+One ``EmulatorState`` holds one ``HostState`` per host kind. HTTP handlers (one module per
+host) read and change it; the admin API and tests change it directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from repo_updater.domain import CheckState, HostKind, HostPullState, ReviewState
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class EmulatedReview:
+    author: str
+    state: ReviewState
+    at: datetime
+
+
+@dataclass(slots=True)
+class EmulatedEvent:
+    """A state change on a pull request's timeline: ``closed``, ``merged`` or ``reopened``."""
+
+    kind: str
+    at: datetime
+    actor: str = "octocat"
+
+
+@dataclass(slots=True)
+class EmulatedPull:
+    number: int
+    title: str
+    body: str = ""
+    state: HostPullState = HostPullState.OPEN  # OPEN, DRAFT, CLOSED or MERGED
+    head_ref: str = "feature"
+    base_ref: str = "main"
+    author: str = "octocat"
+    additions: int = 10
+    deletions: int = 2
+    check_state: CheckState = CheckState.PENDING
+    reviews: list[EmulatedReview] = field(default_factory=list)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    closed_at: datetime | None = None
+    merged_at: datetime | None = None
+    events: list[EmulatedEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class EmulatedRepo:
+    id: int
+    owner: str  # org / group path / project key
+    name: str
+    archived: bool = False
+    fork: bool = False
+    private: bool = False
+    description: str = ""
+    default_branch: str = "main"
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    pulls: dict[int, EmulatedPull] = field(default_factory=dict)
+    next_pull_number: int = 1
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass(slots=True)
+class Faults:
+    """Switches that make the next requests to a host fail.
+
+    Counters are decremented as requests consume them. ``path_contains`` restricts them to
+    requests whose path (with query string) contains that substring (empty: any request
+    except admin ones).
+    """
+
+    errors_next: int = 0  # answer 5xx
+    error_status: int = 502
+    timeouts_next: int = 0  # sleep ``timeout_seconds`` before answering
+    timeout_seconds: float = 30.0
+    truncate_next: int = 0  # send a page whose JSON body is cut short
+    rate_limited_next: int = 0  # answer 429 (GitHub: 403 secondary limit) with Retry-After
+    retry_after: int = 1
+    rate_limit_remaining: int | None = None  # primary limit left; None = unlimited
+    rate_limit_total: int = 5000
+    rate_limit_reset_in: int = 60  # seconds until the primary limit resets
+    path_contains: str = ""
+    latency_ms: int = 0  # added to every request
+
+
+@dataclass(slots=True)
+class HostState:
+    kind: HostKind
+    token: str | None = None  # when set, requests must carry it
+    repos: dict[int, EmulatedRepo] = field(default_factory=dict)
+    by_full_name: dict[str, int] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+    request_count: int = 0
+    users: set[str] = field(default_factory=set)  # owners that are users, not orgs (GitHub)
+    rate_limit_reset_at: float | None = None  # epoch seconds; managed by the fault middleware
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Per-owner repos in id order, rebuilt lazily after repos are added, renamed or deleted
+    # (listing 100,000 repos page by page must not scan them all for every page).
+    _owner_index: dict[str, tuple[EmulatedRepo, ...]] | None = None
+    _indexed_count: int = -1
+
+    def invalidate(self) -> None:
+        """Forget cached listings; call after changing ``repos`` or an owner directly."""
+        self._owner_index = None
+
+    def owner_repos(self, owner: str, *, include_subgroups: bool = False) -> Sequence[EmulatedRepo]:
+        """Like ``repos_of`` but cached and without copying: do not mutate the result."""
+        index = self._owner_index
+        if index is None or self._indexed_count != len(self.repos):
+            grouped: dict[str, list[EmulatedRepo]] = {}
+            for repo in sorted(self.repos.values(), key=lambda r: r.id):
+                grouped.setdefault(repo.owner, []).append(repo)
+            index = {o: tuple(rs) for o, rs in grouped.items()}
+            self._owner_index, self._indexed_count = index, len(self.repos)
+        if not include_subgroups:
+            return index.get(owner, ())
+        prefix = owner + "/"
+        out = [r for o, rs in index.items() if o == owner or o.startswith(prefix) for r in rs]
+        out.sort(key=lambda r: r.id)
+        return out
+
+    # --- repos -----------------------------------------------------------------------------
+
+    def add_repo(
+        self,
+        owner: str,
+        name: str,
+        *,
+        archived: bool = False,
+        fork: bool = False,
+        private: bool = False,
+        description: str = "",
+    ) -> EmulatedRepo:
+        full = f"{owner}/{name}"
+        if full in self.by_full_name:
+            raise ValueError(f"repository {full} already exists")
+        repo = EmulatedRepo(
+            id=next(self._ids),
+            owner=owner,
+            name=name,
+            archived=archived,
+            fork=fork,
+            private=private,
+            description=description,
+        )
+        self.repos[repo.id] = repo
+        self.by_full_name[full] = repo.id
+        self.invalidate()
+        return repo
+
+    def repo(self, full_name: str) -> EmulatedRepo:
+        try:
+            return self.repos[self.by_full_name[full_name]]
+        except KeyError:
+            raise KeyError(f"no repository {full_name}") from None
+
+    def find_repo(self, full_name: str) -> EmulatedRepo | None:
+        rid = self.by_full_name.get(full_name)
+        return None if rid is None else self.repos[rid]
+
+    def set_archived(self, full_name: str, archived: bool) -> EmulatedRepo:
+        repo = self.repo(full_name)
+        repo.archived = archived
+        repo.updated_at = utcnow()
+        return repo
+
+    def rename_repo(self, full_name: str, new_name: str) -> EmulatedRepo:
+        """Rename within the same owner, or move when ``new_name`` contains a slash."""
+        repo = self.repo(full_name)
+        owner, _, name = new_name.rpartition("/")
+        owner = owner or repo.owner
+        new_full = f"{owner}/{name}"
+        if new_full in self.by_full_name:
+            raise ValueError(f"repository {new_full} already exists")
+        del self.by_full_name[full_name]
+        repo.owner, repo.name = owner, name
+        repo.updated_at = utcnow()
+        self.by_full_name[new_full] = repo.id
+        self.invalidate()
+        return repo
+
+    def delete_repo(self, full_name: str) -> None:
+        repo = self.repo(full_name)
+        del self.by_full_name[full_name]
+        del self.repos[repo.id]
+        self.invalidate()
+
+    def repos_of(self, owner: str, *, include_subgroups: bool = False) -> list[EmulatedRepo]:
+        """Repos of an owner in id order (stable pagination)."""
+        return list(self.owner_repos(owner, include_subgroups=include_subgroups))
+
+    # --- pull requests ---------------------------------------------------------------------
+
+    def add_pull(
+        self,
+        full_name: str,
+        *,
+        title: str,
+        state: HostPullState = HostPullState.OPEN,
+        head_ref: str | None = None,
+        base_ref: str = "main",
+        body: str = "",
+    ) -> EmulatedPull:
+        repo = self.repo(full_name)
+        number = repo.next_pull_number
+        repo.next_pull_number += 1
+        pull = EmulatedPull(
+            number=number,
+            title=title,
+            body=body,
+            state=state,
+            head_ref=head_ref or f"batch/change-{number}",
+            base_ref=base_ref,
+        )
+        if state is HostPullState.MERGED:
+            pull.merged_at = pull.closed_at = pull.created_at
+            pull.events.append(EmulatedEvent("merged", pull.created_at))
+            pull.events.append(EmulatedEvent("closed", pull.created_at))
+        elif state is HostPullState.CLOSED:
+            pull.closed_at = pull.created_at
+            pull.events.append(EmulatedEvent("closed", pull.created_at))
+        repo.pulls[number] = pull
+        return pull
+
+    def set_pull_state(self, full_name: str, number: int, state: HostPullState) -> EmulatedPull:
+        pull = self.repo(full_name).pulls[number]
+        previous = pull.state
+        pull.state = state
+        now = utcnow()
+        pull.updated_at = now
+        pull.closed_at = now if state in (HostPullState.CLOSED, HostPullState.MERGED) else None
+        pull.merged_at = now if state is HostPullState.MERGED else None
+        was_closed = previous in (HostPullState.CLOSED, HostPullState.MERGED)
+        if state is HostPullState.MERGED and previous is not HostPullState.MERGED:
+            pull.events.append(EmulatedEvent("merged", now))
+            pull.events.append(EmulatedEvent("closed", now))
+        elif state is HostPullState.CLOSED and not was_closed:
+            pull.events.append(EmulatedEvent("closed", now))
+        elif state in (HostPullState.OPEN, HostPullState.DRAFT) and was_closed:
+            pull.events.append(EmulatedEvent("reopened", now))
+        return pull
+
+    def add_review(
+        self, full_name: str, number: int, *, author: str, state: ReviewState
+    ) -> EmulatedPull:
+        pull = self.repo(full_name).pulls[number]
+        now = utcnow()
+        pull.reviews.append(EmulatedReview(author=author, state=state, at=now))
+        pull.updated_at = now
+        return pull
+
+    def set_check_state(self, full_name: str, number: int, state: CheckState) -> EmulatedPull:
+        pull = self.repo(full_name).pulls[number]
+        pull.check_state = state
+        pull.updated_at = utcnow()
+        return pull
+
+
+@dataclass(slots=True)
+class EmulatorState:
+    hosts: dict[HostKind, HostState] = field(
+        default_factory=lambda: {kind: HostState(kind=kind) for kind in HostKind}
+    )
+
+    def host(self, kind: HostKind | str) -> HostState:
+        return self.hosts[HostKind(kind)]
+
+    def seed(
+        self,
+        kind: HostKind,
+        *,
+        orgs: int = 1,
+        repos_per_org: int = 10,
+        pulls_per_repo: int = 0,
+        org_prefix: str = "org",
+    ) -> None:
+        """Create ``orgs`` owners named ``{org_prefix}{i}`` with ``repos_per_org`` repos each
+        (``repo-{j}``) and ``pulls_per_repo`` open pull requests on each repo."""
+        host = self.host(kind)
+        for i in range(orgs):
+            owner = f"{org_prefix}{i}"
+            for j in range(repos_per_org):
+                repo = host.add_repo(owner, f"repo-{j}")
+                for k in range(pulls_per_repo):
+                    host.add_pull(repo.full_name, title=f"Batch change {k} on {repo.name}")

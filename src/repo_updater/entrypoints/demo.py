@@ -1,0 +1,228 @@
+"""``repo-updater demo``: the whole system on the embedded default, no token needed.
+
+Starts the code-host emulator (GitHub, GitLab, Gitea, Bitbucket Server) on loopback, seeds it,
+syncs every host into a SQLite file, tracks pull requests in a batch change, then walks through
+an archive: the repo is archived in the emulator, the next sync sees the flip, and its
+changesets turn READONLY; unarchived, they return to what the host says. Then it keeps serving
+(API and dashboard) until Ctrl-C, so you can archive repos yourself with
+``repo-updater emulator archive acme/<repo>`` and watch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from repo_updater.app import App, open_app, serve
+from repo_updater.config import Config, parse_config
+from repo_updater.domain import ExternalState, HostKind, HostPullState
+from repo_updater.emulator.server import running_emulator
+from repo_updater.emulator.state import EmulatorState
+from repo_updater.store import changesets as cs_store
+from repo_updater.store import repos as repo_store
+
+BATCH_CHANGE = "demo-upgrade-ci"
+DEMO_REPO = "acme/repo-1"
+
+
+def seed(state: EmulatorState) -> None:
+    gh = state.host(HostKind.GITHUB)
+    for i in range(30):
+        repo = gh.add_repo("acme", f"repo-{i}", fork=i % 10 == 9, description=f"Service {i}")
+        if i < 5:
+            gh.add_pull(repo.full_name, title=f"Upgrade CI on {repo.name}")
+            gh.add_pull(
+                repo.full_name, title=f"Draft: bump deps on {repo.name}", state=HostPullState.DRAFT
+            )
+    gh.add_repo("acme", "legacy-monolith", archived=True)
+    gl = state.host(HostKind.GITLAB)
+    for i in range(6):
+        gl.add_repo("platform", f"svc-{i}")
+        gl.add_repo("platform/tools", f"tool-{i}")
+    gl.add_pull("platform/svc-0", title="Upgrade CI on svc-0")
+    gt = state.host(HostKind.GITEA)
+    for i in range(8):
+        gt.add_repo("infra", f"role-{i}")
+    bb = state.host(HostKind.BITBUCKET_SERVER)
+    for i in range(4):
+        bb.add_repo("OPS", f"deploy-{i}")
+
+
+def demo_config(
+    base_urls: dict[HostKind, str], database: str, api_port: int, interval: float
+) -> Config:
+    return parse_config(
+        {
+            "database": database,
+            "repo_sync_interval": interval,
+            "changeset_poll_interval": 1,
+            "api": {"host": "127.0.0.1", "port": api_port},
+            "external_services": [
+                {
+                    "name": "demo-github",
+                    "kind": "github",
+                    "url": base_urls[HostKind.GITHUB],
+                    "orgs": ["acme"],
+                    "name_prefix": "github.emulator",
+                },
+                {
+                    "name": "demo-gitlab",
+                    "kind": "gitlab",
+                    "url": base_urls[HostKind.GITLAB],
+                    "orgs": ["platform"],
+                    "name_prefix": "gitlab.emulator",
+                },
+                {
+                    "name": "demo-gitea",
+                    "kind": "gitea",
+                    "url": base_urls[HostKind.GITEA],
+                    "orgs": ["infra"],
+                    "name_prefix": "gitea.emulator",
+                },
+                {
+                    "name": "demo-bitbucket",
+                    "kind": "bitbucketServer",
+                    "url": base_urls[HostKind.BITBUCKET_SERVER],
+                    "orgs": ["OPS"],
+                    "name_prefix": "bitbucket.emulator",
+                },
+            ],
+        },
+        {},
+    )
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], limit: float, what: str) -> float:
+    start = time.monotonic()
+    while not await check():
+        if time.monotonic() - start > limit:
+            raise TimeoutError(f"demo: {what} did not happen within {limit:.0f}s")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - start
+
+
+async def changeset_states(app: App, repo_suffix: str | None = None) -> list[Any]:
+    async with app.engine.connect() as conn:
+        views = await cs_store.list_changesets(conn)
+    return [v for v in views if repo_suffix is None or v.repo_name.endswith("/" + repo_suffix)]
+
+
+def show(rows: list[Any]) -> None:
+    for v in rows:
+        state = v.external_state.value if v.external_state else "(not synced)"
+        print(f"    #{v.id:<3} {v.repo_name}#{v.number:<3} {state:<9} {v.title}")
+
+
+async def walkthrough(app: App, state: EmulatorState, interval: float) -> None:
+    async def synced_all() -> bool:
+        async with app.engine.connect() as conn:
+            return all(s.last_sync_at for s in await repo_store.list_services(conn))
+
+    await wait_for(synced_all, 60, "the first sync of every service")
+    async with app.engine.connect() as conn:
+        services = await repo_store.list_services(conn)
+    for s in services:
+        print(f"  synced {s.name:<15} {s.repo_count:>3} repos  error: {s.last_sync_error or '-'}")
+
+    async with app.engine.begin() as conn:
+        existing = {b.name: b.id for b in await cs_store.list_batch_changes(conn)}
+        bc_id = existing.get(BATCH_CHANGE) or await cs_store.create_batch_change(
+            conn, BATCH_CHANGE, "Upgrade the CI image everywhere", app.clock()
+        )
+        for repo in await repo_store.list_repos(conn, name_contains="/acme/repo-"):
+            if repo.external_name in {f"acme/repo-{i}" for i in range(5)}:
+                for number in (1, 2):
+                    await cs_store.track_changeset(conn, bc_id, repo.id, number, app.clock())
+    app.changeset_syncer.wake()
+
+    async def all_synced() -> bool:
+        return all(v.last_synced_at for v in await changeset_states(app))
+
+    await wait_for(all_synced, 60, "the first changeset sync")
+    print(
+        f"\n  batch change {BATCH_CHANGE!r} tracks {len(await changeset_states(app))} changesets;"
+        f" on {DEMO_REPO}:"
+    )
+    show(await changeset_states(app, DEMO_REPO))
+
+    print(f"\n  archiving {DEMO_REPO} in the emulator (repo sync interval {interval:g}s) ...")
+    state.host(HostKind.GITHUB).set_archived(DEMO_REPO, True)
+
+    async def readonly() -> bool:
+        rows = await changeset_states(app, DEMO_REPO)
+        return bool(rows) and all(v.external_state is ExternalState.READONLY for v in rows)
+
+    took = await wait_for(readonly, 4 * interval + 30, "READONLY after archiving")
+    print(f"  after {took:.1f}s its changesets are READONLY:")
+    show(await changeset_states(app, DEMO_REPO))
+
+    print(f"\n  unarchiving {DEMO_REPO} ...")
+    state.host(HostKind.GITHUB).set_archived(DEMO_REPO, False)
+
+    async def back() -> bool:
+        rows = await changeset_states(app, DEMO_REPO)
+        return all(v.external_state in (ExternalState.OPEN, ExternalState.DRAFT) for v in rows)
+
+    took = await wait_for(back, 4 * interval + 30, "the host's states after unarchiving")
+    print(f"  after {took:.1f}s they are back to what the host says:")
+    show(await changeset_states(app, DEMO_REPO))
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    state = EmulatorState()
+    seed(state)
+    try:
+        emulator_cm = running_emulator(state, port=args.emulator_port)
+        emulator = await emulator_cm.__aenter__()
+    except OSError as exc:
+        print(
+            f"error: cannot start the emulator on port {args.emulator_port}: {exc} "
+            "(use --emulator-port 0 for any free port)"
+        )
+        return 2
+    try:
+        urls = {kind: emulator.base_url(kind) for kind in HostKind}
+        config = demo_config(urls, args.database, args.api_port, args.interval)
+        print(f"emulator: {emulator.url}  (admin API {emulator.url}/_admin)")
+        print(f"database: {config.database}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        async with open_app(config) as app:
+            server = asyncio.create_task(serve(app, stop))
+            try:
+                await walkthrough(app, state, args.interval)
+                if args.once:
+                    return 0
+                print(
+                    f"\nAPI and dashboard: http://127.0.0.1:{args.api_port}/  (Ctrl-C to stop)\n"
+                    "Try, in another terminal:\n"
+                    f"  repo-updater emulator archive acme/repo-3 --url {emulator.url}\n"
+                    "  repo-updater repos list --archived      (after the next sync)\n"
+                    "  repo-updater changesets list",
+                    flush=True,
+                )
+                await stop.wait()
+                return 0
+            finally:
+                stop.set()
+                await server
+    finally:
+        await emulator_cm.__aexit__(None, None, None)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="run everything against the built-in emulator (no token)")
+    p.add_argument("--database", default="sqlite:///repo-updater.db")
+    p.add_argument("--emulator-port", type=int, default=7700)
+    p.add_argument("--api-port", type=int, default=7800)
+    p.add_argument("--interval", type=float, default=3.0, help="repo sync interval, seconds")
+    p.add_argument("--once", action="store_true", help="exit after the walkthrough")
+    p.set_defaults(func=run_demo)

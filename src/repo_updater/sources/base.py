@@ -1,0 +1,226 @@
+"""What every source shares: repo selection, store-name prefixes, and an HTTP client that maps
+failures onto our exceptions, retries what is worth retrying and honours rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from repo_updater.domain import (
+    HostError,
+    NotFound,
+    RateLimited,
+    RepoArchived,
+    RequestCounter,
+    SourceError,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which repositories of a host a service covers.
+
+    ``owners``: orgs (GitHub, Gitea), groups (GitLab), project keys (Bitbucket Server).
+    ``repos``: explicit host-relative full names. ``exclude``: glob patterns on full names.
+    """
+
+    owners: tuple[str, ...] = ()
+    repos: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def excluded(self, full_name: str) -> bool:
+        lowered = full_name.lower()
+        return any(fnmatch.fnmatchcase(lowered, p.lower()) for p in self.exclude)
+
+
+def default_name_prefix(base_url: str) -> str:
+    """``https://api.github.com`` -> ``github.com``; ``http://127.0.0.1:7700/github`` ->
+    ``127.0.0.1:7700/github``; ``https://gitlab.example.com/`` -> ``gitlab.example.com``."""
+    parts = urlsplit(base_url)
+    host = parts.netloc
+    if host == "api.github.com":
+        host = "github.com"
+    path = parts.path.rstrip("/")
+    for suffix in ("/api/v4", "/api/v1", "/api/v3", "/rest/api/1.0"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    return f"{host}{path}"
+
+
+def normalise_base_url(base_url: str) -> str:
+    return base_url.rstrip("/")
+
+
+# A classifier looks at a response that is not 2xx and says what it means, or returns None to
+# fall back to the generic mapping.
+Classifier = Callable[[httpx.Response], SourceError | None]
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    attempts: int = 3  # for 5xx, timeouts and transport errors
+    backoff: float = 0.2  # seconds, doubled each attempt
+    max_rate_limit_wait: float = 60.0  # sleep through rate limits shorter than this
+
+
+@dataclass(slots=True)
+class HostClient:
+    """An httpx client for one code host. Never lets a token into an error message."""
+
+    base_url: str
+    headers: Mapping[str, str]
+    classify: Classifier | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 30.0
+    transport: httpx.AsyncBaseTransport | None = None
+    counter: RequestCounter = field(default_factory=RequestCounter)
+    secrets: tuple[str, ...] = ()
+    _client: httpx.AsyncClient | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=dict(self.headers),
+                timeout=self.timeout,
+                transport=self.transport,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "[REDACTED]")
+        return text
+
+    async def request(
+        self, method: str, url: str, *, kind: str = "request", **kwargs: Any
+    ) -> httpx.Response:
+        """Send a request; return the 2xx/304 response or raise a ``SourceError``."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.counter.add(kind)
+                response = await self.client().request(method, url, **kwargs)
+            except httpx.TimeoutException:
+                retryable = True
+                error: SourceError = HostError(f"{method} {self.redact(url)}: timed out")
+            except httpx.HTTPError as exc:
+                retryable = True
+                error = HostError(f"{method} {self.redact(url)}: {self.redact(str(exc))}")
+            else:
+                if response.is_success or response.status_code == 304:
+                    return response
+                # Only server-side failures are worth another try; a 4xx will not change.
+                retryable = response.status_code >= 500
+                error = self._map(method, url, response)
+            if isinstance(error, RateLimited):
+                if error.retry_after <= self.retry.max_rate_limit_wait and attempt <= 5:
+                    log.warning(
+                        "rate limited by %s; waiting %.1fs", self.base_url, error.retry_after
+                    )
+                    await asyncio.sleep(error.retry_after)
+                    continue
+                raise error
+            if isinstance(error, HostError) and retryable and attempt < self.retry.attempts:
+                await asyncio.sleep(self.retry.backoff * (2 ** (attempt - 1)))
+                continue
+            raise error
+
+    def _map(self, method: str, url: str, response: httpx.Response) -> SourceError:
+        if self.classify is not None:
+            mapped = self.classify(response)
+            if mapped is not None:
+                return mapped
+        where = f"{method} {self.redact(url)}"
+        status = response.status_code
+        detail = self.redact(_message(response))
+        if status == 429:
+            return RateLimited(f"{where}: rate limited", retry_after_seconds(response.headers))
+        if status == 401:
+            return Unauthorized(f"{where}: 401 unauthorized (check the token)")
+        if status == 404:
+            return NotFound(f"{where}: 404 not found")
+        if status == 403 and "archived" in detail.lower():
+            return RepoArchived(f"{where}: {detail}")
+        if status == 403:
+            return Unauthorized(f"{where}: 403 forbidden: {detail}")
+        return HostError(f"{where}: HTTP {status}: {detail[:200]}")
+
+    async def get_json(
+        self, url: str, *, kind: str = "request", **kwargs: Any
+    ) -> tuple[Any, httpx.Response]:
+        response = await self.request("GET", url, kind=kind, **kwargs)
+        return decode_json(response, self.redact(url)), response
+
+
+def decode_json(response: httpx.Response, where: str) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise HostError(f"GET {where}: response is not valid JSON (truncated?)") from None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        for key in ("message", "error", "errors"):
+            if key in body:
+                return str(body[key])
+    return str(body)[:200]
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float:
+    """Seconds to wait from ``Retry-After`` or a rate-limit reset header (epoch seconds)."""
+    value = headers.get("retry-after")
+    if value is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+    for name in ("x-ratelimit-reset", "ratelimit-reset"):
+        reset = headers.get(name)
+        if reset is not None:
+            try:
+                import time
+
+                current = time.time() if now is None else now
+                return max(0.0, float(reset) - current)
+            except ValueError:
+                pass
+    return 60.0
+
+
+def parse_next_link(headers: Mapping[str, str]) -> str | None:
+    """The ``rel="next"`` URL of an RFC 5988 ``Link`` header, if any."""
+    link = headers.get("link")
+    if not link:
+        return None
+    for part in link.split(","):
+        section = part.split(";")
+        if len(section) < 2:
+            continue
+        url = section[0].strip().strip("<>")
+        if any(s.strip() in ('rel="next"', "rel=next") for s in section[1:]):
+            return url
+    return None

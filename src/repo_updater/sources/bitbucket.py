@@ -1,0 +1,254 @@
+"""Bitbucket Server / Data Center source (REST 1.0).
+
+Listing: ``GET /projects/{key}/repos?start=&limit=`` per configured project key, following
+``nextPageStart`` until ``isLastPage``, then ``GET /projects/{key}/repos/{slug}`` per explicit
+``KEY/slug``. ``archived`` is Bitbucket 8+'s flag (absent, hence False, on older servers).
+
+Changesets, per repo: one ref -> ``GET /pull-requests/{id}``. Several -> pages of
+``GET /pull-requests?state=ALL&order=NEWEST`` while fewer pages have been read than refs are
+still missing (Bitbucket sends no total, so this caps the listing at about the cost of single
+GETs), then a single GET for each ref not seen (404 -> DELETED). Batch-change PRs are recent,
+so that is usually one request per repo. Reviews come from ``reviewers[].status``; build status
+lives in a separate plugin API and is not loaded (check state UNKNOWN). This source does not
+write (no create/close yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from repo_updater.domain import (
+    ChangesetEvent,
+    ChangesetRef,
+    ChangesetSnapshot,
+    HostError,
+    HostKind,
+    HostPullState,
+    NotFound,
+    RequestCounter,
+    ReviewState,
+    SourcedRepo,
+)
+from repo_updater.sources.base import (
+    HostClient,
+    RetryPolicy,
+    Selection,
+    default_name_prefix,
+    normalise_base_url,
+)
+from repo_updater.sources.common import (
+    DEFAULT_CONCURRENCY,
+    api_root,
+    as_dict,
+    as_list,
+    classify_response,
+    deleted,
+    gather_all,
+    group_refs,
+    list_selection,
+    parse_epoch_ms,
+)
+
+DEFAULT_LIMIT = 100
+PULLS_LIMIT = 50
+_STATES = {"OPEN": HostPullState.OPEN, "DECLINED": HostPullState.CLOSED}
+_STATES["MERGED"] = HostPullState.MERGED
+
+
+def _repo_path(full_name: str) -> str:
+    key, _, slug = full_name.partition("/")
+    return f"/projects/{quote(key, safe='')}/repos/{quote(slug, safe='')}"
+
+
+class BitbucketServerSource:
+    kind = HostKind.BITBUCKET_SERVER
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str | None,
+        selection: Selection,
+        name_prefix: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        counter: RequestCounter | None = None,
+        limit: int = DEFAULT_LIMIT,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout: float = 30.0,
+    ) -> None:
+        self.service_id = normalise_base_url(base_url)
+        self.name_prefix = name_prefix or default_name_prefix(base_url)
+        self.selection = selection
+        self.limit = max(1, limit)
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = HostClient(
+            base_url=api_root(base_url, "/rest/api/1.0"),
+            headers=headers,
+            retry=retry or RetryPolicy(),
+            timeout=timeout,
+            transport=transport,
+            counter=counter or RequestCounter(),
+            secrets=(token,) if token else (),
+        )
+        self._client.classify = lambda r: classify_response(r, self._client.redact)
+        self._limit = asyncio.Semaphore(max(1, concurrency))
+
+    @property
+    def counter(self) -> RequestCounter:
+        return self._client.counter
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _get(self, url: str, *, kind: str, **kwargs: Any) -> Any:
+        async with self._limit:
+            data, _ = await self._client.get_json(url, kind=kind, **kwargs)
+        return data
+
+    async def _paged(
+        self, url: str, start: int, limit: int, kind: str, **params: str
+    ) -> tuple[list[Any], int | None]:
+        """One page of a Bitbucket paged API: its values and the next start (None: last)."""
+        query = {**params, "start": str(start), "limit": str(limit)}
+        page = as_dict(await self._get(url, kind=kind, params=query))
+        values = page.get("values")
+        if not isinstance(values, list) or not isinstance(page.get("isLastPage"), bool):
+            raise HostError(f"GET {url}: malformed page (no values/isLastPage)")
+        if page["isLastPage"]:
+            return values, None
+        next_start = page.get("nextPageStart")
+        if not isinstance(next_start, int) or next_start <= start:
+            raise HostError(f"GET {url}: page is not the last but has no usable nextPageStart")
+        return values, next_start
+
+    # --- repositories ------------------------------------------------------------------------
+
+    def list_repos(self) -> AsyncIterator[Sequence[SourcedRepo]]:
+        return list_selection(self.selection, self._project_pages, self._get_repo)
+
+    async def _project_pages(self, key: str) -> AsyncIterator[list[SourcedRepo]]:
+        url = f"/projects/{quote(key, safe='')}/repos"
+        start: int | None = 0
+        while start is not None:
+            values, start = await self._paged(url, start, self.limit, "list_repos")
+            yield [self._repo(r) for r in values]
+
+    async def _get_repo(self, name: str) -> SourcedRepo:
+        return self._repo(await self._get(_repo_path(name), kind="get_repo"))
+
+    @staticmethod
+    def _repo(repo: Any) -> SourcedRepo:
+        r = as_dict(repo)
+        key = as_dict(r.get("project")).get("key")
+        if not isinstance(r.get("id"), int) or not isinstance(r.get("slug"), str) or not key:
+            raise HostError("malformed Bitbucket repository: missing id, slug or project key")
+        links = as_list(as_dict(r.get("links")).get("self"))
+        return SourcedRepo(
+            external_id=str(r["id"]),
+            name=f"{key}/{r['slug']}",
+            url=str(as_dict(links[0]).get("href") or "") if links else "",
+            archived=bool(r.get("archived")),
+            fork=bool(r.get("origin")),
+            private=not r.get("public", False),
+            description=str(r.get("description") or ""),
+        )
+
+    # --- changesets --------------------------------------------------------------------------
+
+    async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+        groups = group_refs(refs, lambda r: r.repo_name)
+        found: dict[ChangesetRef, ChangesetSnapshot] = {}
+        for part in await gather_all(self._load_repo(n, rs) for n, rs in groups.items()):
+            found.update(part)
+        return [found[ref] for ref in refs]
+
+    async def _load_repo(
+        self, repo_name: str, refs: list[ChangesetRef]
+    ) -> dict[ChangesetRef, ChangesetSnapshot]:
+        wanted = {r.number for r in refs}
+        pulls: dict[int, dict[str, Any]] = {}
+        if len(wanted) > 1:
+            await self._list_pulls(repo_name, wanted, pulls)
+        missing = sorted(wanted - pulls.keys())
+        singles = await gather_all(self._get_pull(repo_name, n) for n in missing)
+        pulls.update({n: p for n, p in zip(missing, singles, strict=True) if p is not None})
+        out: dict[ChangesetRef, ChangesetSnapshot] = {}
+        for ref in refs:
+            pull = pulls.get(ref.number)
+            out[ref] = deleted(ref) if pull is None else _snapshot(ref.changeset_id, pull)
+        return out
+
+    async def _list_pulls(
+        self, repo_name: str, wanted: set[int], pulls: dict[int, dict[str, Any]]
+    ) -> None:
+        url = _repo_path(repo_name) + "/pull-requests"
+        start: int | None = 0
+        pages = 0
+        while start is not None and pages < len(wanted - pulls.keys()):
+            try:
+                values, start = await self._paged(
+                    url, start, PULLS_LIMIT, "load_changesets", state="ALL", order="NEWEST"
+                )
+            except NotFound:
+                return  # the repo is gone: the single GETs will say so
+            pages += 1
+            for item in values:
+                number = as_dict(item).get("id")
+                if number in wanted:
+                    pulls[number] = item
+
+    async def _get_pull(self, repo_name: str, number: int) -> dict[str, Any] | None:
+        try:
+            data = await self._get(
+                f"{_repo_path(repo_name)}/pull-requests/{number}", kind="load_changeset"
+            )
+        except NotFound:
+            return None
+        return as_dict(data)
+
+
+def _review_state(pull: dict[str, Any]) -> ReviewState:
+    statuses = {as_dict(r).get("status") for r in as_list(pull.get("reviewers"))}
+    if "NEEDS_WORK" in statuses:
+        return ReviewState.CHANGES_REQUESTED
+    if "APPROVED" in statuses:
+        return ReviewState.APPROVED
+    return ReviewState.PENDING
+
+
+def _snapshot(changeset_id: int, pull: dict[str, Any]) -> ChangesetSnapshot:
+    number = pull.get("id")
+    state = _STATES.get(str(pull.get("state")))
+    if not isinstance(number, int) or state is None:
+        raise HostError("malformed Bitbucket pull request: missing id or unknown state")
+    if state is HostPullState.OPEN and pull.get("draft"):
+        state = HostPullState.DRAFT
+    closed_at = parse_epoch_ms(pull.get("closedDate"))
+    events: tuple[ChangesetEvent, ...] = ()
+    if closed_at is not None and state in (HostPullState.MERGED, HostPullState.CLOSED):
+        events = (
+            ChangesetEvent(
+                kind="merged" if state is HostPullState.MERGED else "closed", at=closed_at
+            ),
+        )
+    links = as_list(as_dict(pull.get("links")).get("self"))
+    return ChangesetSnapshot(
+        changeset_id=changeset_id,
+        number=number,
+        state=state,
+        title=str(pull.get("title") or ""),
+        url=str(as_dict(links[0]).get("href") or "") if links else "",
+        review_state=_review_state(pull),
+        head_ref=str(as_dict(pull.get("fromRef")).get("displayId") or ""),
+        base_ref=str(as_dict(pull.get("toRef")).get("displayId") or ""),
+        updated_at=parse_epoch_ms(pull.get("updatedDate")),
+        events=events,
+    )

@@ -1,0 +1,183 @@
+"""Pieces the GitLab, Gitea and Bitbucket Server sources share: error classification, the
+"owners, then explicit repos" listing skeleton, bounded concurrency and small parsers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+
+from repo_updater.domain import (
+    ChangesetRef,
+    ChangesetSnapshot,
+    HostPullState,
+    NotFound,
+    RateLimited,
+    RepoArchived,
+    SourcedRepo,
+    SourceError,
+    Unauthorized,
+)
+from repo_updater.sources.base import Selection, retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_CONCURRENCY = 8  # requests in flight while loading changesets
+
+
+class Forbidden(Unauthorized):
+    """A 403 whose body does not say why. Writes check whether the repo is archived."""
+
+
+class Conflict(SourceError):
+    """409: the write conflicts with existing state (e.g. a pull request for that branch
+    already exists). Not a ``HostError``, so the client does not retry it."""
+
+
+def api_root(base_url: str, suffix: str) -> str:
+    """``http://h/gitlab`` or ``http://h/gitlab/api/v4`` -> ``http://h/gitlab/api/v4``."""
+    base = base_url.rstrip("/")
+    return base if base.endswith(suffix) else base + suffix
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The host's error message: ``message``, ``error`` or Bitbucket's ``errors[].message``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict))
+        for key in ("message", "error"):
+            if key in body:
+                return str(body[key])
+    return str(body)[:200]
+
+
+def classify_response(
+    response: httpx.Response,
+    redact: Callable[[str], str],
+    *,
+    archived_statuses: Iterable[int] = (),
+) -> SourceError | None:
+    """Map the statuses every non-GitHub host shares; ``None`` for the generic mapping.
+
+    429 -> RateLimited (``Retry-After`` or an epoch reset header); 401 -> Unauthorized; 403 ->
+    RepoArchived when the body says "archived", else Forbidden; ``archived_statuses`` (Gitea's
+    423 Locked) -> RepoArchived; 404 -> NotFound with the host's message.
+    """
+    request = response.request
+    where = f"{request.method} {redact(str(request.url.copy_with(query=None)))}"
+    status = response.status_code
+    detail = redact(error_detail(response))[:200]
+    if status == 429:
+        wait = retry_after_seconds(response.headers)
+        return RateLimited(f"{where}: rate limited (retry after {wait:.0f}s)", wait)
+    if status == 401:
+        return Unauthorized(f"{where}: 401 unauthorized (check the token)")
+    if status in archived_statuses or (status == 403 and "archived" in detail.lower()):
+        return RepoArchived(f"{where}: repository is archived: {detail}")
+    if status == 403:
+        return Forbidden(f"{where}: 403 forbidden: {detail}")
+    if status == 404:
+        return NotFound(f"{where}: 404 not found: {detail}")
+    if status == 409:
+        return Conflict(f"{where}: 409 conflict: {detail}")
+    return None
+
+
+async def list_selection(
+    selection: Selection,
+    owner_pages: Callable[[str], AsyncIterator[list[SourcedRepo]]],
+    get_repo: Callable[[str], Awaitable[SourcedRepo]],
+) -> AsyncIterator[list[SourcedRepo]]:
+    """Owners' pages, then the explicit repos (one page each), excluded names and duplicates
+    dropped. An explicit repo the host answers 404 for is gone and skipped (logged); any other
+    failure propagates, after the pages already yielded."""
+    seen: set[str] = set()
+
+    def keep(repos: Iterable[SourcedRepo]) -> list[SourcedRepo]:
+        out = []
+        for r in repos:
+            if r.external_id in seen or selection.excluded(r.name):
+                continue
+            seen.add(r.external_id)
+            out.append(r)
+        return out
+
+    for owner in selection.owners:
+        async for page in owner_pages(owner):
+            kept = keep(page)
+            if kept:
+                yield kept
+    for name in selection.repos:
+        if selection.excluded(name):
+            continue
+        try:
+            repo = await get_repo(name)
+        except NotFound:
+            log.warning("configured repository %s not found; skipping it", name)
+            continue
+        page = keep([repo])
+        if page:
+            yield page
+
+
+async def gather_all(jobs: Iterable[Awaitable[T]]) -> list[T]:
+    """Await all ``jobs`` concurrently, results in order; when one fails, cancel the others
+    and raise its error."""
+    tasks = [asyncio.ensure_future(j) for j in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def group_refs(
+    refs: Sequence[ChangesetRef], key: Callable[[ChangesetRef], str]
+) -> dict[str, list[ChangesetRef]]:
+    groups: dict[str, list[ChangesetRef]] = {}
+    for ref in refs:
+        groups.setdefault(key(ref), []).append(ref)
+    return groups
+
+
+def deleted(ref: ChangesetRef) -> ChangesetSnapshot:
+    return ChangesetSnapshot(
+        changeset_id=ref.changeset_id, number=ref.number, state=HostPullState.DELETED
+    )
+
+
+def parse_iso(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_epoch_ms(value: Any) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []

@@ -1,0 +1,337 @@
+"""Gitea source (API v1).
+
+Listing: ``GET /orgs/{owner}/repos`` per owner, falling back to ``GET /users/{owner}/repos``
+when the org does not exist (50 per page, Gitea's maximum; ``Link: rel="next"``, else
+``X-Total-Count``), then ``GET /repos/{owner}/{name}`` per explicit repo.
+
+Changesets, per repo: one ref -> ``GET /pulls/{index}``. Several -> the first page of
+``GET /pulls?state=all`` (newest first); if the rest of the listing (``X-Total-Count``) costs
+fewer requests than fetching the refs not yet found one by one, the source pages on, else it
+GETs them singly. A ref the listing did not show is confirmed with a single GET before it is
+reported DELETED (listings shift while paged). So a repo costs ``min(pages, 1 + missing)``
+requests. Gitea puts neither reviews nor CI status on a PR, so for each open PR the source
+also GETs ``/pulls/{index}/reviews`` (``load_reviews``) and the head commit's combined status
+(``load_checks``): +2 requests per open PR when both are on (the default).
+
+Writes to archived repos answer ``423 Locked`` -> ``RepoArchived``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from repo_updater.domain import (
+    ChangesetEvent,
+    ChangesetRef,
+    ChangesetSnapshot,
+    CheckState,
+    HostError,
+    HostKind,
+    HostPullState,
+    NewChangesetSpec,
+    NotFound,
+    RequestCounter,
+    ReviewState,
+    SourcedRepo,
+)
+from repo_updater.sources.base import (
+    HostClient,
+    RetryPolicy,
+    Selection,
+    default_name_prefix,
+    normalise_base_url,
+    parse_next_link,
+)
+from repo_updater.sources.common import (
+    DEFAULT_CONCURRENCY,
+    Conflict,
+    api_root,
+    as_dict,
+    as_list,
+    classify_response,
+    deleted,
+    gather_all,
+    group_refs,
+    list_selection,
+    parse_iso,
+)
+
+MAX_LIMIT = 50
+WIP_PREFIXES = ("wip:", "[wip]")
+_CHECKS = {"success": CheckState.PASSED, "warning": CheckState.PASSED}
+_CHECKS |= {"failure": CheckState.FAILED, "error": CheckState.FAILED, "pending": CheckState.PENDING}
+
+
+def _repo_path(full_name: str) -> str:
+    owner, _, name = full_name.partition("/")
+    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+
+
+class GiteaSource:
+    kind = HostKind.GITEA
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str | None,
+        selection: Selection,
+        name_prefix: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        counter: RequestCounter | None = None,
+        limit: int = MAX_LIMIT,
+        load_reviews: bool = True,
+        load_checks: bool = True,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout: float = 30.0,
+    ) -> None:
+        self.service_id = normalise_base_url(base_url)
+        self.name_prefix = name_prefix or default_name_prefix(base_url)
+        self.selection = selection
+        self.limit = max(1, min(MAX_LIMIT, limit))
+        self.load_reviews = load_reviews
+        self.load_checks = load_checks
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"token {token}"
+        self._client = HostClient(
+            base_url=api_root(base_url, "/api/v1"),
+            headers=headers,
+            retry=retry or RetryPolicy(),
+            timeout=timeout,
+            transport=transport,
+            counter=counter or RequestCounter(),
+            secrets=(token,) if token else (),
+        )
+        self._client.classify = lambda r: classify_response(
+            r, self._client.redact, archived_statuses=(423,)
+        )
+        self._limit = asyncio.Semaphore(max(1, concurrency))
+
+    @property
+    def counter(self) -> RequestCounter:
+        return self._client.counter
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _get(self, url: str, *, kind: str, **kwargs: Any) -> tuple[Any, httpx.Response]:
+        async with self._limit:
+            return await self._client.get_json(url, kind=kind, **kwargs)
+
+    # --- repositories ------------------------------------------------------------------------
+
+    def list_repos(self) -> AsyncIterator[Sequence[SourcedRepo]]:
+        return list_selection(self.selection, self._owner_pages, self._get_repo)
+
+    async def _owner_pages(self, owner: str) -> AsyncIterator[list[SourcedRepo]]:
+        try:
+            first = await self._page(f"/orgs/{quote(owner, safe='')}/repos", 1)
+            base = f"/orgs/{quote(owner, safe='')}/repos"
+        except NotFound:  # not an org: a user
+            base = f"/users/{quote(owner, safe='')}/repos"
+            first = await self._page(base, 1)
+        data, response = first
+        page = 1
+        while True:
+            yield [self._repo(r) for r in data]
+            next_url = parse_next_link(response.headers)
+            total = response.headers.get("x-total-count", "")
+            if next_url is None and not (total.isdigit() and page * self.limit < int(total)):
+                return
+            page += 1
+            if next_url is not None:
+                data, response = await self._list(next_url, None)
+            else:
+                data, response = await self._page(base, page)
+
+    async def _page(self, url: str, page: int) -> tuple[list[Any], httpx.Response]:
+        return await self._list(url, {"page": str(page), "limit": str(self.limit)})
+
+    async def _list(
+        self, url: str, params: dict[str, str] | None, kind: str = "list_repos"
+    ) -> tuple[list[Any], httpx.Response]:
+        data, response = await self._get(url, kind=kind, params=params)
+        if not isinstance(data, list):
+            raise HostError(f"GET {url}: expected a list")
+        return data, response
+
+    async def _get_repo(self, name: str) -> SourcedRepo:
+        data, _ = await self._get(_repo_path(name), kind="get_repo")
+        return self._repo(data)
+
+    @staticmethod
+    def _repo(repo: Any) -> SourcedRepo:
+        r = as_dict(repo)
+        if not isinstance(r.get("id"), int) or not isinstance(r.get("full_name"), str):
+            raise HostError("malformed Gitea repository: missing id or full_name")
+        return SourcedRepo(
+            external_id=str(r["id"]),
+            name=r["full_name"],
+            url=str(r.get("html_url") or ""),
+            archived=bool(r.get("archived")),
+            fork=bool(r.get("fork")),
+            private=bool(r.get("private")) or bool(r.get("internal")),
+            description=str(r.get("description") or ""),
+        )
+
+    # --- changesets --------------------------------------------------------------------------
+
+    async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+        groups = group_refs(refs, lambda r: r.repo_name)
+        found: dict[ChangesetRef, ChangesetSnapshot] = {}
+        for part in await gather_all(self._load_repo(n, rs) for n, rs in groups.items()):
+            found.update(part)
+        return [found[ref] for ref in refs]
+
+    async def _load_repo(
+        self, repo_name: str, refs: list[ChangesetRef]
+    ) -> dict[ChangesetRef, ChangesetSnapshot]:
+        wanted = {r.number for r in refs}
+        pulls: dict[int, dict[str, Any]] = {}
+        if len(wanted) > 1:
+            await self._list_pulls(repo_name, wanted, pulls)
+        missing = sorted(wanted - pulls.keys())
+        singles = await gather_all(self._get_pull(repo_name, n) for n in missing)
+        pulls.update({n: p for n, p in zip(missing, singles, strict=True) if p is not None})
+        await gather_all(self._complete(repo_name, p) for p in pulls.values())
+        out: dict[ChangesetRef, ChangesetSnapshot] = {}
+        for ref in refs:
+            pull = pulls.get(ref.number)
+            out[ref] = deleted(ref) if pull is None else _snapshot(ref.changeset_id, pull)
+        return out
+
+    async def _list_pulls(
+        self, repo_name: str, wanted: set[int], pulls: dict[int, dict[str, Any]]
+    ) -> None:
+        """Page through the repo's pulls while that is cheaper than single GETs."""
+        url = _repo_path(repo_name) + "/pulls"
+        page = 1
+        while True:
+            params = {"state": "all", "page": str(page), "limit": str(MAX_LIMIT)}
+            try:
+                data, response = await self._list(url, params, kind="load_changesets")
+            except NotFound:
+                return  # the repo is gone: the single GETs will say so
+            for item in data:
+                number = as_dict(item).get("number")
+                if number in wanted:
+                    pulls[number] = item
+            total = response.headers.get("x-total-count", "")
+            pages_left = -(-int(total) // MAX_LIMIT) - page if total.isdigit() else 0
+            if not data or pages_left <= 0 or pages_left >= len(wanted - pulls.keys()):
+                return
+            page += 1
+
+    async def _get_pull(self, repo_name: str, number: int) -> dict[str, Any] | None:
+        try:
+            data, _ = await self._get(
+                f"{_repo_path(repo_name)}/pulls/{number}", kind="load_changeset"
+            )
+        except NotFound:
+            return None
+        return as_dict(data)
+
+    async def _complete(self, repo_name: str, pull: dict[str, Any]) -> None:
+        """Add reviews and the combined CI status to an open PR, in place."""
+        if pull.get("state") != "open":
+            return
+        base = _repo_path(repo_name)
+        if self.load_reviews:
+            reviews, _ = await self._get(
+                f"{base}/pulls/{pull.get('number')}/reviews", kind="load_reviews"
+            )
+            pull["_reviews"] = as_list(reviews)
+        sha = as_dict(pull.get("head")).get("sha")
+        if self.load_checks and isinstance(sha, str) and sha:
+            status, _ = await self._get(f"{base}/commits/{quote(sha)}/status", kind="load_checks")
+            pull["_checks"] = as_dict(status).get("state")
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def create_changeset(
+        self, spec: NewChangesetSpec, *, changeset_id: int = 0
+    ) -> ChangesetSnapshot:
+        """Open a pull request; if one is already open for head and base, return that one."""
+        title = spec.title
+        if spec.draft and not title.lower().startswith(WIP_PREFIXES):
+            title = f"WIP: {title}"
+        body = {"head": spec.head_ref, "base": spec.base_ref, "title": title, "body": spec.body}
+        path = _repo_path(spec.repo_name)
+        try:
+            response = await self._client.request("POST", path + "/pulls", kind="write", json=body)
+        except Conflict:
+            existing = (
+                f"{path}/pulls/{quote(spec.base_ref, safe='')}/{quote(spec.head_ref, safe='')}"
+            )
+            data, _ = await self._get(existing, kind="get_changeset")
+            return _snapshot(changeset_id, as_dict(data))
+        return _snapshot(changeset_id, as_dict(response.json()))
+
+    async def close_changeset(
+        self, repo_name: str, number: int, *, changeset_id: int = 0
+    ) -> ChangesetSnapshot:
+        url = f"{_repo_path(repo_name)}/pulls/{number}"
+        response = await self._client.request("PATCH", url, kind="write", json={"state": "closed"})
+        return _snapshot(changeset_id, as_dict(response.json()))
+
+
+def _review_state(reviews: list[Any]) -> ReviewState:
+    latest: dict[str, str] = {}  # each reviewer's last verdict counts
+    for review in reviews:
+        r = as_dict(review)
+        state = str(r.get("state", ""))
+        if r.get("dismissed") or state in ("PENDING", "REQUEST_REVIEW", ""):
+            continue
+        latest[str(as_dict(r.get("user")).get("login", ""))] = state
+    verdicts = set(latest.values())
+    if "REQUEST_CHANGES" in verdicts:
+        return ReviewState.CHANGES_REQUESTED
+    if "APPROVED" in verdicts:
+        return ReviewState.APPROVED
+    if "COMMENT" in verdicts:
+        return ReviewState.COMMENTED
+    return ReviewState.PENDING
+
+
+def _snapshot(changeset_id: int, pull: dict[str, Any]) -> ChangesetSnapshot:
+    number = pull.get("number")
+    if not isinstance(number, int):
+        raise HostError("malformed Gitea pull request: missing number")
+    title = str(pull.get("title") or "")
+    merged_at, closed_at = parse_iso(pull.get("merged_at")), parse_iso(pull.get("closed_at"))
+    events: tuple[ChangesetEvent, ...] = ()
+    if pull.get("merged"):
+        state = HostPullState.MERGED
+        events = (ChangesetEvent(kind="merged", at=merged_at),) if merged_at else ()
+    elif pull.get("state") == "closed":
+        state = HostPullState.CLOSED
+        events = (ChangesetEvent(kind="closed", at=closed_at),) if closed_at else ()
+    elif pull.get("draft") or title.lower().startswith(WIP_PREFIXES):
+        state = HostPullState.DRAFT
+    else:
+        state = HostPullState.OPEN
+    checks = pull.get("_checks")
+    return ChangesetSnapshot(
+        changeset_id=changeset_id,
+        number=number,
+        state=state,
+        title=title,
+        url=str(pull.get("html_url") or ""),
+        review_state=_review_state(as_list(pull.get("_reviews"))),
+        check_state=_CHECKS.get(checks, CheckState.UNKNOWN)
+        if isinstance(checks, str)
+        else CheckState.UNKNOWN,
+        additions=int(pull.get("additions") or 0),
+        deletions=int(pull.get("deletions") or 0),
+        head_ref=str(as_dict(pull.get("head")).get("ref") or ""),
+        base_ref=str(as_dict(pull.get("base")).get("ref") or ""),
+        updated_at=parse_iso(pull.get("updated_at")),
+        events=events,
+    )

@@ -1,0 +1,340 @@
+"""GitHub source: lists repositories over REST, loads pull requests over GraphQL in batches,
+and opens/closes pull requests over REST.
+
+Listing remembers each page's ``ETag`` so that an unchanged page costs a ``304`` (which GitHub
+does not count against the rate limit) and no parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from repo_updater.domain import (
+    ChangesetRef,
+    ChangesetSnapshot,
+    HostError,
+    HostKind,
+    HostPullState,
+    NewChangesetSpec,
+    NotFound,
+    RateLimited,
+    RepoArchived,
+    RequestCounter,
+    SourcedRepo,
+    SourceError,
+    Unauthorized,
+)
+from repo_updater.sources.base import (
+    HostClient,
+    RetryPolicy,
+    Selection,
+    decode_json,
+    default_name_prefix,
+    normalise_base_url,
+    parse_next_link,
+    retry_after_seconds,
+)
+from repo_updater.sources.github_graphql import build_query, snapshot_from_node
+
+log = logging.getLogger(__name__)
+
+PER_PAGE = 100
+_ARCHIVED = "archived so is read-only"
+
+
+class _PullRequestExists(SourceError):
+    """422: an open pull request for this head branch already exists."""
+
+
+@dataclass(slots=True)
+class _CachedPage:
+    etag: str
+    repos: list[SourcedRepo]
+    next_url: str | None
+
+
+class GitHubSource:
+    kind = HostKind.GITHUB
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str | None,
+        selection: Selection,
+        name_prefix: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        batch_size: int = 50,
+        counter: RequestCounter | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.service_id = normalise_base_url(base_url)
+        self.name_prefix = name_prefix if name_prefix is not None else default_name_prefix(base_url)
+        self.selection = selection
+        self.batch_size = batch_size
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "repo-updater",
+        }
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.client = HostClient(
+            base_url=self.service_id,
+            headers=headers,
+            classify=self._classify,
+            retry=retry if retry is not None else RetryPolicy(),
+            timeout=timeout,
+            transport=transport,
+            counter=counter if counter is not None else RequestCounter(),
+            secrets=(token,) if token else (),
+        )
+        self._pages: dict[str, _CachedPage] = {}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # --- errors ----------------------------------------------------------------------------
+
+    def _classify(self, response: httpx.Response) -> SourceError | None:
+        request = response.request
+        where = f"{request.method} {self.client.redact(str(request.url))}"
+        status = response.status_code
+        message = self.client.redact(_message(response))
+        headers = response.headers
+        if status in (403, 429):
+            if headers.get("x-ratelimit-remaining") == "0":
+                wait = retry_after_seconds(headers)
+                return RateLimited(f"{where}: primary rate limit exhausted: {message}", wait)
+            if "retry-after" in headers:
+                wait = retry_after_seconds(headers)
+                return RateLimited(f"{where}: rate limited: {message}", wait)
+            if _ARCHIVED in message.lower():
+                return RepoArchived(f"{where}: {message}")
+            if "rate limit" in message.lower():
+                # Secondary limit without Retry-After: GitHub asks for at least a minute.
+                return RateLimited(f"{where}: rate limited: {message}", 60.0)
+        if status == 401:
+            return Unauthorized(f"{where}: 401 unauthorized (check the token): {message}")
+        if status == 422 and "already exists" in _errors_text(response):
+            return _PullRequestExists(f"{where}: a pull request already exists")
+        return None
+
+    # --- repositories ----------------------------------------------------------------------
+
+    def _sourced(self, raw: Any) -> SourcedRepo:
+        if not isinstance(raw, dict):
+            raise HostError(f"{self.service_id}: malformed repository in response")
+        try:
+            return SourcedRepo(
+                external_id=str(raw["id"]),
+                name=str(raw["full_name"]),
+                url=str(raw["html_url"]),
+                archived=bool(raw.get("archived", False)),
+                fork=bool(raw.get("fork", False)),
+                private=bool(raw.get("private", False)),
+                description=raw.get("description") or "",
+            )
+        except KeyError as missing:
+            raise HostError(f"{self.service_id}: repository without {missing}") from None
+
+    async def _page(self, url: str) -> tuple[list[SourcedRepo], str | None]:
+        """One listing page: its repos (selection applied) and the next page's URL."""
+        cached = self._pages.get(url)
+        headers = {"If-None-Match": cached.etag} if cached is not None else None
+        response = await self.client.request("GET", url, kind="list_repos", headers=headers)
+        if response.status_code == 304 and cached is not None:
+            next_url = parse_next_link(response.headers) if "link" in response.headers else None
+            return cached.repos, next_url if next_url is not None else cached.next_url
+        data = decode_json(response, self.client.redact(url))
+        if not isinstance(data, list):
+            raise HostError(f"GET {self.client.redact(url)}: expected a list of repositories")
+        repos = [r for r in map(self._sourced, data) if not self.selection.excluded(r.name)]
+        next_url = parse_next_link(response.headers)
+        etag = response.headers.get("etag")
+        if etag:
+            self._pages[url] = _CachedPage(etag, repos, next_url)
+        return repos, next_url
+
+    async def _first_owner_page(self, owner: str) -> tuple[list[SourcedRepo], str | None]:
+        org_url = f"/orgs/{quote(owner, safe='')}/repos?per_page={PER_PAGE}"
+        try:
+            return await self._page(org_url)
+        except NotFound:
+            pass
+        user_url = f"/users/{quote(owner, safe='')}/repos?per_page={PER_PAGE}"
+        try:
+            return await self._page(user_url)
+        except NotFound:
+            raise NotFound(f"{self.service_id}: no organization or user {owner!r}") from None
+
+    async def list_repos(self) -> AsyncIterator[Sequence[SourcedRepo]]:
+        for owner in self.selection.owners:
+            repos, next_url = await self._first_owner_page(owner)
+            yield repos
+            while next_url is not None:
+                repos, next_url = await self._page(next_url)
+                yield repos
+        for full_name in self.selection.repos:
+            if self.selection.excluded(full_name):
+                continue
+            try:
+                repos, _ = await self._single(full_name)
+            except NotFound:
+                log.warning("%s: repository %s not found; skipping", self.service_id, full_name)
+                continue
+            yield repos
+
+    async def _single(self, full_name: str) -> tuple[list[SourcedRepo], None]:
+        url = f"/repos/{quote(full_name, safe='/')}"
+        cached = self._pages.get(url)
+        headers = {"If-None-Match": cached.etag} if cached is not None else None
+        response = await self.client.request("GET", url, kind="get_repo", headers=headers)
+        if response.status_code == 304 and cached is not None:
+            return cached.repos, None
+        repo = self._sourced(decode_json(response, self.client.redact(url)))
+        repos = [] if self.selection.excluded(repo.name) else [repo]
+        etag = response.headers.get("etag")
+        if etag:
+            self._pages[url] = _CachedPage(etag, repos, None)
+        return repos, None
+
+    # --- changesets ------------------------------------------------------------------------
+
+    async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+        out: list[ChangesetSnapshot] = []
+        for start in range(0, len(refs), self.batch_size):
+            out.extend(await self._load_batch(refs[start : start + self.batch_size]))
+        return out
+
+    async def _load_batch(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+        query, aliases = build_query(refs)
+        response = await self.client.request(
+            "POST", "/graphql", kind="graphql", json={"query": query}
+        )
+        body = decode_json(response, "/graphql")
+        if not isinstance(body, dict):
+            raise HostError(f"{self.service_id}/graphql: malformed response")
+        errors = body.get("errors") or []
+        for error in errors:
+            if not isinstance(error, dict) or error.get("type") == "NOT_FOUND":
+                continue
+            text = self.client.redact(str(error.get("message", error)))[:300]
+            if error.get("type") == "RATE_LIMITED":
+                wait = retry_after_seconds(response.headers)
+                raise RateLimited(f"{self.service_id}/graphql: {text}", wait)
+            raise HostError(f"{self.service_id}/graphql: {text}")
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise HostError(f"{self.service_id}/graphql: response without data")
+        snapshots = []
+        for ref, (repo_alias, pull_alias) in zip(refs, aliases, strict=True):
+            repo_node = data.get(repo_alias)
+            node = repo_node.get(pull_alias) if isinstance(repo_node, dict) else None
+            if node is None:
+                snapshots.append(
+                    ChangesetSnapshot(
+                        changeset_id=ref.changeset_id,
+                        number=ref.number,
+                        state=HostPullState.DELETED,
+                    )
+                )
+                continue
+            try:
+                snapshots.append(snapshot_from_node(ref.changeset_id, node))
+            except (KeyError, TypeError, ValueError) as error:
+                raise HostError(
+                    f"{self.service_id}/graphql: malformed pull request {ref.repo_name}"
+                    f"#{ref.number}: {error!r}"
+                ) from None
+        return snapshots
+
+    async def create_changeset(self, spec: NewChangesetSpec) -> ChangesetSnapshot:
+        """Open a pull request (or return the open one for the same head branch).
+
+        The snapshot's ``changeset_id`` is 0: the caller knows which changeset it is."""
+        url = f"/repos/{quote(spec.repo_name, safe='/')}/pulls"
+        payload = {
+            "title": spec.title,
+            "body": spec.body,
+            "head": spec.head_ref,
+            "base": spec.base_ref,
+            "draft": spec.draft,
+        }
+        try:
+            response = await self.client.request("POST", url, kind="create_pr", json=payload)
+        except _PullRequestExists:
+            owner = spec.repo_name.partition("/")[0]
+            existing, _ = await self.client.get_json(
+                url, kind="find_pr", params={"head": f"{owner}:{spec.head_ref}", "state": "open"}
+            )
+            if not isinstance(existing, list) or not existing:
+                raise HostError(f"POST {url}: pull request exists but was not found") from None
+            return _snapshot_from_rest(existing[0])
+        return _snapshot_from_rest(decode_json(response, url))
+
+    async def close_changeset(self, repo_name: str, number: int) -> ChangesetSnapshot:
+        """Close a pull request. Raises ``RepoArchived`` if the repository is read-only."""
+        url = f"/repos/{quote(repo_name, safe='/')}/pulls/{number}"
+        response = await self.client.request(
+            "PATCH", url, kind="close_pr", json={"state": "closed"}
+        )
+        return _snapshot_from_rest(decode_json(response, url))
+
+
+def _snapshot_from_rest(raw: Any) -> ChangesetSnapshot:
+    if not isinstance(raw, dict):
+        raise HostError("malformed pull request in response")
+    try:
+        if raw.get("merged_at") or raw.get("merged"):
+            state = HostPullState.MERGED
+        elif raw["state"] == "closed":
+            state = HostPullState.CLOSED
+        elif raw.get("draft"):
+            state = HostPullState.DRAFT
+        else:
+            state = HostPullState.OPEN
+        updated = raw.get("updated_at")
+        return ChangesetSnapshot(
+            changeset_id=0,
+            number=int(raw["number"]),
+            state=state,
+            title=str(raw.get("title", "")),
+            url=str(raw.get("html_url", "")),
+            additions=int(raw.get("additions") or 0),
+            deletions=int(raw.get("deletions") or 0),
+            head_ref=str((raw.get("head") or {}).get("ref", "")),
+            base_ref=str((raw.get("base") or {}).get("ref", "")),
+            updated_at=datetime.fromisoformat(updated) if updated else None,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise HostError(f"malformed pull request in response: {error!r}") from None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict) and "message" in body:
+        return str(body["message"])[:300]
+    return str(body)[:200]
+
+
+def _errors_text(response: httpx.Response) -> str:
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return ""
+    return json.dumps(body.get("errors", "")) if isinstance(body, dict) else ""

@@ -1,0 +1,319 @@
+"""GitLab source (REST v4).
+
+Listing: ``GET /groups/{path}/projects?include_subgroups=true`` per configured group (100 per
+page, ``order_by=id``, following ``Link: rel="next"`` or ``X-Next-Page``), then
+``GET /projects/{path}`` per explicit project.
+
+Changesets: one ``GET /projects/{id}/merge_requests?iids[]=..&state=all`` per project and up to
+100 merge requests. Real GitLab leaves ``head_pipeline`` out of MR *lists*, so for open MRs
+whose list entry lacks it the source GETs the single MR (``load_pipelines``, default on; the
+emulator includes it, making that one request per project). Reviews come from
+``detailed_merge_status`` (``requested_changes``); with ``load_approvals`` the source also GETs
+``/approvals`` per open MR to report APPROVED.
+
+Writes to archived projects answer a bare ``403 {"message": "403 Forbidden"}``; the source then
+GETs the project and raises ``RepoArchived`` if it is archived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from repo_updater.domain import (
+    ChangesetEvent,
+    ChangesetRef,
+    ChangesetSnapshot,
+    CheckState,
+    HostError,
+    HostKind,
+    HostPullState,
+    NewChangesetSpec,
+    NotFound,
+    RepoArchived,
+    RequestCounter,
+    ReviewState,
+    SourcedRepo,
+    SourceError,
+)
+from repo_updater.sources.base import (
+    HostClient,
+    RetryPolicy,
+    Selection,
+    default_name_prefix,
+    normalise_base_url,
+    parse_next_link,
+)
+from repo_updater.sources.common import (
+    DEFAULT_CONCURRENCY,
+    Conflict,
+    Forbidden,
+    api_root,
+    as_dict,
+    classify_response,
+    deleted,
+    gather_all,
+    group_refs,
+    list_selection,
+    parse_iso,
+)
+
+MAX_PER_PAGE = 100
+_STATES = {"opened": HostPullState.OPEN, "locked": HostPullState.OPEN}
+_STATES |= {"closed": HostPullState.CLOSED, "merged": HostPullState.MERGED}
+_PIPELINE_PASSED = {"success"}
+_PIPELINE_FAILED = {"failed", "canceled"}
+_PIPELINE_UNKNOWN = {"skipped"}
+
+
+def _path(name: str) -> str:
+    return quote(name, safe="")
+
+
+class GitLabSource:
+    kind = HostKind.GITLAB
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str | None,
+        selection: Selection,
+        name_prefix: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        counter: RequestCounter | None = None,
+        per_page: int = MAX_PER_PAGE,
+        load_pipelines: bool = True,
+        load_approvals: bool = False,
+        oauth: bool = False,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout: float = 30.0,
+    ) -> None:
+        """``oauth``: send the token as ``Authorization: Bearer`` (OAuth/job tokens) instead
+        of ``PRIVATE-TOKEN`` (personal, group and project access tokens)."""
+        self.service_id = normalise_base_url(base_url)
+        self.name_prefix = name_prefix or default_name_prefix(base_url)
+        self.selection = selection
+        self.per_page = max(1, min(MAX_PER_PAGE, per_page))
+        self.load_pipelines = load_pipelines
+        self.load_approvals = load_approvals
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization" if oauth else "PRIVATE-TOKEN"] = (
+                f"Bearer {token}" if oauth else token
+            )
+        self._client = HostClient(
+            base_url=api_root(base_url, "/api/v4"),
+            headers=headers,
+            retry=retry or RetryPolicy(),
+            timeout=timeout,
+            transport=transport,
+            counter=counter or RequestCounter(),
+            secrets=(token,) if token else (),
+        )
+        self._client.classify = lambda r: classify_response(r, self._client.redact)
+        self._limit = asyncio.Semaphore(max(1, concurrency))
+
+    @property
+    def counter(self) -> RequestCounter:
+        return self._client.counter
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _get(self, url: str, *, kind: str, **kwargs: Any) -> tuple[Any, httpx.Response]:
+        async with self._limit:
+            return await self._client.get_json(url, kind=kind, **kwargs)
+
+    # --- repositories ------------------------------------------------------------------------
+
+    def list_repos(self) -> AsyncIterator[Sequence[SourcedRepo]]:
+        return list_selection(self.selection, self._group_pages, self._get_project)
+
+    async def _group_pages(self, group: str) -> AsyncIterator[list[SourcedRepo]]:
+        url: str | None = f"/groups/{_path(group)}/projects"
+        params: dict[str, str] | None = {
+            "include_subgroups": "true",
+            "with_shared": "false",
+            "order_by": "id",
+            "sort": "asc",
+            "per_page": str(self.per_page),
+        }
+        while url is not None:
+            data, response = await self._get(url, kind="list_repos", params=params)
+            if not isinstance(data, list):
+                raise HostError(f"GET {url}: expected a list of projects")
+            yield [self._repo(p) for p in data]
+            url = parse_next_link(response.headers)
+            next_page = response.headers.get("x-next-page", "")
+            if url is None and next_page.isdigit() and params is not None:
+                url, params = f"/groups/{_path(group)}/projects", {**params, "page": next_page}
+            elif url is not None:
+                params = None  # the Link URL carries the query
+
+    async def _get_project(self, name: str) -> SourcedRepo:
+        data, _ = await self._get(f"/projects/{_path(name)}", kind="get_repo")
+        return self._repo(data)
+
+    @staticmethod
+    def _repo(project: Any) -> SourcedRepo:
+        p = as_dict(project)
+        if not isinstance(p.get("id"), int) or not isinstance(p.get("path_with_namespace"), str):
+            raise HostError("malformed GitLab project: missing id or path_with_namespace")
+        return SourcedRepo(
+            external_id=str(p["id"]),
+            name=p["path_with_namespace"],
+            url=str(p.get("web_url") or ""),
+            archived=bool(p.get("archived")),
+            fork=bool(p.get("forked_from_project")),
+            private=p.get("visibility", "private") != "public",
+            description=str(p.get("description") or ""),
+        )
+
+    # --- changesets --------------------------------------------------------------------------
+
+    async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+        groups = group_refs(refs, lambda r: r.repo_external_id or r.repo_name)
+        jobs = [
+            self._load_chunk(project, chunk[i : i + MAX_PER_PAGE])
+            for project, chunk in groups.items()
+            for i in range(0, len(chunk), MAX_PER_PAGE)
+        ]
+        found: dict[ChangesetRef, ChangesetSnapshot] = {}
+        for part in await gather_all(jobs):
+            found.update(part)
+        return [found[ref] for ref in refs]
+
+    async def _load_chunk(
+        self, project: str, refs: list[ChangesetRef]
+    ) -> dict[ChangesetRef, ChangesetSnapshot]:
+        params = [("state", "all"), ("per_page", str(MAX_PER_PAGE))]
+        params += [("iids[]", str(n)) for n in sorted({r.number for r in refs})]
+        url = f"/projects/{_path(project)}/merge_requests"
+        try:
+            data, _ = await self._get(url, kind="load_changesets", params=params)
+        except NotFound:  # the project is gone (or no longer visible): so are its MRs
+            return {ref: deleted(ref) for ref in refs}
+        if not isinstance(data, list):
+            raise HostError(f"GET {url}: expected a list of merge requests")
+        by_iid = {m.get("iid"): m for m in data if isinstance(m, dict)}
+        await gather_all(self._complete(project, mr) for mr in by_iid.values())
+        out: dict[ChangesetRef, ChangesetSnapshot] = {}
+        for ref in refs:
+            mr = by_iid.get(ref.number)
+            out[ref] = deleted(ref) if mr is None else _snapshot(ref.changeset_id, mr)
+        return out
+
+    async def _complete(self, project: str, mr: dict[str, Any]) -> None:
+        """Add what the list leaves out (pipeline, approvals) to an open MR, in place."""
+        if mr.get("state") not in ("opened", "locked"):
+            return
+        base = f"/projects/{_path(project)}/merge_requests/{mr['iid']}"
+        if self.load_pipelines and "head_pipeline" not in mr:
+            full, _ = await self._get(base, kind="load_changeset_detail")
+            mr["head_pipeline"] = as_dict(full).get("head_pipeline")
+        if self.load_approvals:
+            approvals, _ = await self._get(base + "/approvals", kind="load_approvals")
+            mr["_approved"] = bool(as_dict(approvals).get("approved_by"))
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def create_changeset(
+        self, spec: NewChangesetSpec, *, changeset_id: int = 0
+    ) -> ChangesetSnapshot:
+        """Open a merge request; if one is already open for the branch, return that one."""
+        title = spec.title
+        if spec.draft and not title.lower().startswith(("draft:", "[draft]", "(draft)")):
+            title = f"Draft: {title}"
+        url = f"/projects/{_path(spec.repo_name)}/merge_requests"
+        body = {
+            "source_branch": spec.head_ref,
+            "target_branch": spec.base_ref,
+            "title": title,
+            "description": spec.body,
+        }
+        try:
+            response = await self._write("POST", url, spec.repo_name, json=body)
+        except Conflict:
+            query = {"source_branch": spec.head_ref, "state": "opened"}
+            data, _ = await self._get(url, kind="get_changeset", params=query)
+            if not isinstance(data, list) or not data:
+                raise
+            return _snapshot(changeset_id, as_dict(data[0]))
+        return _snapshot(changeset_id, as_dict(response.json()))
+
+    async def close_changeset(
+        self, repo_name: str, number: int, *, changeset_id: int = 0
+    ) -> ChangesetSnapshot:
+        url = f"/projects/{_path(repo_name)}/merge_requests/{number}"
+        response = await self._write("PUT", url, repo_name, json={"state_event": "close"})
+        return _snapshot(changeset_id, as_dict(response.json()))
+
+    async def _write(self, method: str, url: str, repo_name: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._client.request(method, url, kind="write", **kwargs)
+        except Forbidden as exc:
+            if await self._archived(repo_name):
+                raise RepoArchived(f"{repo_name} is archived (read-only): {exc}") from None
+            raise
+
+    async def _archived(self, repo_name: str) -> bool:
+        try:
+            data, _ = await self._get(f"/projects/{_path(repo_name)}", kind="get_repo")
+        except SourceError:
+            return False
+        return bool(as_dict(data).get("archived"))
+
+
+def _check_state(mr: dict[str, Any]) -> CheckState:
+    pipeline = mr.get("head_pipeline")
+    status = as_dict(pipeline).get("status")
+    if not isinstance(status, str) or status in _PIPELINE_UNKNOWN:
+        return CheckState.UNKNOWN
+    if status in _PIPELINE_PASSED:
+        return CheckState.PASSED
+    if status in _PIPELINE_FAILED:
+        return CheckState.FAILED
+    return CheckState.PENDING  # created, pending, running, manual, scheduled...
+
+
+def _review_state(mr: dict[str, Any]) -> ReviewState:
+    if mr.get("detailed_merge_status") == "requested_changes":
+        return ReviewState.CHANGES_REQUESTED
+    if mr.get("_approved"):
+        return ReviewState.APPROVED
+    return ReviewState.PENDING
+
+
+def _snapshot(changeset_id: int, mr: dict[str, Any]) -> ChangesetSnapshot:
+    if not isinstance(mr.get("iid"), int):
+        raise HostError("malformed GitLab merge request: missing iid")
+    state = _STATES.get(str(mr.get("state")))
+    if state is None:
+        raise HostError(f"GitLab merge request !{mr['iid']}: unknown state {mr.get('state')!r}")
+    if state is HostPullState.OPEN and (mr.get("draft") or mr.get("work_in_progress")):
+        state = HostPullState.DRAFT
+    merged_at, closed_at = parse_iso(mr.get("merged_at")), parse_iso(mr.get("closed_at"))
+    events: tuple[ChangesetEvent, ...] = ()
+    if state is HostPullState.MERGED and merged_at is not None:
+        events = (ChangesetEvent(kind="merged", at=merged_at),)
+    elif state is HostPullState.CLOSED and closed_at is not None:
+        events = (ChangesetEvent(kind="closed", at=closed_at),)
+    return ChangesetSnapshot(
+        changeset_id=changeset_id,
+        number=mr["iid"],
+        state=state,
+        title=str(mr.get("title") or ""),
+        url=str(mr.get("web_url") or ""),
+        review_state=_review_state(mr),
+        check_state=_check_state(mr),
+        head_ref=str(mr.get("source_branch") or ""),
+        base_ref=str(mr.get("target_branch") or ""),
+        updated_at=parse_iso(mr.get("updated_at")),
+        events=events,
+    )

@@ -1,0 +1,382 @@
+"""Store functions for batch changes, changesets and changeset sync requests.
+
+Every function takes an ``AsyncConnection``: the caller owns the transaction, so the repo syncer
+can request syncs (and re-derive states) in the same transaction as its diff. Claiming and
+completing syncs lives in ``repo_updater.store.changeset_sync``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from repo_updater.changesets import READONLY_WHEN_ARCHIVED
+from repo_updater.domain import (
+    BatchChangeState,
+    CheckState,
+    ExternalState,
+    PublicationState,
+    ReviewState,
+)
+from repo_updater.store.schema import (
+    UTCDateTime,
+    batch_change_changesets,
+    batch_changes,
+    changeset_sync_requests,
+    changesets,
+    repos,
+)
+from repo_updater.store.sql import chunks, dialect_insert
+
+
+class BatchChangeExists(ValueError):
+    """A batch change with that name exists already."""
+
+
+class BatchChangeNotFound(LookupError):
+    pass
+
+
+class BatchChangeClosed(ValueError):
+    """Changesets cannot be added to a closed batch change."""
+
+
+class RepoNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BatchChangeView:
+    id: int
+    name: str
+    description: str
+    state: BatchChangeState
+    created_at: datetime
+    closed_at: datetime | None
+    changeset_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChangesetView:
+    id: int
+    repo_id: int
+    repo_name: str  # the store's global name, e.g. "github.com/acme/widgets"
+    number: int
+    publication_state: PublicationState
+    external_state: ExternalState | None  # None until the first successful sync
+    review_state: ReviewState | None
+    check_state: CheckState | None
+    title: str
+    url: str
+    head_ref: str
+    base_ref: str
+    additions: int
+    deletions: int
+    last_synced_at: datetime | None
+    next_sync_at: datetime | None
+    sync_error: str | None
+    batch_change_ids: tuple[int, ...]
+
+
+# --- shared SQL pieces --------------------------------------------------------------------------
+
+
+def in_open_batch_change() -> sa.Exists:
+    """True for a changeset (correlated with ``changesets``) that belongs to an OPEN batch
+    change."""
+    bcc, bc = batch_change_changesets, batch_changes
+    return (
+        sa.select(sa.literal(1))
+        .select_from(bcc.join(bc, bc.c.id == bcc.c.batch_change_id))
+        .where(bcc.c.changeset_id == changesets.c.id, bc.c.state == BatchChangeState.OPEN.value)
+        .exists()
+    )
+
+
+def _derived_state_sql() -> sa.ColumnElement[str]:
+    """``derive_external_state`` in SQL, from the stored host state and the repo's CURRENT
+    archived flag. Host and external states share their names (tests check both agree)."""
+    archived = (
+        sa.select(repos.c.archived).where(repos.c.id == changesets.c.repo_id).scalar_subquery()
+    )
+    readonly_when = [s.value for s in READONLY_WHEN_ARCHIVED]
+    return sa.case(
+        (
+            sa.and_(changesets.c.host_state.in_(readonly_when), archived.is_(True)),
+            sa.literal(ExternalState.READONLY.value),
+        ),
+        else_=changesets.c.host_state,
+    )
+
+
+async def rederive(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> int:
+    """Recompute ``external_state`` for the changesets matching ``where``; returns how many
+    changed. Never-synced changesets (no host state) keep no external state."""
+    derived = _derived_state_sql()
+    result = await conn.execute(
+        changesets.update()
+        .where(where, changesets.c.host_state.is_not(None))
+        .where(changesets.c.external_state.is_distinct_from(derived))
+        .values(external_state=derived)
+    )
+    return int(result.rowcount)
+
+
+async def rederive_for_repos(conn: AsyncConnection, repo_ids: Iterable[int]) -> int:
+    """Re-derive every changeset on these repos from its host state and the repo's current
+    archived flag, set-based (call it in the transaction that flips ``archived``)."""
+    changed = 0
+    for part in chunks(sorted(set(repo_ids))):
+        changed += await rederive(conn, changesets.c.repo_id.in_(part))
+    return changed
+
+
+# --- batch changes ------------------------------------------------------------------------------
+
+
+async def create_batch_change(
+    conn: AsyncConnection, name: str, description: str, now: datetime
+) -> int:
+    if not name.strip():
+        raise ValueError("batch change name must not be empty")
+    stmt = (
+        dialect_insert(conn, batch_changes)
+        .values(
+            name=name,
+            description=description,
+            state=BatchChangeState.OPEN.value,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[batch_changes.c.name])
+        .returning(batch_changes.c.id)
+    )
+    new_id = (await conn.execute(stmt)).scalar_one_or_none()
+    if new_id is None:
+        raise BatchChangeExists(f"a batch change named {name!r} exists already")
+    return int(new_id)
+
+
+async def close_batch_change(conn: AsyncConnection, batch_change_id: int, now: datetime) -> None:
+    """Close a batch change (idempotent). Its changesets are no longer synced unless another
+    open batch change also tracks them."""
+    result = await conn.execute(
+        batch_changes.update()
+        .where(
+            batch_changes.c.id == batch_change_id,
+            batch_changes.c.state == BatchChangeState.OPEN.value,
+        )
+        .values(state=BatchChangeState.CLOSED.value, closed_at=now)
+    )
+    if result.rowcount == 0:
+        await _require_batch_change(conn, batch_change_id)
+
+
+async def _require_batch_change(conn: AsyncConnection, batch_change_id: int) -> BatchChangeState:
+    state = (
+        await conn.execute(
+            sa.select(batch_changes.c.state).where(batch_changes.c.id == batch_change_id)
+        )
+    ).scalar_one_or_none()
+    if state is None:
+        raise BatchChangeNotFound(f"no batch change with id {batch_change_id}")
+    return BatchChangeState(state)
+
+
+async def list_batch_changes(
+    conn: AsyncConnection, state: BatchChangeState | None = None
+) -> list[BatchChangeView]:
+    bc, bcc = batch_changes, batch_change_changesets
+    count = sa.func.count(bcc.c.changeset_id)
+    stmt = (
+        sa.select(bc, count.label("changeset_count"))
+        .select_from(bc.outerjoin(bcc, bcc.c.batch_change_id == bc.c.id))
+        .group_by(*bc.c)
+        .order_by(bc.c.id)
+    )
+    if state is not None:
+        stmt = stmt.where(bc.c.state == state.value)
+    return [
+        BatchChangeView(
+            id=row.id,
+            name=row.name,
+            description=row.description,
+            state=BatchChangeState(row.state),
+            created_at=row.created_at,
+            closed_at=row.closed_at,
+            changeset_count=int(row.changeset_count),
+        )
+        for row in await conn.execute(stmt)
+    ]
+
+
+# --- changesets ---------------------------------------------------------------------------------
+
+
+async def track_changeset(
+    conn: AsyncConnection, batch_change_id: int, repo_id: int, number: int, now: datetime
+) -> int:
+    """Import an existing pull request into a batch change and request its first sync.
+
+    Idempotent; a pull request can belong to several batch changes. Its states stay NULL
+    until the first sync."""
+    if number < 1:
+        raise ValueError(f"pull request number must be positive, got {number}")
+    if await _require_batch_change(conn, batch_change_id) is not BatchChangeState.OPEN:
+        raise BatchChangeClosed(f"batch change {batch_change_id} is closed")
+    repo = (
+        await conn.execute(
+            sa.select(repos.c.id).where(repos.c.id == repo_id, repos.c.deleted_at.is_(None))
+        )
+    ).scalar_one_or_none()
+    if repo is None:
+        raise RepoNotFound(f"no repository with id {repo_id}")
+    published = PublicationState.PUBLISHED.value
+    insert = dialect_insert(conn, changesets).values(
+        repo_id=repo_id,
+        external_id=str(number),
+        publication_state=published,
+        next_sync_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    upsert = insert.on_conflict_do_update(
+        index_elements=[changesets.c.repo_id, changesets.c.external_id],
+        set_={"publication_state": published},
+    ).returning(changesets.c.id)
+    changeset_id = int((await conn.execute(upsert)).scalar_one())
+    await conn.execute(
+        dialect_insert(conn, batch_change_changesets)
+        .values(batch_change_id=batch_change_id, changeset_id=changeset_id)
+        .on_conflict_do_nothing()
+    )
+    await request_sync(conn, [changeset_id], "tracked", now)
+    return changeset_id
+
+
+async def list_changesets(
+    conn: AsyncConnection,
+    batch_change_id: int | None = None,
+    state: ExternalState | None = None,
+    repo_id: int | None = None,
+    *,
+    after_id: int = 0,
+    limit: int | None = None,
+) -> list[ChangesetView]:
+    """Changesets by id, each once (even when it belongs to several batch changes)."""
+    c, bcc = changesets, batch_change_changesets
+    stmt = (
+        sa.select(c, repos.c.name.label("repo_name"))
+        .select_from(c.join(repos, repos.c.id == c.c.repo_id))
+        .where(c.c.id > after_id)
+        .order_by(c.c.id)
+    )
+    if batch_change_id is not None:
+        member = sa.select(bcc.c.changeset_id).where(bcc.c.batch_change_id == batch_change_id)
+        stmt = stmt.where(c.c.id.in_(member))
+    if state is not None:
+        stmt = stmt.where(c.c.external_state == state.value)
+    if repo_id is not None:
+        stmt = stmt.where(c.c.repo_id == repo_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = (await conn.execute(stmt)).all()
+    memberships: dict[int, list[int]] = {}
+    for part in chunks([row.id for row in rows]):
+        for cs_id, bc_id in await conn.execute(
+            sa.select(bcc.c.changeset_id, bcc.c.batch_change_id)
+            .where(bcc.c.changeset_id.in_(part))
+            .order_by(bcc.c.batch_change_id)
+        ):
+            memberships.setdefault(cs_id, []).append(bc_id)
+    return [
+        ChangesetView(
+            id=row.id,
+            repo_id=row.repo_id,
+            repo_name=row.repo_name,
+            number=int(row.external_id),
+            publication_state=PublicationState(row.publication_state),
+            external_state=_opt(ExternalState, row.external_state),
+            review_state=_opt(ReviewState, row.review_state),
+            check_state=_opt(CheckState, row.check_state),
+            title=row.title,
+            url=row.url,
+            head_ref=row.head_ref,
+            base_ref=row.base_ref,
+            additions=row.additions,
+            deletions=row.deletions,
+            last_synced_at=row.last_synced_at,
+            next_sync_at=row.next_sync_at,
+            sync_error=row.sync_error,
+            batch_change_ids=tuple(memberships.get(row.id, ())),
+        )
+        for row in rows
+    ]
+
+
+E = TypeVar("E", ExternalState, ReviewState, CheckState)
+
+
+def _opt(kind: type[E], value: str | None) -> E | None:
+    return None if value is None else kind(value)
+
+
+# --- sync requests ------------------------------------------------------------------------------
+
+
+async def _upsert_requests(
+    conn: AsyncConnection, where: Sequence[sa.ColumnElement[bool]], reason: str, now: datetime
+) -> int:
+    """One request row per published changeset matching ``where``. An existing row gets its
+    generation bumped (so a sync already in flight does not consume it) and the new reason;
+    ``requested_at`` keeps the oldest pending time, so re-requests never push a changeset back
+    in the queue."""
+    q = changeset_sync_requests
+    source = sa.select(
+        changesets.c.id,
+        sa.literal(reason, sa.String),
+        sa.literal(now, UTCDateTime()),
+        sa.literal(1, sa.Integer),
+    ).where(changesets.c.publication_state == PublicationState.PUBLISHED.value, *where)
+    insert = dialect_insert(conn, q).from_select(
+        ["changeset_id", "reason", "requested_at", "generation"], source
+    )
+    upsert = insert.on_conflict_do_update(
+        index_elements=[q.c.changeset_id],
+        set_={"generation": q.c.generation + 1, "reason": insert.excluded.reason},
+    ).returning(q.c.changeset_id)
+    return len((await conn.execute(upsert)).all())
+
+
+async def request_sync(
+    conn: AsyncConnection, changeset_ids: Iterable[int], reason: str, now: datetime
+) -> int:
+    """Request a sync of these changesets (unknown and unpublished ids are ignored).
+    Duplicates collapse into one row per changeset. Returns the number of changesets that
+    now have a pending request."""
+    total = 0
+    for part in chunks(sorted(set(changeset_ids))):
+        total += await _upsert_requests(conn, [changesets.c.id.in_(part)], reason, now)
+    return total
+
+
+async def request_syncs_for_repos(
+    conn: AsyncConnection, repo_ids: Collection[int], reason: str, now: datetime
+) -> int:
+    """Request a sync of every published changeset on these repos that belongs to an open
+    batch change (e.g. their archived flag flipped). Set-based; returns the request count."""
+    total = 0
+    for part in chunks(sorted(set(repo_ids))):
+        where = [changesets.c.repo_id.in_(part), in_open_batch_change()]
+        total += await _upsert_requests(conn, where, reason, now)
+    return total
+
+
+async def pending_requests(conn: AsyncConnection) -> dict[int, int]:
+    """Pending sync requests: changeset id -> generation."""
+    q = changeset_sync_requests
+    return {row.changeset_id: row.generation for row in await conn.execute(sa.select(q))}

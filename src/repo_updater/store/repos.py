@@ -1,0 +1,421 @@
+"""Store functions for external services, repos, their links, the outbox and permission-sync
+requests. Every function takes an ``AsyncConnection``: the caller owns the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from repo_updater.diff import StoredRepo
+from repo_updater.domain import HostKind, Repo
+from repo_updater.store.schema import (
+    events,
+    external_service_repos,
+    external_services,
+    permission_sync_requests,
+    repos,
+)
+from repo_updater.store.sql import chunks, insert_ignore
+
+# --- external services ------------------------------------------------------------------------
+
+
+async def upsert_external_service(
+    conn: AsyncConnection, *, name: str, kind: HostKind, url: str, config_hash: str, now: datetime
+) -> int:
+    row = (
+        await conn.execute(
+            sa.select(
+                external_services.c.id,
+                external_services.c.kind,
+                external_services.c.url,
+                external_services.c.config_hash,
+                external_services.c.deleted_at,
+            ).where(external_services.c.name == name)
+        )
+    ).first()
+    if row is None:
+        result = await conn.execute(
+            external_services.insert()
+            .values(name=name, kind=str(kind), url=url, config_hash=config_hash, created_at=now)
+            .returning(external_services.c.id)
+        )
+        return int(result.scalar_one())
+    if (row.kind, row.url, row.config_hash, row.deleted_at) != (str(kind), url, config_hash, None):
+        await conn.execute(
+            external_services.update()
+            .where(external_services.c.id == row.id)
+            .values(
+                kind=str(kind), url=url, config_hash=config_hash, deleted_at=None, next_sync_at=None
+            )
+        )
+    return int(row.id)
+
+
+async def record_service_sync(
+    conn: AsyncConnection, service_id: int, *, now: datetime, error: str | None, next_at: datetime
+) -> None:
+    await conn.execute(
+        external_services.update()
+        .where(external_services.c.id == service_id)
+        .values(last_sync_at=now, last_sync_error=error, next_sync_at=next_at)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    id: int
+    name: str
+    kind: str
+    url: str
+    repo_count: int
+    last_sync_at: datetime | None
+    last_sync_error: str | None
+    next_sync_at: datetime | None
+
+
+async def list_services(conn: AsyncConnection) -> list[ServiceStatus]:
+    count = (
+        sa.select(sa.func.count())
+        .where(external_service_repos.c.external_service_id == external_services.c.id)
+        .scalar_subquery()
+    )
+    rows = await conn.execute(
+        sa.select(external_services, count.label("repo_count"))
+        .where(external_services.c.deleted_at.is_(None))
+        .order_by(external_services.c.name)
+    )
+    return [
+        ServiceStatus(
+            id=r.id,
+            name=r.name,
+            kind=r.kind,
+            url=r.url,
+            repo_count=r.repo_count,
+            last_sync_at=r.last_sync_at,
+            last_sync_error=r.last_sync_error,
+            next_sync_at=r.next_sync_at,
+        )
+        for r in rows
+    ]
+
+
+# --- reading for the diff ---------------------------------------------------------------------
+
+
+async def stored_for_page(
+    conn: AsyncConnection,
+    *,
+    service_type: HostKind,
+    service_id: str,
+    external_service_id: int,
+    external_ids: Sequence[str],
+) -> dict[str, StoredRepo]:
+    """Stored rows (live or deleted) with these external ids, and whether each is linked to
+    the service being synced."""
+    if not external_ids:
+        return {}
+    link = external_service_repos
+    query = (
+        sa.select(
+            repos.c.id,
+            repos.c.name,
+            repos.c.external_id,
+            repos.c.external_name,
+            repos.c.url,
+            repos.c.archived,
+            repos.c.fork,
+            repos.c.private,
+            repos.c.description,
+            repos.c.deleted_at,
+            link.c.repo_id.label("linked"),
+        )
+        .select_from(
+            repos.outerjoin(
+                link,
+                sa.and_(
+                    link.c.repo_id == repos.c.id, link.c.external_service_id == external_service_id
+                ),
+            )
+        )
+        .where(
+            repos.c.service_type == str(service_type),
+            repos.c.service_id == service_id,
+            repos.c.external_id.in_(list(external_ids)),
+        )
+    )
+    out: dict[str, StoredRepo] = {}
+    for r in await conn.execute(query):
+        out[r.external_id] = StoredRepo(
+            id=r.id,
+            name=r.name,
+            external_id=r.external_id,
+            external_name=r.external_name,
+            url=r.url,
+            archived=r.archived,
+            fork=r.fork,
+            private=r.private,
+            description=r.description,
+            deleted=r.deleted_at is not None,
+            linked=r.linked is not None,
+        )
+    return out
+
+
+async def live_holders(conn: AsyncConnection, names: Iterable[str]) -> dict[str, tuple[int, str]]:
+    """store name -> (id, external id) of the live repo holding it."""
+    out: dict[str, tuple[int, str]] = {}
+    for part in chunks(list(names), 500):
+        rows = await conn.execute(
+            sa.select(repos.c.id, repos.c.name, repos.c.external_id).where(
+                repos.c.name.in_(part), repos.c.deleted_at.is_(None)
+            )
+        )
+        for r in rows:
+            out[r.name] = (r.id, r.external_id)
+    return out
+
+
+async def linked_repo_ids(conn: AsyncConnection, external_service_id: int) -> list[int]:
+    rows = await conn.execute(
+        sa.select(external_service_repos.c.repo_id).where(
+            external_service_repos.c.external_service_id == external_service_id
+        )
+    )
+    return [r[0] for r in rows]
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+async def insert_repos(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Insert new repos; returns external id -> new repo id."""
+    if not rows:
+        return {}
+    result = await conn.execute(
+        repos.insert().returning(repos.c.id, repos.c.external_id, sort_by_parameter_order=True),
+        list(rows),
+    )
+    return {r.external_id: r.id for r in result}
+
+
+async def update_repos(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Rows carry ``b_id`` plus the columns to set (same keys in every row)."""
+    if not rows:
+        return
+    keys = [k for k in rows[0] if k != "b_id"]
+    stmt = (
+        repos.update()
+        .where(repos.c.id == sa.bindparam("b_id"))
+        .values({k: sa.bindparam(f"b_{k}") for k in keys})
+    )
+    params = [{"b_id": r["b_id"], **{f"b_{k}": r[k] for k in keys}} for r in rows]
+    await conn.execute(stmt, params)
+
+
+async def link_repos(
+    conn: AsyncConnection, external_service_id: int, repo_ids: Iterable[int], now: datetime
+) -> None:
+    values = [
+        {"external_service_id": external_service_id, "repo_id": rid, "created_at": now}
+        for rid in repo_ids
+    ]
+    if values:
+        await insert_ignore(conn, external_service_repos, values)
+
+
+async def unlink_and_delete(
+    conn: AsyncConnection, external_service_id: int, repo_ids: Sequence[int], now: datetime
+) -> list[int]:
+    """Unlink repos from the service; soft-delete those no other service links. Returns the ids
+    soft-deleted."""
+    deleted: list[int] = []
+    for part in chunks(list(repo_ids), 500):
+        await conn.execute(
+            external_service_repos.delete().where(
+                external_service_repos.c.external_service_id == external_service_id,
+                external_service_repos.c.repo_id.in_(part),
+            )
+        )
+        still_linked = {
+            r[0]
+            for r in await conn.execute(
+                sa.select(external_service_repos.c.repo_id).where(
+                    external_service_repos.c.repo_id.in_(part)
+                )
+            )
+        }
+        orphans = [rid for rid in part if rid not in still_linked]
+        deleted.extend(await soft_delete(conn, orphans, now))
+    return deleted
+
+
+async def soft_delete(conn: AsyncConnection, repo_ids: Sequence[int], now: datetime) -> list[int]:
+    """Mark live repos deleted and drop all their links; returns the ids that were live."""
+    if not repo_ids:
+        return []
+    result = await conn.execute(
+        repos.update()
+        .where(repos.c.id.in_(list(repo_ids)), repos.c.deleted_at.is_(None))
+        .values(deleted_at=now, updated_at=now)
+        .returning(repos.c.id)
+    )
+    ids = [r[0] for r in result]
+    if ids:
+        await conn.execute(
+            external_service_repos.delete().where(external_service_repos.c.repo_id.in_(ids))
+        )
+    return ids
+
+
+async def add_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(events.insert(), list(rows))
+
+
+async def request_permission_syncs(
+    conn: AsyncConnection, repo_ids: Iterable[int], reason: str, now: datetime
+) -> None:
+    values = [{"repo_id": rid, "reason": reason, "requested_at": now} for rid in repo_ids]
+    if values:
+        await insert_ignore(conn, permission_sync_requests, values)
+
+
+# --- queries for the CLI, API and tests ---------------------------------------------------------
+
+
+def _repo(r: Any) -> Repo:
+    return Repo(
+        id=r.id,
+        name=r.name,
+        service_type=HostKind(r.service_type),
+        service_id=r.service_id,
+        external_id=r.external_id,
+        external_name=r.external_name,
+        url=r.url,
+        archived=r.archived,
+        fork=r.fork,
+        private=r.private,
+        description=r.description,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        deleted_at=r.deleted_at,
+    )
+
+
+async def list_repos(
+    conn: AsyncConnection,
+    *,
+    archived: bool | None = None,
+    include_deleted: bool = False,
+    name_contains: str | None = None,
+    after_id: int = 0,
+    limit: int | None = None,
+) -> list[Repo]:
+    query = sa.select(repos).where(repos.c.id > after_id).order_by(repos.c.id)
+    if archived is not None:
+        query = query.where(repos.c.archived.is_(archived))
+    if not include_deleted:
+        query = query.where(repos.c.deleted_at.is_(None))
+    if name_contains:
+        query = query.where(repos.c.name.contains(name_contains, autoescape=True))
+    if limit is not None:
+        query = query.limit(limit)
+    return [_repo(r) for r in await conn.execute(query)]
+
+
+async def get_repo_by_name(conn: AsyncConnection, name: str) -> Repo | None:
+    row = (
+        await conn.execute(
+            sa.select(repos).where(repos.c.name == name, repos.c.deleted_at.is_(None))
+        )
+    ).first()
+    return None if row is None else _repo(row)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    kind: str
+    repo_id: int | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+async def list_events(
+    conn: AsyncConnection, *, kind: str | None = None, after_id: int = 0, limit: int = 1000
+) -> list[Event]:
+    query = sa.select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+    if kind is not None:
+        query = query.where(events.c.kind == kind)
+    return [
+        Event(id=r.id, kind=r.kind, repo_id=r.repo_id, payload=r.payload, created_at=r.created_at)
+        for r in await conn.execute(query)
+    ]
+
+
+async def pending_permission_syncs(conn: AsyncConnection) -> list[tuple[int, str]]:
+    rows = await conn.execute(
+        sa.select(permission_sync_requests.c.repo_id, permission_sync_requests.c.reason).order_by(
+            permission_sync_requests.c.repo_id
+        )
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def count_rows(conn: AsyncConnection, table: sa.Table) -> int:
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
+
+
+# --- claiming a service's repo sync (several processes on one database) --------------------------
+
+
+async def claim_service(
+    conn: AsyncConnection, service_id: int, *, worker_id: str, now: datetime, until: datetime
+) -> bool:
+    """Atomically take the right to sync a service; False if another worker holds it."""
+    result = await conn.execute(
+        external_services.update()
+        .where(
+            external_services.c.id == service_id,
+            sa.or_(
+                external_services.c.claimed_until.is_(None),
+                external_services.c.claimed_until < now,
+                external_services.c.claimed_by == worker_id,
+            ),
+        )
+        .values(claimed_by=worker_id, claimed_until=until)
+    )
+    return result.rowcount == 1
+
+
+async def release_service(conn: AsyncConnection, service_id: int, *, worker_id: str) -> None:
+    await conn.execute(
+        external_services.update()
+        .where(external_services.c.id == service_id, external_services.c.claimed_by == worker_id)
+        .values(claimed_by=None, claimed_until=None)
+    )
+
+
+async def due_services(conn: AsyncConnection, now: datetime) -> list[str]:
+    rows = await conn.execute(
+        sa.select(external_services.c.name).where(
+            external_services.c.deleted_at.is_(None),
+            sa.or_(
+                external_services.c.next_sync_at.is_(None), external_services.c.next_sync_at <= now
+            ),
+        )
+    )
+    return [r[0] for r in rows]
+
+
+async def request_service_sync(conn: AsyncConnection, name: str, now: datetime) -> bool:
+    result = await conn.execute(
+        external_services.update().where(external_services.c.name == name).values(next_sync_at=now)
+    )
+    return result.rowcount == 1

@@ -1,0 +1,223 @@
+"""SQLAlchemy Core tables. The Alembic migrations create exactly these (tests check)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every database.
+
+    Stored as naive UTC (SQLite has no time zones; PostgreSQL ``timestamp``), returned aware.
+    Comparisons in SQL then work the same on both.
+    """
+
+    impl = sa.DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # pragma: no cover - aiosqlite returns datetime via SA
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+external_services = sa.Table(
+    "external_services",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("url", sa.String(500), nullable=False),
+    sa.Column("config_hash", sa.String(64), nullable=False, server_default=""),
+    sa.Column("last_sync_at", UTCDateTime, nullable=True),
+    sa.Column("last_sync_error", sa.Text, nullable=True),
+    sa.Column("next_sync_at", UTCDateTime, nullable=True),
+    # A repo sync of this service is under way by ``claimed_by`` until ``claimed_until``.
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+)
+
+repos = sa.Table(
+    "repos",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("service_type", sa.String(32), nullable=False),
+    sa.Column("service_id", sa.String(500), nullable=False),
+    sa.Column("external_id", sa.String(200), nullable=False),
+    sa.Column("external_name", sa.String(500), nullable=False),  # host-relative full name
+    sa.Column("url", sa.String(1000), nullable=False, server_default=""),
+    sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.text("false")),
+    sa.Column("fork", sa.Boolean, nullable=False, server_default=sa.text("false")),
+    sa.Column("private", sa.Boolean, nullable=False, server_default=sa.text("false")),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("service_type", "service_id", "external_id", name="repos_external_uq"),
+)
+# Live repo names are unique; deleted ones keep their name for history.
+sa.Index(
+    "repos_live_name_uq",
+    repos.c.name,
+    unique=True,
+    sqlite_where=repos.c.deleted_at.is_(None),
+    postgresql_where=repos.c.deleted_at.is_(None),
+)
+
+external_service_repos = sa.Table(
+    "external_service_repos",
+    metadata,
+    sa.Column(
+        "external_service_id",
+        sa.Integer,
+        sa.ForeignKey("external_services.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("clone_url", sa.String(1000), nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+sa.Index("external_service_repos_repo_idx", external_service_repos.c.repo_id)
+
+# Outbox: one row per domain event, written in the same transaction as the change it reports.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),  # RepoAdded, RepoArchived, ...
+    sa.Column("repo_id", sa.Integer, nullable=True),
+    sa.Column("external_service_id", sa.Integer, nullable=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+sa.Index("events_kind_idx", events.c.kind, events.c.id)
+
+# Pending permissions syncs: one row per repo at most (duplicates collapse).
+permission_sync_requests = sa.Table(
+    "permission_sync_requests",
+    metadata,
+    sa.Column(
+        "repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+)
+
+batch_changes = sa.Table(
+    "batch_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("state", sa.String(16), nullable=False),  # BatchChangeState
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("closed_at", UTCDateTime, nullable=True),
+)
+
+changesets = sa.Table(
+    "changesets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("external_id", sa.String(64), nullable=False),  # PR / MR number on the repo
+    sa.Column("publication_state", sa.String(16), nullable=False),
+    sa.Column("external_state", sa.String(16), nullable=True),  # derived (READONLY...)
+    sa.Column("host_state", sa.String(16), nullable=True),  # what the host last said
+    sa.Column("review_state", sa.String(32), nullable=True),
+    sa.Column("check_state", sa.String(16), nullable=True),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
+    sa.Column("url", sa.String(1000), nullable=False, server_default=""),
+    sa.Column("head_ref", sa.String(500), nullable=False, server_default=""),
+    sa.Column("base_ref", sa.String(500), nullable=False, server_default=""),
+    sa.Column("additions", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deletions", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("external_updated_at", UTCDateTime, nullable=True),
+    sa.Column("last_synced_at", UTCDateTime, nullable=True),
+    sa.Column("next_sync_at", UTCDateTime, nullable=True),
+    sa.Column("sync_error", sa.Text, nullable=True),
+    # consecutive failed syncs; drives the retry backoff, reset by a successful sync
+    sa.Column("sync_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("repo_id", "external_id", name="changesets_repo_external_uq"),
+)
+sa.Index("changesets_next_sync_idx", changesets.c.next_sync_at)
+
+batch_change_changesets = sa.Table(
+    "batch_change_changesets",
+    metadata,
+    sa.Column(
+        "batch_change_id",
+        sa.Integer,
+        sa.ForeignKey("batch_changes.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "changeset_id",
+        sa.Integer,
+        sa.ForeignKey("changesets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+)
+sa.Index("batch_change_changesets_cs_idx", batch_change_changesets.c.changeset_id)
+
+changeset_events = sa.Table(
+    "changeset_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "changeset_id",
+        sa.Integer,
+        sa.ForeignKey("changesets.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False, server_default=""),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.UniqueConstraint("changeset_id", "kind", "at", "actor", name="changeset_events_uq"),
+)
+
+# Requested changeset syncs: one row per changeset at most. ``generation`` grows when a request
+# arrives for a row already there, so a worker that finishes a sync only deletes the request it
+# claimed, never one that arrived while it worked (a request is never dropped).
+changeset_sync_requests = sa.Table(
+    "changeset_sync_requests",
+    metadata,
+    sa.Column(
+        "changeset_id",
+        sa.Integer,
+        sa.ForeignKey("changesets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("claimed_generation", sa.Integer, nullable=True),
+)
+sa.Index("changeset_sync_requests_requested_idx", changeset_sync_requests.c.requested_at)

@@ -1,0 +1,51 @@
+"""A fake code host listing for repo-syncer tests: pages of SourcedRepo, optionally failing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from repo_updater.domain import (
+    ChangesetRef,
+    ChangesetSnapshot,
+    HostError,
+    HostKind,
+    SourcedRepo,
+)
+
+
+def repo(n: int, *, name: str | None = None, archived: bool = False, **kw: object) -> SourcedRepo:
+    return SourcedRepo(
+        external_id=str(n),
+        name=name or f"acme/repo-{n}",
+        url=f"https://example.test/{name or f'acme/repo-{n}'}",
+        archived=archived,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class ListingSource:
+    """Yields ``pages``; if ``fail_after_pages`` is set, raises HostError after that many."""
+
+    pages: list[list[SourcedRepo]] = field(default_factory=list)
+    fail_after_pages: int | None = None
+    kind: HostKind = HostKind.GITHUB
+    service_id: str = "https://example.test"
+    name_prefix: str = "example.test"
+
+    @classmethod
+    def of(cls, repos: Sequence[SourcedRepo], page_size: int = 2) -> ListingSource:
+        return cls(pages=[list(repos[i : i + page_size]) for i in range(0, len(repos), page_size)])
+
+    async def list_repos(self) -> AsyncIterator[Sequence[SourcedRepo]]:
+        for i, page in enumerate(self.pages):
+            if self.fail_after_pages is not None and i >= self.fail_after_pages:
+                raise HostError("GET /orgs/acme/repos?page=2: HTTP 502")
+            yield page
+
+    async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+        raise NotImplementedError("listing-only fake")
+
+    async def aclose(self) -> None:
+        return None
