@@ -25,6 +25,10 @@ from repo_updater.store.db import create_engine, migrate
 
 log = logging.getLogger(__name__)
 
+# A repo sync's claim on its service; renewed every third of it while the sync runs, so a dead
+# worker's service is picked up by another within this time.
+SERVICE_LEASE_SECONDS = 120.0
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -101,34 +105,46 @@ class App:
         )
 
     async def sync_due_services(self) -> list[SyncResult]:
-        """Sync every configured service whose next sync is due and that no other worker is
-        syncing right now."""
-        now = self.clock()
+        """Sync, concurrently, every configured service whose next sync is due and that no
+        other worker is syncing right now."""
         async with self.engine.connect() as conn:
-            due = set(await repo_store.due_services(conn, now))
-        results = []
-        for svc in self.config.external_services:
-            if svc.name not in due:
-                continue
-            lease = now + timedelta(seconds=max(600.0, self.config.interval_for(svc)))
-            svc_id = self.service_ids[svc.name]
+            due = set(await repo_store.due_services(conn, self.clock()))
+        runs = [self.claimed_sync(s.name) for s in self.config.external_services if s.name in due]
+        return [r for r in await asyncio.gather(*runs) if r is not None]
+
+    async def claimed_sync(
+        self, name: str, progress: ProgressCallback | None = None
+    ) -> SyncResult | None:
+        """Sync a service unless another worker is syncing it (then return None)."""
+        lease = timedelta(seconds=SERVICE_LEASE_SECONDS)
+        svc_id = self.service_ids[name]
+
+        async def claim() -> bool:
+            now = self.clock()
             async with self.engine.begin() as conn:
-                if not await repo_store.claim_service(
-                    conn, svc_id, worker_id=self.worker_id, now=now, until=lease
-                ):
-                    continue
-            try:
-                result = await self.sync_service(svc.name)
-                log.log(
-                    logging.INFO if result.changed_anything else logging.DEBUG,
-                    "%s",
-                    result.summary(),
+                return await repo_store.claim_service(
+                    conn, svc_id, worker_id=self.worker_id, now=now, until=now + lease
                 )
-                results.append(result)
-            finally:
-                async with self.engine.begin() as conn:
-                    await repo_store.release_service(conn, svc_id, worker_id=self.worker_id)
-        return results
+
+        async def keep_claim() -> None:  # renew the lease while a long listing runs
+            while True:
+                await asyncio.sleep(SERVICE_LEASE_SECONDS / 3)
+                await claim()
+
+        if not await claim():
+            return None
+        renewer = asyncio.create_task(keep_claim())
+        try:
+            result = await self.sync_service(name, progress)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            async with self.engine.begin() as conn:
+                await repo_store.release_service(conn, svc_id, worker_id=self.worker_id)
+        level = logging.INFO if result.changed_anything else logging.DEBUG
+        log.log(level, "%s", result.summary())
+        return result
 
     async def run_repo_sync_loop(self, stop: asyncio.Event, tick: float = 1.0) -> None:
         while not stop.is_set():

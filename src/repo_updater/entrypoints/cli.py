@@ -195,13 +195,19 @@ class ProgressLine:
 
 async def cmd_sync(args: argparse.Namespace) -> int:
     config = _config(args, required=True)
-    names = [args.service] if args.service else [s.name for s in config.external_services]
+    known = [s.name for s in config.external_services]
+    if args.service and args.service not in known:
+        raise CLIError(f"no external service named {args.service!r} (known: {', '.join(known)})")
+    names = [args.service] if args.service else known
     failed = False
     async with open_app(config) as app:
         for name in names:
             progress = ProgressLine()
-            result = await app.sync_service(name, progress)
+            result = await app.claimed_sync(name, progress)
             progress.done()
+            if result is None:
+                print(f"{name}: skipped, another worker is syncing it right now")
+                continue
             print(result.summary())
             failed |= not result.complete
     return 1 if failed else 0
