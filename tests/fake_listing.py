@@ -33,13 +33,19 @@ class ListingSource:
     kind: HostKind = HostKind.GITHUB
     service_id: str = "https://example.test"
     name_prefix: str = "example.test"
+    later: list[list[list[SourcedRepo]]] = field(default_factory=list)  # pages of later calls
+    calls: int = 0
 
     @classmethod
     def of(cls, repos: Sequence[SourcedRepo], page_size: int = 2) -> ListingSource:
         return cls(pages=[list(repos[i : i + page_size]) for i in range(0, len(repos), page_size)])
 
     async def list_repos(self) -> AsyncIterator[Sequence[SourcedRepo]]:
-        for i, page in enumerate(self.pages):
+        self.calls += 1
+        pages = self.pages
+        if self.calls > 1 and self.later:
+            pages = self.later[min(self.calls - 2, len(self.later) - 1)]
+        for i, page in enumerate(pages):
             if self.fail_after_pages is not None and i >= self.fail_after_pages:
                 raise HostError("GET /orgs/acme/repos?page=2: HTTP 502")
             yield page

@@ -90,8 +90,8 @@ async def test_flip_and_its_sync_requests_commit_together_or_not_at_all(
 
     # A failure at the last step of the page's transaction (a crash, a lost connection).
     monkeypatch.setattr(repo_syncer_module.changeset_store, "request_syncs_for_repos", crash)
-    with pytest.raises(RuntimeError):
-        await s.sync(SERVICE, ListingSource.of([repo(1, archived=True), repo(2)]))
+    result = await s.sync(SERVICE, ListingSource.of([repo(1, archived=True), repo(2)]))
+    assert not result.complete and result.error == "internal error: RuntimeError"
     async with engine.connect() as conn:
         assert await repo_store.list_repos(conn, archived=True) == []
         kinds = [e.kind for e in await repo_store.list_events(conn)]

@@ -209,3 +209,42 @@ async def test_sync_schedules_the_next_run_from_the_interval(engine: AsyncEngine
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(external_services))).one()
     assert row.next_sync_at - row.last_sync_at == timedelta(seconds=300)
+
+
+async def test_repo_unseen_because_pages_shifted_is_rechecked_not_removed(
+    engine: AsyncEngine,
+) -> None:
+    s = syncer(engine)
+    await s.sync(SERVICE, ListingSource.of([repo(i) for i in range(1, 7)], page_size=3))
+    # Repo 1 is deleted on the host while we page: repo 4 slides onto page 1, already read.
+    shifted = ListingSource(pages=[[repo(1), repo(2), repo(3)], [repo(5), repo(6)]])
+    shifted.later = [[[repo(2), repo(3), repo(4)], [repo(5), repo(6)]]]
+    result = await s.sync(SERVICE, shifted)
+    assert result.complete and result.rechecked == 1 and result.removed == 0
+    assert set(await live(engine)) == {str(i) for i in range(1, 7)}
+    # The next sync sees repo 1 gone in both listings: now it is removed.
+    result = await s.sync(SERVICE, ListingSource.of([repo(i) for i in range(2, 7)]))
+    assert result.removed == 1 and set(await live(engine)) == {str(i) for i in range(2, 7)}
+
+
+async def test_failed_recheck_removes_nothing(engine: AsyncEngine) -> None:
+    s = syncer(engine)
+    await s.sync(SERVICE, ListingSource.of([repo(1), repo(2), repo(3)]))
+    flaky = ListingSource.of([repo(1), repo(2)])
+    flaky.later = [[[repo(1)], [repo(2)]]]
+    flaky.fail_after_pages = 1  # the second listing (the re-check) fails after its first page
+    flaky.pages = [[repo(1), repo(2)]]
+    result = await s.sync(SERVICE, flaky)
+    assert not result.complete and result.error is not None and "re-check" in result.error
+    assert set(await live(engine)) == {"1", "2", "3"}
+
+
+async def test_rename_requests_a_sync_of_the_repos_changesets(engine: AsyncEngine) -> None:
+    from tests.test_repo_sync_notifications import pending, track_one_per_repo
+
+    s = syncer(engine)
+    await s.sync(SERVICE, ListingSource.of([repo(1)]))
+    await track_one_per_repo(engine)
+    result = await s.sync(SERVICE, ListingSource.of([repo(1, name="acme/new-name")]))
+    assert result.renamed == 1 and result.changeset_syncs_requested == 1
+    assert list((await pending(engine)).values()) == ["repo_renamed"]

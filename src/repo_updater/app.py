@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import socket
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 # A repo sync's claim on its service; renewed every third of it while the sync runs, so a dead
 # worker's service is picked up by another within this time.
 SERVICE_LEASE_SECONDS = 120.0
+
+
+class ServiceClaimLost(RuntimeError):
+    pass
 
 
 def utcnow() -> datetime:
@@ -86,6 +91,8 @@ class App:
     worker_id: str = field(default_factory=default_worker_id)
     counter: RequestCounter = field(default_factory=RequestCounter)
     service_ids: dict[str, int] = field(default_factory=dict)
+    # Services on the same code host may list overlapping repos: sync them one at a time.
+    _host_locks: dict[tuple[HostKind, str], asyncio.Lock] = field(default_factory=dict)
 
     def service(self, name: str) -> ServiceConfig:
         for svc in self.config.external_services:
@@ -100,51 +107,86 @@ class App:
 
     async def sync_service(self, name: str, progress: ProgressCallback | None = None) -> SyncResult:
         svc = self.service(name)
-        return await self.repo_syncer.sync(
-            svc, self.sources[name], interval=self.config.interval_for(svc), progress=progress
-        )
+        source = self.sources[name]
+        lock = self._host_locks.setdefault((source.kind, source.service_id), asyncio.Lock())
+        async with lock:
+            return await self.repo_syncer.sync(
+                svc, source, interval=self.config.interval_for(svc), progress=progress
+            )
 
     async def sync_due_services(self) -> list[SyncResult]:
         """Sync, concurrently, every configured service whose next sync is due and that no
-        other worker is syncing right now."""
+        other worker is syncing right now. One service's failure does not stop the others."""
         async with self.engine.connect() as conn:
             due = set(await repo_store.due_services(conn, self.clock()))
-        runs = [self.claimed_sync(s.name) for s in self.config.external_services if s.name in due]
-        return [r for r in await asyncio.gather(*runs) if r is not None]
+        names = [s.name for s in self.config.external_services if s.name in due]
+        outcomes = await asyncio.gather(
+            *(self.claimed_sync(name) for name in names), return_exceptions=True
+        )
+        results = []
+        for name, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("repo sync of %s failed: %s", name, type(outcome).__name__)
+            elif outcome is not None:
+                results.append(outcome)
+        return results
 
     async def claimed_sync(
         self, name: str, progress: ProgressCallback | None = None
     ) -> SyncResult | None:
-        """Sync a service unless another worker is syncing it (then return None)."""
+        """Sync a service unless another run (here or in another process) holds its claim;
+        then return None. The claim is renewed while the sync runs; if it is lost anyway
+        (the database was unreachable for longer than the lease) the sync is abandoned before
+        it could remove anything."""
         lease = timedelta(seconds=SERVICE_LEASE_SECONDS)
         svc_id = self.service_ids[name]
-
-        async def claim() -> bool:
-            now = self.clock()
-            async with self.engine.begin() as conn:
-                return await repo_store.claim_service(
-                    conn, svc_id, worker_id=self.worker_id, now=now, until=now + lease
-                )
-
-        async def keep_claim() -> None:  # renew the lease while a long listing runs
-            while True:
-                await asyncio.sleep(SERVICE_LEASE_SECONDS / 3)
-                await claim()
-
-        if not await claim():
-            return None
-        renewer = asyncio.create_task(keep_claim())
+        token = f"{self.worker_id}/{uuid.uuid4().hex[:12]}"
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            if not await repo_store.claim_service(
+                conn, svc_id, token=token, now=now, until=now + lease
+            ):
+                return None
+        sync = asyncio.create_task(self.sync_service(name, progress))
+        renewer = asyncio.create_task(self._keep_claim(svc_id, token, lease, sync))
         try:
-            result = await self.sync_service(name, progress)
+            result = await sync
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled ourselves
+            raise ServiceClaimLost(
+                f"{name}: lost the claim on the service; sync abandoned"
+            ) from None
         finally:
             renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewer
-            async with self.engine.begin() as conn:
-                await repo_store.release_service(conn, svc_id, worker_id=self.worker_id)
+            sync.cancel()
+            with contextlib.suppress(Exception):
+                async with self.engine.begin() as conn:
+                    await repo_store.release_service(conn, svc_id, token=token)
         level = logging.INFO if result.changed_anything else logging.DEBUG
         log.log(level, "%s", result.summary())
         return result
+
+    async def _keep_claim(
+        self, svc_id: int, token: str, lease: timedelta, sync: asyncio.Task[SyncResult]
+    ) -> None:
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 3)
+            try:
+                async with self.engine.begin() as conn:
+                    kept = await repo_store.renew_service_claim(
+                        conn, svc_id, token=token, until=self.clock() + lease
+                    )
+            except Exception as exc:  # a blip: try again; the lease allows two misses
+                log.warning("could not renew the claim on service %d: %s", svc_id, exc)
+                continue
+            if not kept:
+                log.error("lost the claim on service %d; abandoning this sync", svc_id)
+                sync.cancel()
+                return
 
     async def run_repo_sync_loop(self, stop: asyncio.Event, tick: float = 1.0) -> None:
         while not stop.is_set():

@@ -50,6 +50,7 @@ class SyncResult:
     archived: list[str] = field(default_factory=list)
     unarchived: list[str] = field(default_factory=list)
     changeset_syncs_requested: int = 0
+    rechecked: int = 0  # unseen repos listed a second time before removal
     rows_written: int = 0  # repo, link and event rows inserted or updated
 
     @property
@@ -133,21 +134,25 @@ class RepoSyncer:
             result.error = str(exc)
             log.warning(
                 "%s: listing failed after %d pages; nothing removed: %s",
-                service.name,
-                result.pages,
-                exc,
-            )
+                service.name, result.pages, exc,
+            )  # fmt: skip
+        except Exception as exc:  # a bug or a database error: record it, remove nothing
+            result.error = f"internal error: {type(exc).__name__}"
+            log.error("%s: sync failed after %d pages; nothing removed: %s",
+                      service.name, result.pages, result.error)  # fmt: skip
+            log.debug("traceback", exc_info=True)
+        if result.complete:
+            try:
+                await self._remove_unseen(source, svc_id, seen_ids, result)
+            except SourceError as exc:
+                result.complete = False
+                result.error = f"re-check of unseen repos failed, nothing removed: {exc}"
         now = self._clock()
         async with self._engine.begin() as conn:
-            if result.complete:
-                await self._remove_unseen(conn, svc_id, seen_ids, result, now)
             await repo_store.record_service_sync(
-                conn,
-                svc_id,
-                now=now,
-                error=result.error,
+                conn, svc_id, now=now, error=result.error,
                 next_at=now + timedelta(seconds=interval),
-            )
+            )  # fmt: skip
         if result.changeset_syncs_requested and self._wake is not None:
             self._wake()
         return result
@@ -267,6 +272,11 @@ class RepoSyncer:
             conn, [c.stored.id for c in diff.revived + diff.modified], "modified", now
         )
 
+        renamed_ids = [c.stored.id for c in diff.renamed]
+        if renamed_ids:  # hosts that look pull requests up by repo name need the new name
+            result.changeset_syncs_requested += await changeset_store.request_syncs_for_repos(
+                conn, renamed_ids, "repo_renamed", now
+            )
         for flipped, reason in (
             (diff.archived, "repo_archived"),
             (diff.unarchived, "repo_unarchived"),
@@ -291,34 +301,40 @@ class RepoSyncer:
         result.rows_written += len(updates) + len(new_ids) + len(linked) + len(events)
 
     async def _remove_unseen(
-        self,
-        conn: AsyncConnection,
-        svc_id: int,
-        seen_ids: set[int],
-        result: SyncResult,
-        now: datetime,
+        self, source: RepoSource, svc_id: int, seen_ids: set[int], result: SyncResult
     ) -> None:
-        linked = await repo_store.linked_repo_ids(conn, svc_id)
-        unseen = d.removed_ids(linked, seen_ids)
-        if not unseen:
+        """Remove linked repos that the complete listing did not yield.
+
+        Listings page by offset, so a repo deleted on the host while we paged shifts the
+        next one onto a page we had already read: it goes unseen although it exists. Before
+        removing anything, list once more and keep every unseen repo that shows up again.
+        """
+        async with self._engine.connect() as conn:
+            linked = await repo_store.linked_repo_ids(conn, svc_id)
+            unseen = d.removed_ids(linked, seen_ids)
+            if not unseen:
+                return
+            external = await repo_store.external_ids_of(conn, unseen)
+        wanted = set(external.values())
+        found: set[str] = set()
+        async for page in source.list_repos():
+            found.update(r.external_id for r in page if r.external_id in wanted)
+        gone = [rid for rid in unseen if external.get(rid) not in found]
+        result.rechecked += len(unseen)
+        if not gone:
             return
-        deleted = await repo_store.unlink_and_delete(conn, svc_id, unseen, now)
-        await repo_store.add_events(
-            conn,
-            [
-                {
-                    "kind": "RepoDeleted",
-                    "repo_id": rid,
-                    "external_service_id": svc_id,
-                    "payload": {"service": result.service, "reason": "not listed"},
-                    "created_at": now,
-                }
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            deleted = await repo_store.unlink_and_delete(conn, svc_id, gone, now)
+            await repo_store.add_events(conn, [
+                {"kind": "RepoDeleted", "repo_id": rid, "external_service_id": svc_id,
+                 "payload": {"service": result.service, "reason": "not listed"},
+                 "created_at": now}
                 for rid in deleted
-            ],
-        )
+            ])  # fmt: skip
+            if deleted:
+                result.changeset_syncs_requested += await changeset_store.request_syncs_for_repos(
+                    conn, deleted, "repo_deleted", now
+                )
         result.removed += len(deleted)
-        result.rows_written += len(unseen) + 2 * len(deleted)
-        if deleted:
-            result.changeset_syncs_requested += await changeset_store.request_syncs_for_repos(
-                conn, deleted, "repo_deleted", now
-            )
+        result.rows_written += len(gone) + 2 * len(deleted)

@@ -7,6 +7,7 @@ import asyncio
 import fnmatch
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,13 +113,18 @@ class HostClient:
     async def request(
         self, method: str, url: str, *, kind: str = "request", **kwargs: Any
     ) -> httpx.Response:
-        """Send a request; return the 2xx/304 response or raise a ``SourceError``."""
+        """Send a request; return the 2xx/304 response or raise a ``SourceError``.
+
+        Only URLs on the host's own origin are requested (a ``Link`` or redirect to another
+        host would carry the token there). Same-origin redirects (renamed repositories answer
+        301) are followed, up to 5 hops."""
+        self._check_origin(method, url)
         attempt = 0
         while True:
             attempt += 1
             try:
                 self.counter.add(kind)
-                response = await self.client().request(method, url, **kwargs)
+                response = await self._send_following_redirects(method, url, **kwargs)
             except httpx.TimeoutException:
                 retryable = True
                 error: SourceError = HostError(f"{method} {self.redact(url)}: timed out")
@@ -143,6 +149,34 @@ class HostClient:
                 await asyncio.sleep(self.retry.backoff * (2 ** (attempt - 1)))
                 continue
             raise error
+
+    def _check_origin(self, method: str, url: str) -> None:
+        target = httpx.URL(url)
+        if not target.is_absolute_url:
+            return
+        base = httpx.URL(self.base_url)
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            raise HostError(
+                f"{method} {self.redact(url)}: refusing to send credentials to another origin "
+                f"than {self.base_url} (check the host's external URL setting)"
+            )
+
+    async def _send_following_redirects(
+        self, method: str, url: str, **kwargs: Any
+    ) -> httpx.Response:
+        for _ in range(5):
+            response = await self.client().request(method, url, **kwargs)
+            if response.status_code not in (301, 302, 303, 307, 308):
+                return response
+            location = response.headers.get("location")
+            if not location:
+                return response
+            url = str(response.url.join(location))
+            self._check_origin(method, url)
+            if response.status_code in (301, 302, 303) and method not in ("GET", "HEAD"):
+                return response  # a write answered with a redirect: report it, don't replay it
+            kwargs.pop("params", None)  # the Location carries its own query
+        raise HostError(f"{method} {self.redact(url)}: too many redirects")
 
     def _map(self, method: str, url: str, response: httpx.Response) -> SourceError:
         if self.classify is not None:
@@ -211,11 +245,26 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
     return 60.0
 
 
+_LINK_RE = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)+)')
+
+
 def parse_next_link(headers: Mapping[str, str]) -> str | None:
-    """The ``rel="next"`` URL of an RFC 5988 ``Link`` header, if any."""
+    """The ``rel="next"`` URL of an RFC 5988 ``Link`` header, if any.
+
+    A ``Link`` header we cannot read raises ``HostError``: treating it as "no next page" would
+    end a listing early, and a short listing must never look complete (invariant 1).
+    """
     link = headers.get("link")
-    if not link:
+    if not link or not link.strip():
         return None
+    entries = _LINK_RE.findall(link)
+    if not entries:
+        raise HostError(f"malformed Link header: {link[:200]!r}")
+    for url, params in entries:
+        rels = re.findall(r'rel\s*=\s*"?([^";]+)"?', params)
+        if any("next" in rel.split() for rel in rels):
+            return str(url)
+    return None
     for part in link.split(","):
         section = part.split(";")
         if len(section) < 2:

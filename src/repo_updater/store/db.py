@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_LOCK_KEY = 7_414_151_029  # an arbitrary constant naming "repo-updater migrations"
 
 
 class DatabaseURLError(ValueError):
@@ -70,6 +71,10 @@ async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision (idempotent)."""
 
     def run(connection: sa.Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # Several processes may start at once on a fresh database: one migrates, the
+            # others wait and then find nothing to do.
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         cfg = _alembic_config()
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")

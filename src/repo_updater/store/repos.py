@@ -40,12 +40,16 @@ async def upsert_external_service(
         )
     ).first()
     if row is None:
-        result = await conn.execute(
-            external_services.insert()
-            .values(name=name, kind=str(kind), url=url, config_hash=config_hash, created_at=now)
-            .returning(external_services.c.id)
+        # Another process may register the same service at the same moment: insert-or-ignore,
+        # then read whichever row won.
+        await insert_ignore(conn, external_services, [
+            {"name": name, "kind": str(kind), "url": url, "config_hash": config_hash,
+             "created_at": now}
+        ])  # fmt: skip
+        new_id = await conn.execute(
+            sa.select(external_services.c.id).where(external_services.c.name == name)
         )
-        return int(result.scalar_one())
+        return int(new_id.scalar_one())
     if (row.kind, row.url, row.config_hash, row.deleted_at) != (str(kind), url, config_hash, None):
         await conn.execute(
             external_services.update()
@@ -178,6 +182,16 @@ async def live_holders(conn: AsyncConnection, names: Iterable[str]) -> dict[str,
         )
         for r in rows:
             out[r.name] = (r.id, r.external_id)
+    return out
+
+
+async def external_ids_of(conn: AsyncConnection, repo_ids: Sequence[int]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for part in chunks(list(repo_ids), 500):
+        rows = await conn.execute(
+            sa.select(repos.c.id, repos.c.external_id).where(repos.c.id.in_(part))
+        )
+        out.update({r.id: r.external_id for r in rows})
     return out
 
 
@@ -376,9 +390,10 @@ async def count_rows(conn: AsyncConnection, table: sa.Table) -> int:
 
 
 async def claim_service(
-    conn: AsyncConnection, service_id: int, *, worker_id: str, now: datetime, until: datetime
+    conn: AsyncConnection, service_id: int, *, token: str, now: datetime, until: datetime
 ) -> bool:
-    """Atomically take the right to sync a service; False if another worker holds it."""
+    """Atomically take the right to sync a service, if nobody holds an unexpired claim.
+    ``token`` identifies this one sync run (not just the worker)."""
     result = await conn.execute(
         external_services.update()
         .where(
@@ -386,18 +401,29 @@ async def claim_service(
             sa.or_(
                 external_services.c.claimed_until.is_(None),
                 external_services.c.claimed_until < now,
-                external_services.c.claimed_by == worker_id,
             ),
         )
-        .values(claimed_by=worker_id, claimed_until=until)
+        .values(claimed_by=token, claimed_until=until)
     )
     return result.rowcount == 1
 
 
-async def release_service(conn: AsyncConnection, service_id: int, *, worker_id: str) -> None:
+async def renew_service_claim(
+    conn: AsyncConnection, service_id: int, *, token: str, until: datetime
+) -> bool:
+    """Extend our claim; False if it was lost (expired and taken by another run)."""
+    result = await conn.execute(
+        external_services.update()
+        .where(external_services.c.id == service_id, external_services.c.claimed_by == token)
+        .values(claimed_until=until)
+    )
+    return result.rowcount == 1
+
+
+async def release_service(conn: AsyncConnection, service_id: int, *, token: str) -> None:
     await conn.execute(
         external_services.update()
-        .where(external_services.c.id == service_id, external_services.c.claimed_by == worker_id)
+        .where(external_services.c.id == service_id, external_services.c.claimed_by == token)
         .values(claimed_by=None, claimed_until=None)
     )
 
