@@ -416,7 +416,9 @@ async def test_admin_round_trips(
     assert (await admin.unarchive(GH, "acme/app"))["archived"] is False
     renamed = await admin.rename(GH, "acme/app", "application")
     assert renamed["full_name"] == "acme/application"
-    assert (await gh.get("/repos/acme/app")).status_code == 404
+    moved = await gh.get("/repos/acme/app")  # the old name redirects to the repo by id
+    assert moved.status_code == 301
+    assert moved.headers["location"].endswith(f"/github/repositories/{renamed['id']}")
     pull = await admin.add_pull(GH, "acme/application", "Fix", state="DRAFT", check_state="PASSED")
     assert pull["number"] == 1 and pull["state"] == "DRAFT" and pull["check_state"] == "PASSED"
     changed = await admin.set_pull(
@@ -483,3 +485,71 @@ async def test_admin_rejects_non_object_json(emu: RunningEmulator) -> None:
         assert response.status_code == 400
         assert response.json() == {"error": "request body must be a JSON object"}
         assert (await client.get("/_admin")).json()["hosts"]["github"] == 0
+
+
+async def test_renamed_repo_redirects_by_id_until_its_old_name_is_reused(
+    emu: RunningEmulator, gh: httpx.AsyncClient
+) -> None:
+    h = host(emu)
+    repo = h.add_repo("acme", "old")
+    h.add_pull("acme/old", title="t")
+    h.rename_repo("acme/old", "new")
+    by_id = f"{emu.base_url(GH)}/repositories/{repo.id}"
+    moved = await gh.get("/repos/acme/old")
+    assert moved.status_code == 301 and moved.headers["location"] == by_id
+    assert moved.json()["message"] == "Moved Permanently"
+    pulls = await gh.get("/repos/acme/old/pulls", params={"state": "all"})
+    assert pulls.status_code == 301 and pulls.headers["location"] == f"{by_id}/pulls?state=all"
+    write = await gh.patch("/repos/acme/old/pulls/1", json={"state": "closed"})
+    assert write.status_code == 307 and write.headers["location"] == f"{by_id}/pulls/1"
+    assert (await gh.get(by_id)).json()["full_name"] == "acme/new"
+    assert [p["number"] for p in (await gh.get(f"{by_id}/pulls")).json()] == [1]
+    assert (await gh.get(f"{emu.base_url(GH)}/repositories/999")).status_code == 404
+    h.add_repo("acme", "old")  # a new repo takes the old name: no more redirect
+    assert (await gh.get("/repos/acme/old")).json()["id"] != repo.id
+    h.delete_repo("acme/new")
+    assert (await gh.get(by_id)).status_code == 404
+
+
+async def test_org_without_repos_lists_empty_unknown_owner_is_404(
+    emu: RunningEmulator, gh: httpx.AsyncClient
+) -> None:
+    h = host(emu)
+    h.add_repo("acme", "only")
+    h.rename_repo("acme/only", "elsewhere/only")  # moved away: acme is empty, not gone
+    empty = await gh.get("/orgs/acme/repos")
+    assert empty.status_code == 200 and empty.json() == []
+    assert (await gh.get("/users/acme/repos")).json() == []
+    assert [r["name"] for r in (await gh.get("/orgs/elsewhere/repos")).json()] == ["only"]
+    assert (await gh.get("/orgs/ghost/repos")).status_code == 404
+    assert (await gh.get("/users/ghost/repos")).status_code == 404
+
+
+async def test_graphql_forbidden_repo_and_renamed_repo(
+    emu: RunningEmulator, gh: httpx.AsyncClient
+) -> None:
+    h = host(emu)
+    for name in ("open", "locked", "old"):
+        h.add_repo("acme", name)
+        h.add_pull(f"acme/{name}", title=name)
+    h.repo("acme/locked").forbidden = True
+    h.rename_repo("acme/old", "renamed")
+    body = await graphql(
+        gh,
+        """query {
+          a: repository(owner: "acme", name: "open") { pullRequest(number: 1) { title } }
+          b: repository(owner: "acme", name: "locked") { pullRequest(number: 1) { title } }
+          c: repository(owner: "acme", name: "old") {
+            nameWithOwner pullRequest(number: 1) { title }
+          }
+        }""",
+    )
+    assert body["data"] == {
+        "a": {"pullRequest": {"title": "open"}},
+        "b": None,
+        "c": {"nameWithOwner": "acme/renamed", "pullRequest": {"title": "old"}},
+    }
+    errors = body["errors"]
+    assert isinstance(errors, list) and len(errors) == 1
+    assert errors[0]["type"] == "FORBIDDEN" and errors[0]["path"] == ["b"]
+    assert "SAML" in errors[0]["message"]

@@ -192,3 +192,26 @@ def test_is_a_repo_source() -> None:
         base_url="https://bb.example.com", token=None, selection=Selection(), name_prefix="bb"
     )
     assert src.kind is HostKind.BITBUCKET_SERVER and src.name_prefix == "bb"
+
+
+async def test_one_failing_repo_fails_only_its_changesets(
+    emu: RunningEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu.state.seed(HostKind.BITBUCKET_SERVER, orgs=1, repos_per_org=3, pulls_per_repo=2)
+    h = host(emu)
+    refs = refs_for(h, "org0/repo-0", [1, 2], 1) + refs_for(h, "org0/repo-1", [1], 10)
+    refs += refs_for(h, "org0/repo-2", [1, 2], 20)
+    h.faults.errors_next, h.faults.path_contains = 50, "/repos/repo-1/"
+    src = source(emu, Selection())
+    with caplog.at_level("WARNING"):
+        snaps = await src.load_changesets(refs)
+    assert [s.changeset_id for s in snaps] == [1, 2, 20, 21]
+    warning = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "org0/repo-1" in warning and TOKEN not in warning
+    with pytest.raises(HostError):  # nothing loaded at all: the error, not an empty list
+        await src.load_changesets(refs_for(h, "org0/repo-1", [1], 10))
+    h.faults.errors_next = 0
+    h.faults.rate_limited_next, h.faults.retry_after = 5, 600  # rate limits still propagate
+    with pytest.raises(RateLimited):
+        await src.load_changesets(refs)
+    await src.aclose()

@@ -220,3 +220,51 @@ def test_is_a_repo_source() -> None:
         base_url="https://gitea.example.com/api/v1", token=None, selection=Selection()
     )
     assert src.kind is HostKind.GITEA and src.name_prefix == "gitea.example.com"
+
+
+async def test_renamed_repo_is_followed_through_gitea_redirects(emu: RunningEmulator) -> None:
+    h = host(emu)
+    repo = h.add_repo("acme", "old")
+    h.add_pull("acme/old", title="one")
+    h.add_pull("acme/old", title="two")
+    refs = refs_for(h, "acme/old", [1, 2], 1)
+    h.rename_repo("acme/old", "new")
+    # Gitea answers 307 to the same path under the new name; the source follows it.
+    [[found]] = await collect(source(emu, Selection(repos=("acme/old",))))
+    assert (found.external_id, found.name) == (str(repo.id), "acme/new")
+    src = source(emu, Selection())
+    snaps = await src.load_changesets(refs)
+    single = await src.load_changesets(refs[:1])
+    await src.aclose()
+    assert [s.state for s in snaps + single] == [HostPullState.OPEN] * 3
+    assert [s.title for s in snaps] == ["one", "two"]
+
+
+async def test_org_whose_last_repo_is_gone_lists_empty(emu: RunningEmulator) -> None:
+    h = host(emu)
+    h.add_repo("acme", "only")
+    h.delete_repo("acme/only")
+    assert await collect(source(emu, Selection(owners=("acme",)))) == []  # complete, no 404
+    with pytest.raises(NotFound):
+        await collect(source(emu, Selection(owners=("ghost",))))
+
+
+async def test_one_failing_repo_fails_only_its_changesets(
+    emu: RunningEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu.state.seed(HostKind.GITEA, orgs=1, repos_per_org=3, pulls_per_repo=2)
+    h = host(emu)
+    refs = refs_for(h, "org0/repo-0", [1, 2], 1) + refs_for(h, "org0/repo-1", [1, 2], 10)
+    refs += refs_for(h, "org0/repo-2", [2], 20)
+    h.faults.errors_next, h.faults.path_contains = 50, "/repos/org0/repo-1/"
+    src = source(emu, Selection(), load_reviews=False, load_checks=False)
+    with caplog.at_level("WARNING"):
+        snaps = await src.load_changesets(refs)
+    assert [s.changeset_id for s in snaps] == [1, 2, 20]
+    warning = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "org0/repo-1" in warning and TOKEN not in warning
+    h.faults.errors_next = 0
+    h.faults.rate_limited_next, h.faults.retry_after = 5, 600  # rate limits still propagate
+    with pytest.raises(RateLimited):
+        await src.load_changesets(refs)
+    await src.aclose()

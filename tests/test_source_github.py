@@ -435,3 +435,94 @@ async def test_writes_to_archived_repo_raise_repo_archived(emu: RunningEmulator)
     assert TOKEN not in str(caught.value)
     assert host(emu).repo("acme/app").pulls[1].state is HostPullState.OPEN
     await source.aclose()
+
+
+# --- partial failures, renames, empty orgs (review fixes) -------------------------------------
+
+
+async def test_one_forbidden_repo_fails_only_its_changesets(
+    emu: RunningEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = host(emu)
+    h.token = TOKEN
+    for name in ("app", "secret", "lib"):
+        h.add_repo("acme", name)
+        h.add_pull(f"acme/{name}", title=f"{name} 1")
+        h.add_pull(f"acme/{name}", title=f"{name} 2")
+    h.repo("acme/secret").forbidden = True
+    refs = refs_for(
+        [("acme/app", 1), ("acme/secret", 1), ("acme/lib", 2), ("acme/secret", 2), ("acme/app", 9)]
+    )
+    source = make_source(emu, Selection(), token=TOKEN)
+    with caplog.at_level("WARNING"):
+        snapshots = await source.load_changesets(refs)
+    # The forbidden repo's refs are left out (the syncer retries them); the rest are loaded,
+    # including a pull request that is really gone.
+    assert [(s.changeset_id, s.state) for s in snapshots] == [
+        (1, HostPullState.OPEN),
+        (3, HostPullState.OPEN),
+        (5, HostPullState.DELETED),
+    ]
+    warning = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "acme/secret" in warning and "FORBIDDEN" in warning and TOKEN not in warning
+    # When nothing could be loaded, the error says why instead of returning nothing.
+    with pytest.raises(HostError, match="acme/secret") as caught:
+        await source.load_changesets(refs_for([("acme/secret", 1)]))
+    assert TOKEN not in str(caught.value)
+    # A rate limit still fails the whole call: those refs must wait, not count as failed.
+    h.faults.rate_limited_next, h.faults.retry_after = 1, 120
+    with pytest.raises(RateLimited):
+        await source.load_changesets(refs)
+    await source.aclose()
+
+
+async def test_renamed_repo_is_followed_by_rest_and_graphql(emu: RunningEmulator) -> None:
+    h = host(emu)
+    repo = h.add_repo("acme", "old")
+    h.add_pull("acme/old", title="before the rename")
+    h.rename_repo("acme/old", "new")
+    source = make_source(emu, Selection(repos=("acme/old",)))
+    # GET /repos/acme/old answers 301 to /repositories/{id}: the repo, under its new name.
+    listed = await collect(source)
+    assert [(r.external_id, r.name) for r in listed] == [(str(repo.id), "acme/new")]
+    assert await collect(source) == listed  # and again, through the ETag cache
+    # GraphQL resolves the old name too: the pull request is not reported deleted.
+    [snapshot] = await source.load_changesets(refs_for([("acme/old", 1)]))
+    assert snapshot.state is HostPullState.OPEN and snapshot.title == "before the rename"
+    # Writes to the old name are redirected with 307 and land on the renamed repo.
+    spec = NewChangesetSpec(
+        repo_name="acme/old", title="after", body="", head_ref="x", base_ref="main"
+    )
+    created = await source.create_changeset(spec)
+    closed = await source.close_changeset("acme/old", created.number)
+    await source.aclose()
+    assert created.number == 2 and closed.state is HostPullState.CLOSED
+    assert h.repo("acme/new").pulls[2].state is HostPullState.CLOSED
+
+
+async def test_org_whose_last_repo_is_gone_is_a_complete_empty_listing(
+    emu: RunningEmulator,
+) -> None:
+    h = host(emu)
+    h.add_repo("acme", "only")
+    source = make_source(emu, Selection(owners=("acme",)))
+    assert [r.name for r in await collect(source)] == ["acme/only"]
+    h.delete_repo("acme/only")
+    pages: list[Sequence[SourcedRepo]] = []
+    assert await collect(source, pages) == [] and pages == [[]]  # no NotFound: nothing left
+    await source.aclose()
+
+
+async def test_a_304_with_a_link_header_is_trusted_over_the_cached_next_page(
+    emu: RunningEmulator,
+) -> None:
+    emu.state.seed(GH, orgs=1, repos_per_org=201)
+    counter = RequestCounter()
+    source = make_source(emu, Selection(owners=("org0",)), counter=counter)
+    assert len(await collect(source)) == 201
+    host(emu).delete_repo("org0/repo-200")  # page 2 is unchanged (304) but now the last one
+    pages: list[Sequence[SourcedRepo]] = []
+    repos = await collect(source, pages)
+    await source.aclose()
+    assert [len(p) for p in pages] == [100, 100] and len(repos) == 200
+    assert counter.by_kind == {"list_repos": 5}  # 3, then 2: no request for a stale page 3

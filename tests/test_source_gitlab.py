@@ -22,6 +22,7 @@ from repo_updater.domain import (
     RequestCounter,
     ReviewState,
     SourcedRepo,
+    SourceError,
     Unauthorized,
 )
 from repo_updater.emulator import gitlab as gitlab_emulator
@@ -341,3 +342,61 @@ def test_is_a_repo_source() -> None:
     assert src.kind is HostKind.GITLAB
     assert src.name_prefix == "127.0.0.1:7700/gitlab"
     assert src.service_id == "http://127.0.0.1:7700/gitlab"
+
+
+async def test_listing_falls_back_to_x_next_page_after_following_links(
+    emu: RunningEmulator,
+) -> None:
+    """Page 2 comes without a Link header (a proxy stripped it): X-Next-Page still says
+    there is a page 3, so the listing goes on instead of ending early, silently."""
+    emu.state.seed(HostKind.GITLAB, orgs=1, repos_per_org=7, org_prefix="grp")
+    src = source(emu, Selection(owners=("grp0",)), per_page=3)
+    sizes = []
+    async for page in src.list_repos():
+        sizes.append(len(page))
+        host(emu).faults.drop_link_next = 1  # page 2 (reached by its Link) has none
+    await src.aclose()
+    assert sizes == [3, 3, 1]
+
+
+async def test_group_whose_last_project_is_gone_lists_empty(emu: RunningEmulator) -> None:
+    h = host(emu)
+    h.add_repo("acme/sub", "only")
+    h.delete_repo("acme/sub/only")
+    # A complete, empty listing (no NotFound), so the sync may remove the deleted project.
+    assert await collect(source(emu, Selection(owners=("acme",)))) == []
+    assert await collect(source(emu, Selection(owners=("acme/sub",)))) == []
+    with pytest.raises(NotFound):
+        await collect(source(emu, Selection(owners=("acme/other",))))
+
+
+async def test_one_failing_project_fails_only_its_changesets(
+    emu: RunningEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu.state.seed(HostKind.GITLAB, orgs=1, repos_per_org=3, pulls_per_repo=2, org_prefix="grp")
+    h = host(emu)
+    refs = _refs(h, "grp0/repo-0", [1, 2], 1) + _refs(h, "grp0/repo-1", [1], 10)
+    refs += _refs(h, "grp0/repo-2", [2], 20)
+    bad = f"/projects/{h.repo('grp0/repo-1').id}/"
+    h.faults.errors_next, h.faults.error_status, h.faults.path_contains = 50, 403, bad
+    src = source(emu, Selection())
+    with caplog.at_level("WARNING"):
+        snaps = await src.load_changesets(refs)
+    assert [s.changeset_id for s in snaps] == [1, 2, 20]
+    warning = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "grp0/repo-1" in warning and TOKEN not in warning
+    with pytest.raises(SourceError, match="403"):  # nothing loaded: the error, not []
+        await src.load_changesets(_refs(h, "grp0/repo-1", [1], 10))
+    h.faults.errors_next = 0
+    h.faults.rate_limited_next, h.faults.retry_after = 5, 600  # rate limits still propagate
+    with pytest.raises(RateLimited):
+        await src.load_changesets(refs)
+    await src.aclose()
+
+
+async def test_old_path_of_a_renamed_project_still_finds_it(emu: RunningEmulator) -> None:
+    h = host(emu)
+    repo = h.add_repo("acme", "old")
+    h.rename_repo("acme/old", "new")
+    [[found]] = await collect(source(emu, Selection(repos=("acme/old",))))
+    assert (found.external_id, found.name) == (str(repo.id), "acme/new")

@@ -97,7 +97,7 @@ async def test_tracking_rejects_closed_batch_changes_and_unknown_repos(engine: A
         bc, repo, _ = await setup(conn)
         with pytest.raises(store.RepoNotFound):
             await store.track_changeset(conn, bc, 12345, 1, T0)
-        with pytest.raises(ValueError, match="positive"):
+        with pytest.raises(ValueError, match="between 1 and"):
             await store.track_changeset(conn, bc, repo, 0, T0)
         await store.close_batch_change(conn, bc, T0)
         with pytest.raises(store.BatchChangeClosed):

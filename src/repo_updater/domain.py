@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+# Pull request numbers are 32-bit on every host (GitHub's GraphQL ``Int``).
+MAX_PULL_NUMBER = 2**31 - 1
+
 
 class HostKind(enum.StrEnum):
     GITHUB = "github"

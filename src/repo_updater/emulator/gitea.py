@@ -7,14 +7,17 @@ commit status of a PR head.
 Writes to archived repos answer ``423 Locked`` with ``"<Repository 5:org/name> is archived"``,
 as Gitea's ``mustNotBeArchived`` does.
 
-Every owner that has repos is an org, except the names in ``HostState.users``: those are users,
-which only ``/users/{name}/repos`` lists (``/orgs/{name}/repos`` answers 404 for them).
+Every owner that has (had) repos is an org, except the names in ``HostState.users``: those are
+users, which only ``/users/{name}/repos`` lists (``/orgs/{name}/repos`` answers 404 for them).
+An org whose repos are all gone lists ``[]``. A renamed repo's old name answers ``307`` to the
+same path under the new name, like Gitea's ``RedirectToRepo``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -145,21 +148,33 @@ class _Gitea:
 
     async def org_repos(self, request: web.Request) -> web.Response:
         org = request.match_info["org"]
-        repos = self.host.owner_repos(org)
-        if org in self.host.users or not repos:
+        if org in self.host.users or not self.host.owner_exists(org):
             return _error(request, 404, "The target couldn't be found.")
-        return self.owner_repos(request, repos)
+        return self.owner_repos(request, self.host.owner_repos(org))
 
     async def user_repos(self, request: web.Request) -> web.Response:
         user = request.match_info["user"]
-        repos = self.host.owner_repos(user)
-        if user not in self.host.users and not repos:
+        if not self.host.owner_exists(user):
             return _error(request, 404, "The target couldn't be found.")
-        return self.owner_repos(request, repos)
+        return self.owner_repos(request, self.host.owner_repos(user))
 
     def _repo(self, request: web.Request) -> EmulatedRepo | web.Response:
-        repo = self.host.find_repo(f"{request.match_info['owner']}/{request.match_info['repo']}")
-        return _error(request, 404, "The target couldn't be found.") if repo is None else repo
+        owner, name = request.match_info["owner"], request.match_info["repo"]
+        repo = self.host.find_repo(f"{owner}/{name}")
+        if repo is not None:
+            return repo
+        moved = self.host.redirected_repo(f"{owner}/{name}")
+        if moved is None:
+            return _error(request, 404, "The target couldn't be found.")
+        # Gitea's ``RedirectToRepo``: 307 to the same path under the repo's current name.
+        rest = request.path.partition(f"/repos/{owner}/{name}")[2]
+        location = (
+            f"{self.root(request)}{API}/repos/{quote(moved.owner, safe='')}/"
+            f"{quote(moved.name, safe='')}{quote(rest)}"
+        )
+        if request.query_string:
+            location += f"?{request.query_string}"
+        return web.Response(status=307, headers={"Location": location})
 
     def _pull(self, request: web.Request) -> tuple[EmulatedRepo, EmulatedPull] | web.Response:
         repo = self._repo(request)

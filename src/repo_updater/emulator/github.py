@@ -4,13 +4,17 @@ Routes (relative to the sub-app, like https://api.github.com):
 
 - ``GET /orgs/{org}/repos``, ``GET /users/{user}/repos``: ``per_page`` (max 100, default 30)
   and ``page``, id order, ``Link`` header with ``rel="prev"/"next"/"last"/"first"``.
+  An org that exists but holds no repos lists ``[]``; an unknown owner is 404.
 - ``GET /repos/{owner}/{repo}``
 - ``GET /repos/{owner}/{repo}/pulls`` (``state``, ``head``, ``per_page``, ``page``),
   ``POST /repos/{owner}/{repo}/pulls``
 - ``GET /repos/{owner}/{repo}/pulls/{number}``, ``PATCH /repos/{owner}/{repo}/pulls/{number}``
+- the same under ``/repositories/{id}`` (where renamed repositories redirect to)
 - ``POST /graphql`` (see ``github_graphql``)
 
 Writes to an archived repository answer 403 "Repository was archived so is read-only.".
+A request for a renamed repository's old name answers ``301 Moved Permanently`` (GET/HEAD) or
+``307 Temporary Redirect`` (writes) with ``Location: {api}/repositories/{id}{rest of path}``.
 """
 
 from __future__ import annotations
@@ -45,11 +49,12 @@ def build_app(state: EmulatorState) -> web.Application:
     graphql = GraphQLEndpoint(host)
     app.router.add_get("/orgs/{owner}/repos", api.org_repos)
     app.router.add_get("/users/{owner}/repos", api.user_repos)
-    app.router.add_get("/repos/{owner}/{repo}", api.get_repo)
-    app.router.add_get("/repos/{owner}/{repo}/pulls", api.list_pulls)
-    app.router.add_post("/repos/{owner}/{repo}/pulls", api.create_pull)
-    app.router.add_get("/repos/{owner}/{repo}/pulls/{number}", api.get_pull)
-    app.router.add_patch("/repos/{owner}/{repo}/pulls/{number}", api.update_pull)
+    for repo in ("/repos/{owner}/{repo}", "/repositories/{id}"):
+        app.router.add_get(repo, api.get_repo)
+        app.router.add_get(repo + "/pulls", api.list_pulls)
+        app.router.add_post(repo + "/pulls", api.create_pull)
+        app.router.add_get(repo + "/pulls/{number}", api.get_pull)
+        app.router.add_patch(repo + "/pulls/{number}", api.update_pull)
     app.router.add_post("/graphql", graphql.handle)
     return app
 
@@ -188,19 +193,30 @@ class _GitHubRest:
         self._encoded[repo.id] = (key, text)
         return text
 
-    def _repo(self, request: web.Request) -> EmulatedRepo | None:
-        return self.host.find_repo(f"{request.match_info['owner']}/{request.match_info['repo']}")
+    def _repo(self, request: web.Request) -> EmulatedRepo | web.Response:
+        """The repo the path names, or the answer to send instead (404, or a redirect for a
+        renamed repo's old name)."""
+        match = request.match_info
+        if "id" in match:
+            repo = self.host.repos.get(int(match["id"])) if match["id"].isdigit() else None
+            return not_found() if repo is None else repo
+        full = f"{match['owner']}/{match['repo']}"
+        repo = self.host.find_repo(full)
+        if repo is not None:
+            return repo
+        moved = self.host.redirected_repo(full)
+        return not_found() if moved is None else _moved(request, full, moved)
 
-    def _pull(self, request: web.Request) -> tuple[EmulatedRepo, EmulatedPull] | None:
+    def _pull(self, request: web.Request) -> tuple[EmulatedRepo, EmulatedPull] | web.Response:
         repo = self._repo(request)
-        if repo is None:
-            return None
+        if isinstance(repo, web.Response):
+            return repo
         try:
             number = int(request.match_info["number"])
         except ValueError:
-            return None
+            return not_found()
         pull = repo.pulls.get(number)
-        return None if pull is None else (repo, pull)
+        return not_found() if pull is None else (repo, pull)
 
     def _list(self, request: web.Request, repos: Sequence[EmulatedRepo]) -> web.Response:
         chunk, link = paginate(request, repos)
@@ -213,29 +229,27 @@ class _GitHubRest:
 
     async def org_repos(self, request: web.Request) -> web.Response:
         owner = request.match_info["owner"]
-        repos = self.host.owner_repos(owner)
-        if owner in self.host.users or not repos:
+        if owner in self.host.users or not self.host.owner_exists(owner):
             return not_found()
-        return self._list(request, repos)
+        return self._list(request, self.host.owner_repos(owner))
 
     async def user_repos(self, request: web.Request) -> web.Response:
         owner = request.match_info["owner"]
-        repos = self.host.owner_repos(owner)
-        if owner not in self.host.users and not repos:
+        if not self.host.owner_exists(owner):
             return not_found()
-        return self._list(request, repos)
+        return self._list(request, self.host.owner_repos(owner))
 
     async def get_repo(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
-        if repo is None:
-            return not_found()
+        if isinstance(repo, web.Response):
+            return repo
         user = repo.owner in self.host.users
         return json_response(repo_json(repo, api_base(request), user=user))
 
     async def list_pulls(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
-        if repo is None:
-            return not_found()
+        if isinstance(repo, web.Response):
+            return repo
         wanted = request.query.get("state", "open")
         head = request.query.get("head", "")
         head_ref = head.partition(":")[2] if ":" in head else head
@@ -256,14 +270,14 @@ class _GitHubRest:
 
     async def get_pull(self, request: web.Request) -> web.Response:
         found = self._pull(request)
-        if found is None:
-            return not_found()
+        if isinstance(found, web.Response):
+            return found
         return json_response(pull_json(*found, api_base(request)))
 
     async def create_pull(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
-        if repo is None:
-            return not_found()
+        if isinstance(repo, web.Response):
+            return repo
         if repo.archived:
             return message(403, ARCHIVED_MESSAGE)
         body = await _json_object(request)
@@ -301,8 +315,8 @@ class _GitHubRest:
 
     async def update_pull(self, request: web.Request) -> web.Response:
         found = self._pull(request)
-        if found is None:
-            return not_found()
+        if isinstance(found, web.Response):
+            return found
         repo, pull = found
         if repo.archived:
             return message(403, ARCHIVED_MESSAGE)
@@ -324,6 +338,20 @@ class _GitHubRest:
         elif wanted == "open" and pull.state is HostPullState.CLOSED:
             self.host.set_pull_state(repo.full_name, pull.number, HostPullState.OPEN)
         return json_response(pull_json(repo, pull, api_base(request)))
+
+
+def _moved(request: web.Request, old_full: str, repo: EmulatedRepo) -> web.Response:
+    """GitHub's answer for a renamed repository's old name: a redirect to it by id."""
+    marker = f"/repos/{old_full}"
+    rest = request.path.partition(marker)[2]
+    location = f"{api_base(request)}/repositories/{repo.id}{rest}"
+    if request.query_string:
+        location += f"?{request.query_string}"
+    read = request.method in ("GET", "HEAD")
+    status, text = (301, "Moved Permanently") if read else (307, "Temporary Redirect")
+    response = message(status, text, url=location)
+    response.headers["Location"] = location
+    return response
 
 
 async def _json_object(request: web.Request) -> dict[str, Any] | None:

@@ -7,7 +7,9 @@ rollup, ``timelineItems(first|last, itemTypes)`` (reviews, closed, merged, reope
 and ``rateLimit { cost limit remaining used resetAt }``. Aliases work, so one query can load
 many pull requests from many repositories. A missing repository or pull request yields null
 at its path plus an error ``{"type": "NOT_FOUND", "path": [...], "message": ...}``, like
-GitHub.
+GitHub; a repository flagged ``forbidden`` yields null plus a ``FORBIDDEN`` error (GitHub's
+answer under SAML enforcement or an IP allow list). ``repository(owner, name)`` follows
+renames: an old name resolves to the renamed repository, as on GitHub.
 """
 
 from __future__ import annotations
@@ -35,96 +37,8 @@ from graphql import (
 )
 
 from repo_updater.domain import CheckState, HostPullState, ReviewState
+from repo_updater.emulator.github_schema import SDL
 from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, HostState
-
-SDL = """
-scalar DateTime
-scalar URI
-
-enum PullRequestState { OPEN CLOSED MERGED }
-enum PullRequestReviewDecision { APPROVED CHANGES_REQUESTED REVIEW_REQUIRED }
-enum PullRequestReviewState { PENDING COMMENTED APPROVED CHANGES_REQUESTED DISMISSED }
-enum StatusState { EXPECTED ERROR FAILURE PENDING SUCCESS }
-enum PullRequestTimelineItemsItemType {
-  PULL_REQUEST_REVIEW CLOSED_EVENT MERGED_EVENT REOPENED_EVENT
-}
-
-interface Actor { login: String! }
-type User implements Actor { login: String! }
-
-type Query {
-  repository(owner: String!, name: String!): Repository
-  rateLimit: RateLimit
-}
-
-type RateLimit { cost: Int! limit: Int! remaining: Int! used: Int! resetAt: DateTime! }
-
-type Repository {
-  id: ID!
-  databaseId: Int
-  name: String!
-  nameWithOwner: String!
-  isArchived: Boolean!
-  isFork: Boolean!
-  isPrivate: Boolean!
-  url: URI!
-  pullRequest(number: Int!): PullRequest
-}
-
-type PageInfo {
-  hasNextPage: Boolean!
-  hasPreviousPage: Boolean!
-  startCursor: String
-  endCursor: String
-}
-
-type PullRequest {
-  id: ID!
-  number: Int!
-  title: String!
-  body: String!
-  url: URI!
-  state: PullRequestState!
-  isDraft: Boolean!
-  additions: Int!
-  deletions: Int!
-  headRefName: String!
-  baseRefName: String!
-  createdAt: DateTime!
-  updatedAt: DateTime!
-  closedAt: DateTime
-  mergedAt: DateTime
-  reviewDecision: PullRequestReviewDecision
-  author: Actor
-  repository: Repository!
-  commits(first: Int, last: Int): PullRequestCommitConnection!
-  timelineItems(
-    first: Int, last: Int, itemTypes: [PullRequestTimelineItemsItemType!]
-  ): PullRequestTimelineItemsConnection!
-}
-
-type PullRequestCommitConnection { nodes: [PullRequestCommit] totalCount: Int! }
-type PullRequestCommit { commit: Commit! }
-type Commit { oid: String! statusCheckRollup: StatusCheckRollup }
-type StatusCheckRollup { state: StatusState! }
-
-type PullRequestReview {
-  id: ID!
-  state: PullRequestReviewState!
-  author: Actor
-  submittedAt: DateTime
-}
-type ClosedEvent { id: ID! createdAt: DateTime! actor: Actor }
-type MergedEvent { id: ID! createdAt: DateTime! actor: Actor }
-type ReopenedEvent { id: ID! createdAt: DateTime! actor: Actor }
-union PullRequestTimelineItems = PullRequestReview | ClosedEvent | MergedEvent | ReopenedEvent
-
-type PullRequestTimelineItemsConnection {
-  nodes: [PullRequestTimelineItems]
-  totalCount: Int!
-  pageInfo: PageInfo!
-}
-"""
 
 _CHECK_TO_STATUS = {
     CheckState.PASSED: "SUCCESS",
@@ -143,6 +57,10 @@ _DOCUMENT_CACHE_SIZE = 256
 
 class NotFoundError(Exception):
     """A repository or pull request the query asked for does not exist."""
+
+
+class ForbiddenError(Exception):
+    """The token may not read the repository the query asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,9 +117,14 @@ def _page_size(first: int | None, last: int | None, what: str) -> tuple[int, boo
 
 def _repository(_root: Any, info: GraphQLResolveInfo[Any], owner: str, name: str) -> EmulatedRepo:
     host: HostState = info.context["host"]
-    repo = host.find_repo(f"{owner}/{name}")
+    repo = host.resolve_repo(f"{owner}/{name}")
     if repo is None:
         raise NotFoundError(f"Could not resolve to a Repository with the name '{owner}/{name}'.")
+    if repo.forbidden:
+        raise ForbiddenError(
+            f"Resource protected by organization SAML enforcement. You must grant your "
+            f"Personal Access token access to the organization {repo.owner!r}."
+        )
     return repo
 
 
@@ -414,6 +337,8 @@ def _format_error(error: GraphQLError) -> dict[str, Any]:
     formatted: dict[str, Any] = dict(error.formatted)
     if isinstance(error.original_error, NotFoundError):
         formatted = {"type": "NOT_FOUND", **formatted}
+    elif isinstance(error.original_error, ForbiddenError):
+        formatted = {"type": "FORBIDDEN", **formatted, "extensions": {"saml_failure": True}}
     return formatted
 
 

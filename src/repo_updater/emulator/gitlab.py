@@ -87,9 +87,11 @@ class _GitLab:
         return str(request.url.origin()) + raw[: raw.index(API)]
 
     def project(self, ref: str) -> EmulatedRepo | None:
+        """By id or path; an old path of a renamed project still finds it (GitLab's
+        ``find_by_full_path(..., follow_redirects: true)``, no HTTP redirect)."""
         if ref.isdigit():
             return self.host.repos.get(int(ref))
-        return self.host.find_repo(ref)
+        return self.host.resolve_repo(ref)
 
     def project_json(self, repo: EmulatedRepo, root: str) -> dict[str, Any]:
         full = repo.full_name
@@ -172,7 +174,7 @@ class _GitLab:
         group = request.match_info["group"]
         subgroups = request.query.get("include_subgroups", "false").lower() == "true"
         repos = self.group_repos(group, include_subgroups=subgroups)
-        if not repos and not self.group_repos(group, include_subgroups=True):
+        if group not in self.host.owners:  # a group whose projects are all gone lists []
             return _error(404, "404 Group Not Found")
         per_page = int_param(request, "per_page", 20, lo=1, hi=MAX_PER_PAGE)
         page = int_param(request, "page", 1, lo=1, hi=1 << 30)
@@ -193,7 +195,10 @@ class _GitLab:
             headers["X-Total"] = str(total)
             headers["X-Total-Pages"] = str(last)
             links["last"] = page_url(request, page=last, per_page=per_page)
-        headers["Link"] = link_header(links)
+        if self.host.faults.drop_link_next > 0:
+            self.host.faults.drop_link_next -= 1
+        else:
+            headers["Link"] = link_header(links)
         return web.json_response(body, headers=headers)
 
     async def get_project(self, request: web.Request) -> web.Response:

@@ -68,6 +68,9 @@ class EmulatedRepo:
     updated_at: datetime = field(default_factory=utcnow)
     pulls: dict[int, EmulatedPull] = field(default_factory=dict)
     next_pull_number: int = 1
+    # The token may not read this repo (SAML enforcement, IP allow list): GitHub GraphQL
+    # answers a ``FORBIDDEN`` error at the repository's path.
+    forbidden: bool = False
 
     @property
     def full_name(self) -> str:
@@ -95,6 +98,9 @@ class Faults:
     rate_limit_reset_in: int = 60  # seconds until the primary limit resets
     path_contains: str = ""
     latency_ms: int = 0  # added to every request
+    # GitLab group listing: send the next pages without their ``Link`` header (as a proxy
+    # that strips it would), leaving only ``X-Next-Page`` to say where the listing goes.
+    drop_link_next: int = 0
 
 
 @dataclass(slots=True)
@@ -106,6 +112,12 @@ class HostState:
     faults: Faults = field(default_factory=Faults)
     request_count: int = 0
     users: set[str] = field(default_factory=set)  # owners that are users, not orgs (GitHub)
+    # Every org/group/project key that has ever held a repo (and a group's parents): it still
+    # exists, and lists ``[]``, after its last repo is deleted or moved away.
+    owners: set[str] = field(default_factory=set)
+    # Old full names of renamed repos -> repo id. GitHub and Gitea redirect requests for an
+    # old name to the repo, and GitHub GraphQL resolves it, until a repo takes that name.
+    redirects: dict[str, int] = field(default_factory=dict)
     rate_limit_reset_at: float | None = None  # epoch seconds; managed by the fault middleware
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     # Per-owner repos in id order, rebuilt lazily after repos are added, renamed or deleted
@@ -159,8 +171,18 @@ class HostState:
         )
         self.repos[repo.id] = repo
         self.by_full_name[full] = repo.id
+        self.redirects.pop(full, None)  # a new repo under an old name ends the redirect
+        self.add_owner(owner)
         self.invalidate()
         return repo
+
+    def add_owner(self, owner: str) -> None:
+        """Record that an org/group exists (with its parent groups, for GitLab paths)."""
+        parts = owner.split("/")
+        self.owners.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+
+    def owner_exists(self, owner: str) -> bool:
+        return owner in self.owners or owner in self.users
 
     def repo(self, full_name: str) -> EmulatedRepo:
         try:
@@ -171,6 +193,15 @@ class HostState:
     def find_repo(self, full_name: str) -> EmulatedRepo | None:
         rid = self.by_full_name.get(full_name)
         return None if rid is None else self.repos[rid]
+
+    def redirected_repo(self, full_name: str) -> EmulatedRepo | None:
+        """The repo that was once called ``full_name`` and has been renamed since."""
+        rid = self.redirects.get(full_name)
+        return None if rid is None else self.repos.get(rid)
+
+    def resolve_repo(self, full_name: str) -> EmulatedRepo | None:
+        """``find_repo``, following renames (like GitHub GraphQL's ``repository``)."""
+        return self.find_repo(full_name) or self.redirected_repo(full_name)
 
     def set_archived(self, full_name: str, archived: bool) -> EmulatedRepo:
         repo = self.repo(full_name)
@@ -190,6 +221,10 @@ class HostState:
         repo.owner, repo.name = owner, name
         repo.updated_at = utcnow()
         self.by_full_name[new_full] = repo.id
+        self.redirects.pop(new_full, None)
+        if new_full != full_name:
+            self.redirects[full_name] = repo.id
+        self.add_owner(owner)
         self.invalidate()
         return repo
 
@@ -197,6 +232,8 @@ class HostState:
         repo = self.repo(full_name)
         del self.by_full_name[full_name]
         del self.repos[repo.id]
+        for old in [o for o, rid in self.redirects.items() if rid == repo.id]:
+            del self.redirects[old]
         self.invalidate()
 
     def repos_of(self, owner: str, *, include_subgroups: bool = False) -> list[EmulatedRepo]:

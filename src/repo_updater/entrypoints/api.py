@@ -64,14 +64,37 @@ def error(message: str, status: int) -> web.Response:
     )
 
 
-def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
+# Ids, pull request numbers and offsets are 32-bit integers in the store (PostgreSQL
+# ``integer``); anything larger would fail in SQL (a 500) instead of answering 400.
+MAX_INT = 2**31 - 1
+MAX_NAME = 200  # batch_changes.name
+
+
+def _int(
+    request: web.Request, name: str, default: int | None = None, *, lo: int = 0, hi: int = MAX_INT
+) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise BadRequest(f"query parameter {name!r} must be an integer") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"query parameter {name!r} must be between {lo} and {hi}")
+    return value
+
+
+def _text(value: str, what: str) -> str:
+    """Reject NUL characters, which PostgreSQL cannot store or compare (a 500 otherwise)."""
+    if "\x00" in value:
+        raise BadRequest(f"{what} must not contain NUL characters")
+    return value
+
+
+def _str(request: web.Request, name: str) -> str | None:
+    raw = request.query.get(name)
+    return None if raw is None else _text(raw, f"query parameter {name!r}")
 
 
 def _bool(request: web.Request, name: str) -> bool | None:
@@ -97,9 +120,12 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 def _path_id(request: web.Request) -> int:
     try:
-        return int(request.match_info["id"])
+        value = int(request.match_info["id"])
     except ValueError:
         raise BadRequest("id must be an integer") from None
+    if not 1 <= value <= MAX_INT:
+        raise BadRequest(f"id must be between 1 and {MAX_INT}")
+    return value
 
 
 @web.middleware
@@ -132,14 +158,12 @@ async def sync_service(request: web.Request) -> web.Response:
 
 async def repos(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
-    limit = _int(request, "limit", 1000)
-    if limit is None or not 1 <= limit <= 10000:
-        raise BadRequest("limit must be between 1 and 10000")
+    limit = _int(request, "limit", 1000, lo=1, hi=10000)
     async with app.engine.connect() as conn:
         rows = await repo_store.list_repos(
             conn,
             archived=_bool(request, "archived"),
-            name_contains=request.query.get("name"),
+            name_contains=_str(request, "name"),
             after_id=_int(request, "after", 0) or 0,
             limit=limit,
         )
@@ -148,13 +172,13 @@ async def repos(request: web.Request) -> web.Response:
 
 async def events(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
-    limit = _int(request, "limit", 1000) or 1000
+    limit = _int(request, "limit", 1000, lo=1, hi=10000) or 1000
     async with app.engine.connect() as conn:
         rows = await repo_store.list_events(
             conn,
-            kind=request.query.get("kind"),
+            kind=_str(request, "kind"),
             after_id=_int(request, "after", 0) or 0,
-            limit=min(limit, 10000),
+            limit=limit,
         )
     return ok(rows)
 
@@ -171,8 +195,12 @@ async def create_batch_change(request: web.Request) -> web.Response:
     name, description = body.get("name"), body.get("description", "")
     if not isinstance(name, str) or not name.strip():
         raise BadRequest("'name' must be a non-empty string")
+    if len(name.strip()) > MAX_NAME:
+        raise BadRequest(f"'name' must be at most {MAX_NAME} characters")
     if not isinstance(description, str):
         raise BadRequest("'description' must be a string")
+    _text(name, "'name'")
+    _text(description, "'description'")
     async with app.engine.begin() as conn:
         new_id = await cs_store.create_batch_change(conn, name.strip(), description, app.clock())
     return ok({"id": new_id, "name": name.strip()}, 201)
@@ -193,8 +221,9 @@ async def track_changeset(request: web.Request) -> web.Response:
     repo_name, number = body.get("repo"), body.get("number")
     if not isinstance(repo_name, str) or not repo_name:
         raise BadRequest("'repo' must be a repository name, as listed by GET /api/repos")
-    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-        raise BadRequest("'number' must be a positive integer")
+    _text(repo_name, "'repo'")
+    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= MAX_INT:
+        raise BadRequest(f"'number' must be an integer between 1 and {MAX_INT}")
     async with app.engine.begin() as conn:
         repo = await repo_store.get_repo_by_name(conn, repo_name)
         if repo is None:

@@ -29,8 +29,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from repo_updater.app import open_app, serve
 from repo_updater.config import Config, ConfigError, load_config
+from repo_updater.domain import MAX_PULL_NUMBER
 from repo_updater.entrypoints import emulator_cli
 from repo_updater.entrypoints.api import _default
 from repo_updater.services.repo_syncer import SyncProgress
@@ -39,10 +42,32 @@ from repo_updater.store import repos as repo_store
 from repo_updater.store.db import DatabaseURLError, create_engine, migrate
 
 DEFAULT_DATABASE = "sqlite:///repo-updater.db"
+# Pull request numbers are 32-bit on the hosts (GitHub's GraphQL ``Int``): a larger one would
+# fail the whole batch it is loaded in, for every changeset in it.
+MAX_NAME = 200  # batch_changes.name
 
 
 class CLIError(Exception):
     pass
+
+
+def _pr_number(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if not 1 <= number <= MAX_PULL_NUMBER:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_PULL_NUMBER}")
+    return number
+
+
+def _batch_change_name(value: str) -> str:
+    name = value.strip()
+    if not name:
+        raise argparse.ArgumentTypeError("must not be empty")
+    if len(name) > MAX_NAME or "\x00" in name:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_NAME} characters, without NUL")
+    return name
 
 
 def _config(args: argparse.Namespace, *, required: bool) -> Config:
@@ -83,7 +108,11 @@ async def _with_store(args: argparse.Namespace) -> Any:
     path = getattr(args, "config", None) or os.environ.get("REPO_UPDATER_CONFIG")
     config = load_config(Path(path), os.environ) if path else None
     engine = create_engine(_database(args, config))
-    await migrate(engine)
+    try:
+        await migrate(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     return engine
 
 
@@ -277,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--batch-change", type=int)
         if what == "batch-changes":
             c = group.add_parser("create", help="create a batch change")
-            c.add_argument("name")
+            c.add_argument("name", type=_batch_change_name)
             c.add_argument("--description", default="")
             c2 = group.add_parser("close", help="close a batch change")
             c2.add_argument("id", type=int)
@@ -288,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
             t = group.add_parser("track", help="track an existing pull request")
             t.add_argument("--batch-change", type=int, required=True)
             t.add_argument("--repo", required=True, help="repository name as `repos list` shows it")
-            t.add_argument("--number", type=int, required=True)
+            t.add_argument("--number", type=_pr_number, required=True)
             s = group.add_parser("sync", help="request an immediate sync")
             s.add_argument("id", type=int)
             for q in (t, s):
@@ -320,6 +349,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DBAPIError as exc:  # e.g. an SQLite file that cannot be opened, a refused login
+        print(f"error: database: {exc.orig}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. an unknown or unreachable database host
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

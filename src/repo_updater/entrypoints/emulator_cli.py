@@ -41,12 +41,21 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         (HostKind.GITLAB, args.seed_gitlab),
         (HostKind.GITEA, args.seed_gitea),
     ):
-        if spec:
-            orgs, per_org = spec
-            prefix = "acme" if kind is HostKind.GITHUB and orgs == 1 else "org"
-            state.seed(
-                kind, orgs=orgs, repos_per_org=per_org, pulls_per_repo=args.pulls, org_prefix=prefix
-            )
+        if not spec:
+            continue
+        orgs, per_org = spec
+        if kind is HostKind.GITHUB and orgs == 1:
+            # One GitHub org is 'acme' itself (as --help and the README promise), not the
+            # 'acme0' that ``seed`` would name it.
+            host = state.host(kind)
+            for j in range(per_org):
+                repo = host.add_repo("acme", f"repo-{j}")
+                for k in range(args.pulls):
+                    host.add_pull(repo.full_name, title=f"Batch change {k} on {repo.name}")
+            continue
+        state.seed(
+            kind, orgs=orgs, repos_per_org=per_org, pulls_per_repo=args.pulls, org_prefix="org"
+        )
     print(
         f"code-host emulator on http://{args.host}:{args.port} "
         f"(github at /github, gitlab at /gitlab, gitea at /gitea, bitbucket at /bitbucket)",

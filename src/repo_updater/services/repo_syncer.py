@@ -24,6 +24,10 @@ from repo_updater.store import repos as repo_store
 
 log = logging.getLogger(__name__)
 
+# Refresh the store's planner statistics each time a sync has added this many repos, then
+# twice as many, and so on (log N times for N new repos): see ``repo_store.analyze``.
+ANALYZE_AFTER_ADDED = 1000
+
 
 @dataclass(slots=True)
 class SyncProgress:
@@ -119,6 +123,7 @@ class RepoSyncer:
         seen = d.Seen()
         seen_ids: set[int] = set()
         prog = SyncProgress(service=service.name)
+        analyze_at = ANALYZE_AFTER_ADDED
         try:
             async for page in source.list_repos():
                 kept, dropped = d.dedupe_page(page, seen)
@@ -126,6 +131,10 @@ class RepoSyncer:
                 result.listed += len(kept)
                 result.duplicates += dropped
                 await self._apply_page(service, source, svc_id, kept, seen_ids, result)
+                if result.added >= analyze_at:
+                    async with self._engine.begin() as conn:
+                        await repo_store.analyze(conn)
+                    analyze_at = 2 * result.added
                 prog.pages, prog.listed = result.pages, result.listed
                 if progress is not None:
                     progress(prog)

@@ -245,7 +245,7 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
     return 60.0
 
 
-_LINK_RE = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)+)')
+_LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)+)")
 
 
 def parse_next_link(headers: Mapping[str, str]) -> str | None:
@@ -264,12 +264,4 @@ def parse_next_link(headers: Mapping[str, str]) -> str | None:
         rels = re.findall(r'rel\s*=\s*"?([^";]+)"?', params)
         if any("next" in rel.split() for rel in rels):
             return str(url)
-    return None
-    for part in link.split(","):
-        section = part.split(";")
-        if len(section) < 2:
-            continue
-        url = section[0].strip().strip("<>")
-        if any(s.strip() in ('rel="next"', "rel=next") for s in section[1:]):
-            return url
     return None

@@ -51,6 +51,7 @@ from repo_updater.sources.common import (
     gather_all,
     group_refs,
     list_selection,
+    load_groups,
     parse_epoch_ms,
 )
 
@@ -164,11 +165,12 @@ class BitbucketServerSource:
     # --- changesets --------------------------------------------------------------------------
 
     async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+        """Snapshots of ``refs`` in order; a repo that failed (other than a rate limit) is
+        left out and logged (see ``load_groups``)."""
         groups = group_refs(refs, lambda r: r.repo_name)
-        found: dict[ChangesetRef, ChangesetSnapshot] = {}
-        for part in await gather_all(self._load_repo(n, rs) for n, rs in groups.items()):
-            found.update(part)
-        return [found[ref] for ref in refs]
+        jobs = [(name, self._load_repo(name, rs)) for name, rs in groups.items()]
+        found = await load_groups(self.service_id, jobs)
+        return [found[ref] for ref in refs if ref in found]
 
     async def _load_repo(
         self, repo_name: str, refs: list[ChangesetRef]

@@ -144,6 +144,49 @@ async def gather_all(jobs: Iterable[Awaitable[T]]) -> list[T]:
         raise
 
 
+async def load_groups(
+    service: str,
+    jobs: Iterable[tuple[str, Awaitable[dict[ChangesetRef, ChangesetSnapshot]]]],
+) -> dict[ChangesetRef, ChangesetSnapshot]:
+    """Run one changeset-loading job per repository (``(repo name, job)``) concurrently and
+    merge what they found.
+
+    A job that fails with a ``SourceError`` other than ``RateLimited`` (the repo is forbidden,
+    its pull requests are malformed, the host failed for it) costs only its own refs: they
+    are left out, so the caller reports them as not loaded and retries them, and a warning
+    names the repo. ``RateLimited`` and unexpected errors cancel the rest and propagate, and
+    when every job failed the first failure is raised (it says more than "no data")."""
+    labelled = list(jobs)
+    if not labelled:
+        return {}
+
+    async def tolerant(
+        job: Awaitable[dict[ChangesetRef, ChangesetSnapshot]],
+    ) -> dict[ChangesetRef, ChangesetSnapshot] | SourceError:
+        try:
+            return await job
+        except RateLimited:
+            raise
+        except SourceError as exc:
+            return exc
+
+    results = await gather_all(tolerant(job) for _, job in labelled)
+    found: dict[ChangesetRef, ChangesetSnapshot] = {}
+    errors: list[SourceError] = []
+    for (repo, _), result in zip(labelled, results, strict=True):
+        if isinstance(result, SourceError):
+            errors.append(result)
+            log.warning(
+                "%s: could not load the changesets of %s, left for a retry: %s",
+                service, repo, result,
+            )  # fmt: skip
+        else:
+            found.update(result)
+    if len(errors) == len(labelled):
+        raise errors[0]
+    return found
+
+
 def group_refs(
     refs: Sequence[ChangesetRef], key: Callable[[ChangesetRef], str]
 ) -> dict[str, list[ChangesetRef]]:

@@ -58,6 +58,7 @@ from repo_updater.sources.common import (
     gather_all,
     group_refs,
     list_selection,
+    load_groups,
     parse_iso,
 )
 
@@ -141,9 +142,12 @@ class GiteaSource:
         page = 1
         while True:
             yield [self._repo(r) for r in data]
+            # An empty page is not the end: only the absence of both next markers is.
             next_url = parse_next_link(response.headers)
-            total = response.headers.get("x-total-count", "")
-            if next_url is None and not (total.isdigit() and page * self.limit < int(total)):
+            total = response.headers.get("x-total-count", "").strip()
+            if total and not total.isdigit():
+                raise HostError(f"GET {base}: malformed X-Total-Count {total[:20]!r}")
+            if next_url is None and not (total and page * self.limit < int(total)):
                 return
             page += 1
             if next_url is not None:
@@ -184,11 +188,12 @@ class GiteaSource:
     # --- changesets --------------------------------------------------------------------------
 
     async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+        """Snapshots of ``refs`` in order; a repo that failed (other than a rate limit) is
+        left out and logged (see ``load_groups``)."""
         groups = group_refs(refs, lambda r: r.repo_name)
-        found: dict[ChangesetRef, ChangesetSnapshot] = {}
-        for part in await gather_all(self._load_repo(n, rs) for n, rs in groups.items()):
-            found.update(part)
-        return [found[ref] for ref in refs]
+        jobs = [(name, self._load_repo(name, rs)) for name, rs in groups.items()]
+        found = await load_groups(self.service_id, jobs)
+        return [found[ref] for ref in refs if ref in found]
 
     async def _load_repo(
         self, repo_name: str, refs: list[ChangesetRef]

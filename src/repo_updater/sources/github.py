@@ -155,8 +155,11 @@ class GitHubSource:
         headers = {"If-None-Match": cached.etag} if cached is not None else None
         response = await self.client.request("GET", url, kind="list_repos", headers=headers)
         if response.status_code == 304 and cached is not None:
-            next_url = parse_next_link(response.headers) if "link" in response.headers else None
-            return cached.repos, next_url if next_url is not None else cached.next_url
+            # A 304 that repeats the Link header tells where the listing goes now (a page
+            # may have been added or removed behind this one); one without it, what we saw.
+            if "link" in response.headers:
+                return cached.repos, parse_next_link(response.headers)
+            return cached.repos, cached.next_url
         data = decode_json(response, self.client.redact(url))
         if not isinstance(data, list):
             raise HostError(f"GET {self.client.redact(url)}: expected a list of repositories")
@@ -213,12 +216,21 @@ class GitHubSource:
     # --- changesets ------------------------------------------------------------------------
 
     async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+        """Snapshots of ``refs``, in order. A ref whose repository or pull request GitHub
+        answered with an error (e.g. ``FORBIDDEN`` under SAML enforcement) is left out and
+        logged, so one bad repository does not fail the others; the caller retries the
+        missing ones. Rate limits propagate, and so does the error when every ref failed."""
         out: list[ChangesetSnapshot] = []
+        failures: list[str] = []
         for start in range(0, len(refs), self.batch_size):
-            out.extend(await self._load_batch(refs[start : start + self.batch_size]))
+            out.extend(await self._load_batch(refs[start : start + self.batch_size], failures))
+        if refs and not out and failures:
+            raise HostError(failures[0])
         return out
 
-    async def _load_batch(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+    async def _load_batch(
+        self, refs: Sequence[ChangesetRef], failures: list[str]
+    ) -> list[ChangesetSnapshot]:
         query, aliases = build_query(refs)
         response = await self.client.request(
             "POST", "/graphql", kind="graphql", json={"query": query}
@@ -226,39 +238,72 @@ class GitHubSource:
         body = decode_json(response, "/graphql")
         if not isinstance(body, dict):
             raise HostError(f"{self.service_id}/graphql: malformed response")
-        errors = body.get("errors") or []
-        for error in errors:
-            if not isinstance(error, dict) or error.get("type") == "NOT_FOUND":
-                continue
-            text = self.client.redact(str(error.get("message", error)))[:300]
-            if error.get("type") == "RATE_LIMITED":
-                wait = retry_after_seconds(response.headers)
-                raise RateLimited(f"{self.service_id}/graphql: {text}", wait)
-            raise HostError(f"{self.service_id}/graphql: {text}")
+        failed = self._failed_aliases(body.get("errors"), aliases, response)
         data = body.get("data")
         if not isinstance(data, dict):
             raise HostError(f"{self.service_id}/graphql: response without data")
         snapshots = []
+        failed_by_repo: dict[str, tuple[int, str]] = {}
         for ref, (repo_alias, pull_alias) in zip(refs, aliases, strict=True):
-            repo_node = data.get(repo_alias)
-            node = repo_node.get(pull_alias) if isinstance(repo_node, dict) else None
-            if node is None:
-                snapshots.append(
-                    ChangesetSnapshot(
-                        changeset_id=ref.changeset_id,
-                        number=ref.number,
-                        state=HostPullState.DELETED,
+            error = failed.get((repo_alias, pull_alias)) or failed.get((repo_alias, ""))
+            if error is None:
+                repo_node = data.get(repo_alias)
+                node = repo_node.get(pull_alias) if isinstance(repo_node, dict) else None
+                if node is None:
+                    snapshots.append(
+                        ChangesetSnapshot(
+                            changeset_id=ref.changeset_id,
+                            number=ref.number,
+                            state=HostPullState.DELETED,
+                        )
                     )
-                )
-                continue
-            try:
-                snapshots.append(snapshot_from_node(ref.changeset_id, node))
-            except (KeyError, TypeError, ValueError) as error:
-                raise HostError(
-                    f"{self.service_id}/graphql: malformed pull request {ref.repo_name}"
-                    f"#{ref.number}: {error!r}"
-                ) from None
+                    continue
+                try:
+                    snapshots.append(snapshot_from_node(ref.changeset_id, node))
+                    continue
+                except (KeyError, TypeError, ValueError) as exc:
+                    error = f"malformed pull request #{ref.number}: {exc!r}"[:300]
+            count, first = failed_by_repo.get(ref.repo_name, (0, error))
+            failed_by_repo[ref.repo_name] = (count + 1, first)
+        for repo_name, (count, error) in failed_by_repo.items():
+            log.warning(
+                "%s/graphql: could not load %d pull request(s) of %s, left for a retry: %s",
+                self.service_id, count, repo_name, error,
+            )  # fmt: skip
+            failures.append(f"{self.service_id}/graphql: {repo_name}: {error}")
         return snapshots
+
+    def _failed_aliases(
+        self, errors: Any, aliases: Sequence[tuple[str, str]], response: httpx.Response
+    ) -> dict[tuple[str, str], str]:
+        """Map GraphQL ``errors`` onto the aliases they hit: ``(repo alias, pull alias)``, or
+        ``(repo alias, "")`` for all of a repository. ``NOT_FOUND`` is no failure (null data
+        means deleted). Raises ``RateLimited``, and ``HostError`` for an error that hit the
+        whole query (no path into a repository alias)."""
+        if errors is None:
+            return {}
+        if not isinstance(errors, list):
+            raise HostError(f"{self.service_id}/graphql: malformed errors in response")
+        repo_aliases = {repo for repo, _ in aliases}
+        pull_aliases = set(aliases)
+        failed: dict[tuple[str, str], str] = {}
+        for error in errors:
+            if not isinstance(error, dict) or error.get("type") == "NOT_FOUND":
+                continue
+            text = self.client.redact(str(error.get("message", error)))[:300]
+            kind = error.get("type")
+            if kind == "RATE_LIMITED":
+                wait = retry_after_seconds(response.headers)
+                raise RateLimited(f"{self.service_id}/graphql: {text}", wait)
+            path = error.get("path")
+            repo = path[0] if isinstance(path, list) and path else None
+            if repo not in repo_aliases:
+                raise HostError(f"{self.service_id}/graphql: {text}")
+            assert isinstance(path, list) and isinstance(repo, str)
+            pull = path[1] if len(path) > 1 and (repo, path[1]) in pull_aliases else ""
+            label = f"{kind}: {text}" if isinstance(kind, str) else text
+            failed.setdefault((repo, pull), label)
+        return failed
 
     async def create_changeset(self, spec: NewChangesetSpec) -> ChangesetSnapshot:
         """Open a pull request (or return the open one for the same head branch).

@@ -59,6 +59,7 @@ from repo_updater.sources.common import (
     gather_all,
     group_refs,
     list_selection,
+    load_groups,
     parse_iso,
 )
 
@@ -136,25 +137,35 @@ class GitLabSource:
         return list_selection(self.selection, self._group_pages, self._get_project)
 
     async def _group_pages(self, group: str) -> AsyncIterator[list[SourcedRepo]]:
-        url: str | None = f"/groups/{_path(group)}/projects"
-        params: dict[str, str] | None = {
+        base = f"/groups/{_path(group)}/projects"
+        query = {
             "include_subgroups": "true",
             "with_shared": "false",
             "order_by": "id",
             "sort": "asc",
             "per_page": str(self.per_page),
         }
+        url: str | None = base
+        params: dict[str, str] | None = query
+        requested: set[str] = set()
         while url is not None:
+            key = f"{url}?{params}"
+            if key in requested:  # a host that points back would keep us here forever
+                raise HostError(f"GET {url}: the listing of {group} loops back to a page")
+            requested.add(key)
             data, response = await self._get(url, kind="list_repos", params=params)
             if not isinstance(data, list):
                 raise HostError(f"GET {url}: expected a list of projects")
             yield [self._repo(p) for p in data]
+            # An empty page is not the end: only the absence of both next markers is.
             url = parse_next_link(response.headers)
-            next_page = response.headers.get("x-next-page", "")
-            if url is None and next_page.isdigit() and params is not None:
-                url, params = f"/groups/{_path(group)}/projects", {**params, "page": next_page}
-            elif url is not None:
+            next_page = response.headers.get("x-next-page", "").strip()
+            if url is not None:
                 params = None  # the Link URL carries the query
+            elif next_page:
+                if not next_page.isdigit():
+                    raise HostError(f"GET {base}: malformed X-Next-Page {next_page[:20]!r}")
+                url, params = base, {**query, "page": next_page}
 
     async def _get_project(self, name: str) -> SourcedRepo:
         data, _ = await self._get(f"/projects/{_path(name)}", kind="get_repo")
@@ -178,16 +189,16 @@ class GitLabSource:
     # --- changesets --------------------------------------------------------------------------
 
     async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+        """Snapshots of ``refs`` in order; a project that failed (other than a rate limit)
+        is left out and logged (see ``load_groups``)."""
         groups = group_refs(refs, lambda r: r.repo_external_id or r.repo_name)
         jobs = [
-            self._load_chunk(project, chunk[i : i + MAX_PER_PAGE])
+            (chunk[0].repo_name, self._load_chunk(project, chunk[i : i + MAX_PER_PAGE]))
             for project, chunk in groups.items()
             for i in range(0, len(chunk), MAX_PER_PAGE)
         ]
-        found: dict[ChangesetRef, ChangesetSnapshot] = {}
-        for part in await gather_all(jobs):
-            found.update(part)
-        return [found[ref] for ref in refs]
+        found = await load_groups(self.service_id, jobs)
+        return [found[ref] for ref in refs if ref in found]
 
     async def _load_chunk(
         self, project: str, refs: list[ChangesetRef]

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from repo_updater.changesets import READONLY_WHEN_ARCHIVED
 from repo_updater.domain import (
+    MAX_PULL_NUMBER,
     BatchChangeState,
     CheckState,
     ExternalState,
@@ -224,8 +225,10 @@ async def track_changeset(
 
     Idempotent; a pull request can belong to several batch changes. Its states stay NULL
     until the first sync."""
-    if number < 1:
-        raise ValueError(f"pull request number must be positive, got {number}")
+    if not 1 <= number <= MAX_PULL_NUMBER:
+        raise ValueError(
+            f"pull request number must be between 1 and {MAX_PULL_NUMBER}, got {number}"
+        )
     if await _require_batch_change(conn, batch_change_id) is not BatchChangeState.OPEN:
         raise BatchChangeClosed(f"batch change {batch_change_id} is closed")
     repo = (

@@ -195,6 +195,17 @@ async def external_ids_of(conn: AsyncConnection, repo_ids: Sequence[int]) -> dic
     return out
 
 
+async def analyze(conn: AsyncConnection) -> None:
+    """Refresh PostgreSQL's planner statistics of the tables the per-page lookups read.
+
+    Without them (a table that grew a lot since it was last analyzed, autovacuum off or not
+    yet run) PostgreSQL plans :func:`stored_for_page` as a scan of every row of the service
+    with the external ids as a filter: each page then costs O(rows), a sync O(rows^2).
+    SQLite plans these lookups on the unique index without statistics: nothing to do."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("ANALYZE repos, external_service_repos"))
+
+
 async def linked_repo_ids(conn: AsyncConnection, external_service_id: int) -> list[int]:
     rows = await conn.execute(
         sa.select(external_service_repos.c.repo_id).where(
