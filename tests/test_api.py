@@ -389,3 +389,23 @@ async def test_bad_input_answers_a_clear_error_and_changes_nothing(api: Api) -> 
             failures.append(f"{method} {url} {kw}: {response.status_code} {response.text[:200]}")
     assert not failures, "\n".join(failures)
     assert await snapshot(api.app.engine) == before
+
+
+async def test_metrics_count_repos_changesets_and_pending_requests(api: Api) -> None:
+    response = await api.call("GET", "/metrics")
+    assert response.status_code == 200
+    lines = set(response.text.splitlines())
+    assert 'repo_updater_repos{state="live"} 3' in lines
+    assert 'repo_updater_repos{state="archived"} 1' in lines
+    assert 'repo_updater_service_last_sync_failed{service="gh"} 0' in lines
+    assert "repo_updater_changeset_sync_requests_pending 0" in lines
+
+    bc = await api.post("/api/batch-changes", 201, json={"name": "metrics"})
+    await api.post(
+        f"/api/batch-changes/{bc['id']}/changesets", 201,
+        json={"repo": f"{PREFIX}/acme/widgets", "number": 1},
+    )  # fmt: skip
+    lines = set((await api.call("GET", "/metrics")).text.splitlines())
+    assert 'repo_updater_changesets{external_state="UNSYNCED"} 1' in lines
+    assert "repo_updater_changeset_sync_requests_pending 1" in lines
+    assert "repo_updater_permission_sync_requests_pending 3" in lines

@@ -252,18 +252,30 @@ async def open_app(
         await app.aclose()
 
 
-async def serve(app: App, stop: asyncio.Event, *, api: bool = True) -> None:
-    """Run the repo sync loop, the changeset syncer and the HTTP API until ``stop`` is set."""
+async def serve(
+    app: App,
+    stop: asyncio.Event,
+    *,
+    api: bool = True,
+    on_ready: Callable[[str | None], None] | None = None,
+) -> None:
+    """Run the repo sync loop, the changeset syncer and the HTTP API until ``stop`` is set.
+    ``on_ready`` gets the API's bound URL (None without the API) once it listens."""
     from repo_updater.entrypoints.api import running_api
 
     async with contextlib.AsyncExitStack() as stack:
+        url = None
         if api:
             url = await stack.enter_async_context(
                 running_api(app, host=app.config.api.host, port=app.config.api.port)
             )
             log.info("API listening on %s", url)
+        if on_ready is not None:
+            on_ready(url)
+        intervals = [app.config.interval_for(s) for s in app.config.external_services]
+        tick = min([1.0, *(i / 2 for i in intervals)])
         tasks = [
-            asyncio.create_task(app.run_repo_sync_loop(stop), name="repo-sync"),
+            asyncio.create_task(app.run_repo_sync_loop(stop, tick=tick), name="repo-sync"),
             asyncio.create_task(app.changeset_syncer.run(stop), name="changeset-sync"),
         ]
         try:

@@ -13,6 +13,7 @@ Routes:
   GET  /api/changesets?batch_change=&state=
   POST /api/changesets/{id}/sync       request an immediate sync
   GET  /healthz
+  GET  /metrics                        Prometheus text format
 
 Bad input answers 400 with ``{"error": "..."}`` and changes nothing.
 """
@@ -34,6 +35,7 @@ from repo_updater.app import App
 from repo_updater.domain import ExternalState
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import repos as repo_store
+from repo_updater.store.metrics import store_counts
 
 APP_KEY = web.AppKey("repo_updater_app", App)
 
@@ -258,6 +260,43 @@ async def sync_changeset(request: web.Request) -> web.Response:
     return ok({"requested": cs_id}, 202)
 
 
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    async with app.engine.connect() as conn:
+        counts = await store_counts(conn)
+    lines = ["# TYPE repo_updater_repos gauge"]
+    lines += [f'repo_updater_repos{{state="{k}"}} {v}' for k, v in counts.repos.items()]
+    lines.append("# TYPE repo_updater_changesets gauge")
+    lines += [
+        f'repo_updater_changesets{{external_state="{_label(k)}"}} {v}'
+        for k, v in sorted(counts.changesets.items())
+    ]
+    lines += [
+        "# TYPE repo_updater_changeset_sync_requests_pending gauge",
+        f"repo_updater_changeset_sync_requests_pending {counts.changeset_sync_requests}",
+        "# TYPE repo_updater_permission_sync_requests_pending gauge",
+        f"repo_updater_permission_sync_requests_pending {counts.permission_sync_requests}",
+        "# TYPE repo_updater_service_last_sync_timestamp_seconds gauge",
+    ]
+    for name, at, _ in counts.services:
+        if at is not None:
+            lines.append(
+                f'repo_updater_service_last_sync_timestamp_seconds{{service="{_label(name)}"}} {at}'
+            )
+    lines.append("# TYPE repo_updater_service_last_sync_failed gauge")
+    lines += [
+        f'repo_updater_service_last_sync_failed{{service="{_label(name)}"}} {int(failed)}'
+        for name, _, failed in counts.services
+    ]
+    lines.append("# TYPE repo_updater_code_host_requests_total counter")
+    lines.append(f"repo_updater_code_host_requests_total {app.counter.count}")
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
 async def healthz(request: web.Request) -> web.Response:
     return ok({"ok": True})
 
@@ -317,6 +356,7 @@ def build_api(app: App) -> web.Application:
         [
             web.get("/", dashboard),
             web.get("/healthz", healthz),
+            web.get("/metrics", metrics),
             web.get("/api/services", services),
             web.post("/api/services/{name}/sync", sync_service),
             web.get("/api/repos", repos),

@@ -249,13 +249,13 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+
+    def ready(url: str | None) -> None:
+        n = len(config.external_services)
+        print(f"serving {n} services; API on {url}; Ctrl-C to stop", flush=True)
+
     async with open_app(config) as app:
-        print(
-            f"serving {len(config.external_services)} services; API on "
-            f"http://{config.api.host}:{config.api.port}; Ctrl-C to stop",
-            flush=True,
-        )
-        await serve(app, stop)
+        await serve(app, stop, on_ready=ready)
     return 0
 
 

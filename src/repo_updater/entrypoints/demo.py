@@ -27,6 +27,7 @@ from repo_updater.store import changesets as cs_store
 from repo_updater.store import repos as repo_store
 
 BATCH_CHANGE = "demo-upgrade-ci"
+DEFAULT_DATABASE = "sqlite:///repo-updater.db"  # the CLI's default too
 DEMO_REPO = "acme/repo-1"
 
 
@@ -196,31 +197,42 @@ async def run_demo(args: argparse.Namespace) -> int:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         async with open_app(config) as app:
-            server = asyncio.create_task(serve(app, stop))
+            ready: asyncio.Future[str | None] = loop.create_future()
+            server = asyncio.create_task(serve(app, stop, on_ready=ready.set_result))
             try:
+                waiting: list[asyncio.Future[Any]] = [ready, server]
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if not ready.done():
+                    print(f"error: {server.exception()} (use --api-port 0 for any free port)")
+                    return 2
                 await walkthrough(app, state, args.interval)
                 if args.once:
                     return 0
+                db_flag = (
+                    "" if args.database == DEFAULT_DATABASE else f" --database {args.database}"
+                )
                 print(
-                    f"\nAPI and dashboard: http://127.0.0.1:{args.api_port}/  (Ctrl-C to stop)\n"
+                    f"\nAPI and dashboard: {ready.result()}/  (Ctrl-C to stop)\n"
                     "Try, in another terminal:\n"
                     f"  repo-updater emulator archive acme/repo-3 --url {emulator.url}\n"
-                    "  repo-updater repos list --archived      (after the next sync)\n"
-                    "  repo-updater changesets list",
+                    f"  repo-updater repos list --archived{db_flag}   (after the next sync)\n"
+                    f"  repo-updater changesets list{db_flag}",
                     flush=True,
                 )
                 await stop.wait()
                 return 0
             finally:
                 stop.set()
-                await server
+                (outcome,) = await asyncio.gather(server, return_exceptions=True)
+                if isinstance(outcome, Exception) and ready.done():
+                    raise outcome
     finally:
         await emulator_cm.__aexit__(None, None, None)
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="run everything against the built-in emulator (no token)")
-    p.add_argument("--database", default="sqlite:///repo-updater.db")
+    p.add_argument("--database", default=DEFAULT_DATABASE)
     p.add_argument("--emulator-port", type=int, default=7700)
     p.add_argument("--api-port", type=int, default=7800)
     p.add_argument("--interval", type=float, default=3.0, help="repo sync interval, seconds")
