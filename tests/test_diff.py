@@ -38,17 +38,37 @@ listings = st.lists(
 
 
 @given(listings)
-def test_dedupe_keeps_unique_ids_and_names_and_counts_the_rest(
+def test_dedupe_keeps_unique_ids_and_names_within_a_page(
     items: list[tuple[int, str, bool]],
 ) -> None:
     page = [sourced(i, name=f"o/{n}{i % 3}", archived=a) for i, n, a in items]
-    seen = d.Seen()
-    kept, dropped = d.dedupe_page(page[:20], seen)
-    kept2, dropped2 = d.dedupe_page(page[20:], seen)
-    allkept = kept + kept2
-    assert len(allkept) + dropped + dropped2 == len(page)
-    assert len({r.external_id for r in allkept}) == len(allkept)
-    assert len({r.name.lower() for r in allkept}) == len(allkept)
+    kept, dropped = d.dedupe_page(page)
+    assert len(kept) + dropped == len(page)
+    assert len({r.external_id for r in kept}) == len(kept)
+    assert len({r.name.lower() for r in kept}) == len(kept)
+
+
+@given(st.sets(st.integers(0, 200_000), max_size=300), st.integers(0, 200_000))
+def test_seen_ids_bitmap_is_a_set(ids: set[int], probe: int) -> None:
+    seen = d.SeenIds()
+    seen.update(ids)
+    seen.update(ids)
+    assert seen.count == len(ids)
+    assert all(i in seen for i in ids)
+    assert (probe in seen) == (probe in ids)
+    assert d.removed_ids(range(0, 300), seen) == sorted(set(range(0, 300)) - ids)
+
+
+def test_repeats_of_earlier_pages_are_dropped_by_id_and_by_name() -> None:
+    a = sourced(1)
+    seen = d.SeenIds()
+    seen.add(1)
+    diff = d.diff_page([a, sourced(2)], {"1": stored_from(a, 1)}, "p", seen)
+    assert diff.duplicates == 1 and [r.external_id for r, _ in diff.added] == ["2"]
+    conflicts, repeated = d.name_conflicts({"p/o/r1": "9"}, {"p/o/r1": (1, "1")}, seen=seen)
+    assert conflicts == [] and repeated == {"p/o/r1"}
+    diff = d.diff_page([sourced(9, name="o/r1")], {}, "p", seen)
+    assert diff.drop_claims(repeated) == 1 and diff.added == []
 
 
 @given(st.lists(st.tuples(st.booleans(), st.booleans()), max_size=30))
@@ -93,4 +113,7 @@ def test_unchanged_linked_page_writes_nothing() -> None:
 
 def test_removed_ids_and_name_conflicts() -> None:
     assert d.removed_ids([5, 1, 3], {1}) == [3, 5]
-    assert d.name_conflicts({"p/x": "9", "p/y": "2"}, {"p/x": (1, "1"), "p/y": (2, "2")}) == [1]
+    assert d.name_conflicts({"p/x": "9", "p/y": "2"}, {"p/x": (1, "1"), "p/y": (2, "2")}) == (
+        [1],
+        set(),
+    )

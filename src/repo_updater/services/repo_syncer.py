@@ -120,13 +120,12 @@ class RepoSyncer:
     ) -> SyncResult:
         svc_id = await self.register(service)
         result = SyncResult(service=service.name)
-        seen = d.Seen()
-        seen_ids: set[int] = set()
+        seen_ids = d.SeenIds()
         prog = SyncProgress(service=service.name)
         analyze_at = ANALYZE_AFTER_ADDED
         try:
             async for page in source.list_repos():
-                kept, dropped = d.dedupe_page(page, seen)
+                kept, dropped = d.dedupe_page(page)
                 result.pages += 1
                 result.listed += len(kept)
                 result.duplicates += dropped
@@ -172,7 +171,7 @@ class RepoSyncer:
         source: RepoSource,
         svc_id: int,
         page: Sequence[SourcedRepo],
-        seen_ids: set[int],
+        seen_ids: d.SeenIds,
         result: SyncResult,
     ) -> None:
         async with self._engine.connect() as conn:
@@ -183,7 +182,9 @@ class RepoSyncer:
                 external_service_id=svc_id,
                 external_ids=[r.external_id for r in page],
             )
-            page_diff = d.diff_page(page, stored, source.name_prefix)
+            page_diff = d.diff_page(page, stored, source.name_prefix, seen_ids)
+            result.duplicates += page_diff.duplicates
+            result.listed -= page_diff.duplicates
             if page_diff.writes_nothing:
                 seen_ids.update(s.id for s in page_diff.unmodified)
                 result.unmodified += len(page_diff.unmodified)
@@ -198,7 +199,7 @@ class RepoSyncer:
         source: RepoSource,
         svc_id: int,
         diff: d.PageDiff,
-        seen_ids: set[int],
+        seen_ids: d.SeenIds,
         result: SyncResult,
     ) -> None:
         now = self._clock()
@@ -220,7 +221,10 @@ class RepoSyncer:
         claimed.update({c.new_name: c.sourced.external_id for c in diff.revived + diff.renamed})
         holders = await repo_store.live_holders(conn, claimed)
         moving = frozenset(c.stored.id for c in diff.renamed)
-        conflicts = d.name_conflicts(claimed, holders, moving)
+        conflicts, repeated = d.name_conflicts(claimed, holders, moving, seen_ids)
+        repeats = diff.drop_claims(repeated)
+        result.duplicates += repeats
+        result.listed -= repeats
         if conflicts:
             gone = await repo_store.soft_delete(conn, conflicts, now)
             for rid in gone:
@@ -310,7 +314,7 @@ class RepoSyncer:
         result.rows_written += len(updates) + len(new_ids) + len(linked) + len(events)
 
     async def _remove_unseen(
-        self, source: RepoSource, svc_id: int, seen_ids: set[int], result: SyncResult
+        self, source: RepoSource, svc_id: int, seen_ids: d.SeenIds, result: SyncResult
     ) -> None:
         """Remove linked repos that the complete listing did not yield.
 

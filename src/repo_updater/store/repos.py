@@ -172,16 +172,18 @@ async def stored_for_page(
 
 
 async def live_holders(conn: AsyncConnection, names: Iterable[str]) -> dict[str, tuple[int, str]]:
-    """store name -> (id, external id) of the live repo holding it."""
+    """Lower-cased store name -> (id, external id) of the live repo holding it (names are
+    unique ignoring case)."""
     out: dict[str, tuple[int, str]] = {}
-    for part in chunks(list(names), 500):
+    lowered = sa.func.lower(repos.c.name)
+    for part in chunks(sorted({n.lower() for n in names}), 500):
         rows = await conn.execute(
-            sa.select(repos.c.id, repos.c.name, repos.c.external_id).where(
-                repos.c.name.in_(part), repos.c.deleted_at.is_(None)
+            sa.select(repos.c.id, lowered.label("lname"), repos.c.external_id).where(
+                lowered.in_(part), repos.c.deleted_at.is_(None)
             )
         )
         for r in rows:
-            out[r.name] = (r.id, r.external_id)
+            out[r.lname] = (r.id, r.external_id)
     return out
 
 

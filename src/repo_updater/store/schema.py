@@ -74,10 +74,11 @@ repos = sa.Table(
     sa.Column("deleted_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("service_type", "service_id", "external_id", name="repos_external_uq"),
 )
-# Live repo names are unique; deleted ones keep their name for history.
+# Live repo names are unique, ignoring case as the code hosts do; deleted ones keep their
+# name for history.
 sa.Index(
     "repos_live_name_uq",
-    repos.c.name,
+    sa.func.lower(repos.c.name),
     unique=True,
     sqlite_where=repos.c.deleted_at.is_(None),
     postgresql_where=repos.c.deleted_at.is_(None),
