@@ -1,5 +1,6 @@
-"""What every source shares: repo selection, store-name prefixes, and an HTTP client that maps
-failures onto our exceptions, retries what is worth retrying and honours rate limits."""
+"""What every source shares: repo selection, store-name prefixes, an HTTP client that maps
+failures onto our exceptions, retries what is worth retrying and honours rate limits, and
+``RestSource``, the constructor work and plumbing every source does around that client."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Required, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
 
 from repo_updater.domain import (
     HostError,
+    HostKind,
     NotFound,
     RateLimited,
     RepoArchived,
@@ -61,6 +63,12 @@ def default_name_prefix(base_url: str) -> str:
 
 def normalise_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
+
+
+def api_root(base_url: str, suffix: str) -> str:
+    """``http://h/gitlab`` or ``http://h/gitlab/api/v4`` -> ``http://h/gitlab/api/v4``."""
+    base = normalise_base_url(base_url)
+    return base if base.endswith(suffix) else base + suffix
 
 
 # A classifier looks at a response that is not 2xx and says what it means, or returns None to
@@ -185,7 +193,7 @@ class HostClient:
                 return mapped
         where = f"{method} {self.redact(url)}"
         status = response.status_code
-        detail = self.redact(_message(response))
+        detail = self.redact(response_message(response))
         if status == 429:
             return RateLimited(f"{where}: rate limited", retry_after_seconds(response.headers))
         if status == 401:
@@ -212,15 +220,22 @@ def decode_json(response: httpx.Response, where: str) -> Any:
         raise HostError(f"GET {where}: response is not valid JSON (truncated?)") from None
 
 
-def _message(response: httpx.Response) -> str:
+def response_message(
+    response: httpx.Response,
+    *,
+    keys: tuple[str, ...] = ("message", "error", "errors"),
+    limit: int | None = None,
+) -> str:
+    """The error message of a JSON body: the first of ``keys`` it has (cut to ``limit``), else
+    the body (or the raw text) cut to 200 characters."""
     try:
         body = json.loads(response.content)
     except ValueError:
         return response.text[:200]
     if isinstance(body, dict):
-        for key in ("message", "error", "errors"):
+        for key in keys:
             if key in body:
-                return str(body[key])
+                return str(body[key])[:limit]
     return str(body)[:200]
 
 
@@ -265,3 +280,89 @@ def parse_next_link(headers: Mapping[str, str]) -> str | None:
         if any("next" in rel.split() for rel in rels):
             return str(url)
     return None
+
+
+DEFAULT_CONCURRENCY = 8  # requests in flight while loading changesets
+
+
+class SourceOptions(TypedDict, total=False):
+    """The constructor options every source takes, as keywords; ``RestSource.__init__`` says
+    their defaults. A source's constructor takes its own options and ``**SourceOptions``."""
+
+    base_url: Required[str]
+    token: Required[str | None]
+    selection: Required[Selection]
+    name_prefix: str | None  # None: derived from base_url
+    transport: httpx.AsyncBaseTransport | None
+    retry: RetryPolicy | None
+    counter: RequestCounter | None
+    timeout: float
+
+
+class RestSource:
+    """The plumbing every source shares: ``service_id``, ``name_prefix`` and ``selection``;
+    a ``HostClient`` (as ``_client``) with the token in its headers and kept out of its errors,
+    classifying failures with ``_classify``; a semaphore bounding ``_get``; ``counter``;
+    ``aclose``.
+
+    A subclass sets ``kind`` and ``api_suffix`` (appended to the base URL unless it already
+    ends with it); its constructor takes its own options and ``**options:
+    Unpack[SourceOptions]`` and passes those on to ``super().__init__``.
+    """
+
+    kind: HostKind
+    api_suffix: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        headers: Mapping[str, str],
+        token_header: tuple[str, str] = ("Authorization", "Bearer {}"),
+        concurrency: int = DEFAULT_CONCURRENCY,
+        base_url: str,
+        token: str | None,
+        selection: Selection,
+        name_prefix: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        counter: RequestCounter | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """``headers``: sent with every request. ``token_header``: the header that carries the
+        token, and its value with ``{}`` where the token goes."""
+        if name_prefix is None:  # "" means: no prefix at all
+            name_prefix = default_name_prefix(base_url)
+        self.service_id = normalise_base_url(base_url)
+        self.name_prefix = name_prefix
+        self.selection = selection
+        all_headers = dict(headers)
+        if token:
+            name, value = token_header
+            all_headers[name] = value.format(token)
+        self._client = HostClient(
+            base_url=api_root(base_url, self.api_suffix),
+            headers=all_headers,
+            classify=self._classify,
+            retry=retry if retry is not None else RetryPolicy(),
+            timeout=timeout,
+            transport=transport,
+            counter=counter if counter is not None else RequestCounter(),
+            secrets=(token,) if token else (),
+        )
+        self._limit = asyncio.Semaphore(max(1, concurrency))
+
+    @property
+    def counter(self) -> RequestCounter:
+        return self._client.counter
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _classify(self, response: httpx.Response) -> SourceError | None:
+        """What a non-2xx response means, or None for the generic mapping."""
+        return None
+
+    async def _get(self, url: str, *, kind: str, **kwargs: Any) -> tuple[Any, httpx.Response]:
+        """GET JSON with at most ``concurrency`` requests of this source in flight."""
+        async with self._limit:
+            return await self._client.get_json(url, kind=kind, **kwargs)

@@ -15,9 +15,8 @@ write (no create/close yet).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -30,20 +29,12 @@ from repo_updater.domain import (
     HostKind,
     HostPullState,
     NotFound,
-    RequestCounter,
     ReviewState,
     SourcedRepo,
+    SourceError,
 )
-from repo_updater.sources.base import (
-    HostClient,
-    RetryPolicy,
-    Selection,
-    default_name_prefix,
-    normalise_base_url,
-)
+from repo_updater.sources.base import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 from repo_updater.sources.common import (
-    DEFAULT_CONCURRENCY,
-    api_root,
     as_dict,
     as_list,
     classify_response,
@@ -66,60 +57,34 @@ def _repo_path(full_name: str) -> str:
     return f"/projects/{quote(key, safe='')}/repos/{quote(slug, safe='')}"
 
 
-class BitbucketServerSource:
+class BitbucketServerSource(RestSource):
     kind = HostKind.BITBUCKET_SERVER
+    api_suffix = "/rest/api/1.0"
 
     def __init__(
         self,
         *,
-        base_url: str,
-        token: str | None,
-        selection: Selection,
-        name_prefix: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        counter: RequestCounter | None = None,
         limit: int = DEFAULT_LIMIT,
         concurrency: int = DEFAULT_CONCURRENCY,
-        timeout: float = 30.0,
+        **options: Unpack[SourceOptions],
     ) -> None:
-        self.service_id = normalise_base_url(base_url)
-        self.name_prefix = name_prefix or default_name_prefix(base_url)
-        self.selection = selection
-        self.limit = max(1, limit)
-        headers = {"Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._client = HostClient(
-            base_url=api_root(base_url, "/rest/api/1.0"),
-            headers=headers,
-            retry=retry or RetryPolicy(),
-            timeout=timeout,
-            transport=transport,
-            counter=counter or RequestCounter(),
-            secrets=(token,) if token else (),
+        super().__init__(
+            headers={"Accept": "application/json"},
+            concurrency=concurrency,
+            **options,
         )
-        self._client.classify = lambda r: classify_response(r, self._client.redact)
-        self._limit = asyncio.Semaphore(max(1, concurrency))
+        self.limit = max(1, limit)
 
-    @property
-    def counter(self) -> RequestCounter:
-        return self._client.counter
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def _get(self, url: str, *, kind: str, **kwargs: Any) -> Any:
-        async with self._limit:
-            data, _ = await self._client.get_json(url, kind=kind, **kwargs)
-        return data
+    def _classify(self, response: httpx.Response) -> SourceError | None:
+        return classify_response(response, self._client.redact)
 
     async def _paged(
         self, url: str, start: int, limit: int, kind: str, **params: str
     ) -> tuple[list[Any], int | None]:
         """One page of a Bitbucket paged API: its values and the next start (None: last)."""
         query = {**params, "start": str(start), "limit": str(limit)}
-        page = as_dict(await self._get(url, kind=kind, params=query))
+        data, _ = await self._get(url, kind=kind, params=query)
+        page = as_dict(data)
         values = page.get("values")
         if not isinstance(values, list) or not isinstance(page.get("isLastPage"), bool):
             raise HostError(f"GET {url}: malformed page (no values/isLastPage)")
@@ -143,7 +108,8 @@ class BitbucketServerSource:
             yield [self._repo(r) for r in values]
 
     async def _get_repo(self, name: str) -> SourcedRepo:
-        return self._repo(await self._get(_repo_path(name), kind="get_repo"))
+        data, _ = await self._get(_repo_path(name), kind="get_repo")
+        return self._repo(data)
 
     @staticmethod
     def _repo(repo: Any) -> SourcedRepo:
@@ -209,7 +175,7 @@ class BitbucketServerSource:
 
     async def _get_pull(self, repo_name: str, number: int) -> dict[str, Any] | None:
         try:
-            data = await self._get(
+            data, _ = await self._get(
                 f"{_repo_path(repo_name)}/pull-requests/{number}", kind="load_changeset"
             )
         except NotFound:

@@ -1,5 +1,6 @@
 """Pieces the GitLab, Gitea and Bitbucket Server sources share: error classification, the
-"owners, then explicit repos" listing skeleton, bounded concurrency and small parsers."""
+"owners, then explicit repos" listing skeleton, concurrent loading and small parsers. (The
+client plumbing every source shares, GitHub's too, is ``base.RestSource``.)"""
 
 from __future__ import annotations
 
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_CONCURRENCY = 8  # requests in flight while loading changesets
-
 
 class Forbidden(Unauthorized):
     """A 403 whose body does not say why. Writes check whether the repo is archived."""
@@ -38,12 +37,6 @@ class Forbidden(Unauthorized):
 class Conflict(SourceError):
     """409: the write conflicts with existing state (e.g. a pull request for that branch
     already exists). Not a ``HostError``, so the client does not retry it."""
-
-
-def api_root(base_url: str, suffix: str) -> str:
-    """``http://h/gitlab`` or ``http://h/gitlab/api/v4`` -> ``http://h/gitlab/api/v4``."""
-    base = base_url.rstrip("/")
-    return base if base.endswith(suffix) else base + suffix
 
 
 def error_detail(response: httpx.Response) -> str:

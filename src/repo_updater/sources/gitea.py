@@ -18,9 +18,8 @@ Writes to archived repos answer ``423 Locked`` -> ``RepoArchived``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -35,22 +34,18 @@ from repo_updater.domain import (
     HostPullState,
     NewChangesetSpec,
     NotFound,
-    RequestCounter,
     ReviewState,
     SourcedRepo,
+    SourceError,
 )
 from repo_updater.sources.base import (
-    HostClient,
-    RetryPolicy,
-    Selection,
-    default_name_prefix,
-    normalise_base_url,
+    DEFAULT_CONCURRENCY,
+    RestSource,
+    SourceOptions,
     parse_next_link,
 )
 from repo_updater.sources.common import (
-    DEFAULT_CONCURRENCY,
     Conflict,
-    api_root,
     as_dict,
     as_list,
     classify_response,
@@ -73,58 +68,31 @@ def _repo_path(full_name: str) -> str:
     return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
-class GiteaSource:
+class GiteaSource(RestSource):
     kind = HostKind.GITEA
+    api_suffix = "/api/v1"
 
     def __init__(
         self,
         *,
-        base_url: str,
-        token: str | None,
-        selection: Selection,
-        name_prefix: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        counter: RequestCounter | None = None,
         limit: int = MAX_LIMIT,
         load_reviews: bool = True,
         load_checks: bool = True,
         concurrency: int = DEFAULT_CONCURRENCY,
-        timeout: float = 30.0,
+        **options: Unpack[SourceOptions],
     ) -> None:
-        self.service_id = normalise_base_url(base_url)
-        self.name_prefix = name_prefix or default_name_prefix(base_url)
-        self.selection = selection
+        super().__init__(
+            headers={"Accept": "application/json"},
+            token_header=("Authorization", "token {}"),
+            concurrency=concurrency,
+            **options,
+        )
         self.limit = max(1, min(MAX_LIMIT, limit))
         self.load_reviews = load_reviews
         self.load_checks = load_checks
-        headers = {"Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"token {token}"
-        self._client = HostClient(
-            base_url=api_root(base_url, "/api/v1"),
-            headers=headers,
-            retry=retry or RetryPolicy(),
-            timeout=timeout,
-            transport=transport,
-            counter=counter or RequestCounter(),
-            secrets=(token,) if token else (),
-        )
-        self._client.classify = lambda r: classify_response(
-            r, self._client.redact, archived_statuses=(423,)
-        )
-        self._limit = asyncio.Semaphore(max(1, concurrency))
 
-    @property
-    def counter(self) -> RequestCounter:
-        return self._client.counter
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def _get(self, url: str, *, kind: str, **kwargs: Any) -> tuple[Any, httpx.Response]:
-        async with self._limit:
-            return await self._client.get_json(url, kind=kind, **kwargs)
+    def _classify(self, response: httpx.Response) -> SourceError | None:
+        return classify_response(response, self._client.redact, archived_statuses=(423,))
 
     # --- repositories ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -28,19 +28,17 @@ from repo_updater.domain import (
     NotFound,
     RateLimited,
     RepoArchived,
-    RequestCounter,
     SourcedRepo,
     SourceError,
     Unauthorized,
 )
 from repo_updater.sources.base import (
     HostClient,
-    RetryPolicy,
-    Selection,
+    RestSource,
+    SourceOptions,
     decode_json,
-    default_name_prefix,
-    normalise_base_url,
     parse_next_link,
+    response_message,
     retry_after_seconds,
 )
 from repo_updater.sources.github_graphql import build_query, snapshot_from_node
@@ -77,49 +75,31 @@ class _CachedPage:
         return [SourcedRepo(*row) for row in json.loads(zlib.decompress(self.blob))]
 
 
-class GitHubSource:
+class GitHubSource(RestSource):
     kind = HostKind.GITHUB
 
     def __init__(
         self,
         *,
-        base_url: str,
-        token: str | None,
-        selection: Selection,
-        name_prefix: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
         batch_size: int = 50,
-        counter: RequestCounter | None = None,
-        timeout: float = 30.0,
+        **options: Unpack[SourceOptions],
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self.service_id = normalise_base_url(base_url)
-        self.name_prefix = name_prefix if name_prefix is not None else default_name_prefix(base_url)
-        self.selection = selection
-        self.batch_size = batch_size
-        headers = {
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28",
-            "User-Agent": "repo-updater",
-        }
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self.client = HostClient(
-            base_url=self.service_id,
-            headers=headers,
-            classify=self._classify,
-            retry=retry if retry is not None else RetryPolicy(),
-            timeout=timeout,
-            transport=transport,
-            counter=counter if counter is not None else RequestCounter(),
-            secrets=(token,) if token else (),
+        super().__init__(
+            headers={
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "User-Agent": "repo-updater",
+            },
+            **options,
         )
+        self.batch_size = batch_size
         self._pages: dict[str, _CachedPage] = {}
 
-    async def aclose(self) -> None:
-        await self.client.aclose()
+    @property
+    def client(self) -> HostClient:
+        return self._client
 
     # --- errors ----------------------------------------------------------------------------
 
@@ -127,7 +107,7 @@ class GitHubSource:
         request = response.request
         where = f"{request.method} {self.client.redact(str(request.url))}"
         status = response.status_code
-        message = self.client.redact(_message(response))
+        message = self.client.redact(response_message(response, keys=("message",), limit=300))
         headers = response.headers
         if status in (403, 429):
             if headers.get("x-ratelimit-remaining") == "0":
@@ -381,16 +361,6 @@ def _snapshot_from_rest(raw: Any) -> ChangesetSnapshot:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise HostError(f"malformed pull request in response: {error!r}") from None
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict) and "message" in body:
-        return str(body["message"])[:300]
-    return str(body)[:200]
 
 
 def _errors_text(response: httpx.Response) -> str:

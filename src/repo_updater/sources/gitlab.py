@@ -17,9 +17,8 @@ GETs the project and raises ``RepoArchived`` if it is archived.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -35,24 +34,19 @@ from repo_updater.domain import (
     NewChangesetSpec,
     NotFound,
     RepoArchived,
-    RequestCounter,
     ReviewState,
     SourcedRepo,
     SourceError,
 )
 from repo_updater.sources.base import (
-    HostClient,
-    RetryPolicy,
-    Selection,
-    default_name_prefix,
-    normalise_base_url,
+    DEFAULT_CONCURRENCY,
+    RestSource,
+    SourceOptions,
     parse_next_link,
 )
 from repo_updater.sources.common import (
-    DEFAULT_CONCURRENCY,
     Conflict,
     Forbidden,
-    api_root,
     as_dict,
     classify_response,
     deleted,
@@ -75,61 +69,34 @@ def _path(name: str) -> str:
     return quote(name, safe="")
 
 
-class GitLabSource:
+class GitLabSource(RestSource):
     kind = HostKind.GITLAB
+    api_suffix = "/api/v4"
 
     def __init__(
         self,
         *,
-        base_url: str,
-        token: str | None,
-        selection: Selection,
-        name_prefix: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        counter: RequestCounter | None = None,
         per_page: int = MAX_PER_PAGE,
         load_pipelines: bool = True,
         load_approvals: bool = False,
         oauth: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
-        timeout: float = 30.0,
+        **options: Unpack[SourceOptions],
     ) -> None:
         """``oauth``: send the token as ``Authorization: Bearer`` (OAuth/job tokens) instead
         of ``PRIVATE-TOKEN`` (personal, group and project access tokens)."""
-        self.service_id = normalise_base_url(base_url)
-        self.name_prefix = name_prefix or default_name_prefix(base_url)
-        self.selection = selection
+        super().__init__(
+            headers={"Accept": "application/json"},
+            token_header=("Authorization", "Bearer {}") if oauth else ("PRIVATE-TOKEN", "{}"),
+            concurrency=concurrency,
+            **options,
+        )
         self.per_page = max(1, min(MAX_PER_PAGE, per_page))
         self.load_pipelines = load_pipelines
         self.load_approvals = load_approvals
-        headers = {"Accept": "application/json"}
-        if token:
-            headers["Authorization" if oauth else "PRIVATE-TOKEN"] = (
-                f"Bearer {token}" if oauth else token
-            )
-        self._client = HostClient(
-            base_url=api_root(base_url, "/api/v4"),
-            headers=headers,
-            retry=retry or RetryPolicy(),
-            timeout=timeout,
-            transport=transport,
-            counter=counter or RequestCounter(),
-            secrets=(token,) if token else (),
-        )
-        self._client.classify = lambda r: classify_response(r, self._client.redact)
-        self._limit = asyncio.Semaphore(max(1, concurrency))
 
-    @property
-    def counter(self) -> RequestCounter:
-        return self._client.counter
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def _get(self, url: str, *, kind: str, **kwargs: Any) -> tuple[Any, httpx.Response]:
-        async with self._limit:
-            return await self._client.get_json(url, kind=kind, **kwargs)
+    def _classify(self, response: httpx.Response) -> SourceError | None:
+        return classify_response(response, self._client.redact)
 
     # --- repositories ------------------------------------------------------------------------
 
