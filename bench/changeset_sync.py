@@ -57,6 +57,7 @@ from repo_updater.emulator.state import EmulatorState
 from repo_updater.services import changeset_syncer as syncer_module
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import repos as repo_store
+from repo_updater.store import services as service_store
 from repo_updater.store.changeset_sync import claim_work
 from repo_updater.store.schema import changeset_sync_requests, changesets, events
 
@@ -244,7 +245,7 @@ async def flip_and_measure(
                 await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0)))
             ).scalar_one()
         )
-        services = await repo_store.list_services(conn)
+        services = await service_store.list_services(conn)
     next_sync = services[0].next_sync_at
 
     flipped_wall = utcnow()
@@ -308,7 +309,7 @@ async def measure_latency(
 
                 async def first_sync() -> bool | None:
                     async with app.engine.connect() as conn:
-                        ok = all(s.last_sync_at for s in await repo_store.list_services(conn))
+                        ok = all(s.last_sync_at for s in await service_store.list_services(conn))
                     return True if ok else None
 
                 await wait_until(first_sync, 60, "the first repo sync")

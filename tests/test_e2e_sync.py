@@ -24,6 +24,7 @@ from repo_updater.services.repo_syncer import SyncResult
 from repo_updater.sources.base import RetryPolicy
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import repos as repo_store
+from repo_updater.store import services as service_store
 from repo_updater.store.schema import metadata
 
 FAST = RetryPolicy(attempts=2, backoff=0.01, max_rate_limit_wait=2.0)
@@ -105,9 +106,9 @@ async def archived_names(app: App) -> list[str]:
         return [r.external_name for r in await repo_store.list_repos(conn, archived=True)]
 
 
-async def service_row(app: App, name: str) -> repo_store.ServiceStatus:
+async def service_row(app: App, name: str) -> service_store.ServiceStatus:
     async with app.engine.connect() as conn:
-        (row,) = [s for s in await repo_store.list_services(conn) if s.name == name]
+        (row,) = [s for s in await service_store.list_services(conn) if s.name == name]
     return row
 
 
@@ -424,7 +425,7 @@ async def test_token_never_leaks(
 
         async with app.engine.connect() as conn:
             (view,) = await cs_store.list_changesets(conn)
-            services = await repo_store.list_services(conn)
+            services = await service_store.list_services(conn)
         assert view.sync_error
         messages.append(view.sync_error)
         messages += [s.last_sync_error or "" for s in services]

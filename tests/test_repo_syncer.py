@@ -11,6 +11,7 @@ from repo_updater.config import ServiceConfig
 from repo_updater.domain import HostKind
 from repo_updater.services.repo_syncer import RepoSyncer
 from repo_updater.store import repos as repo_store
+from repo_updater.store import services as service_store
 from repo_updater.store.schema import events, external_service_repos, external_services, repos
 from tests.fake_listing import ListingSource, repo
 
@@ -169,7 +170,7 @@ async def test_listing_that_fails_part_way_deletes_nothing(engine: AsyncEngine) 
     assert result.removed == 0
     assert set(await live(engine)) == {str(i) for i in range(1, 7)}
     async with engine.connect() as conn:
-        (svc,) = await repo_store.list_services(conn)
+        (svc,) = await service_store.list_services(conn)
     assert svc.last_sync_error is not None and "502" in svc.last_sync_error
 
 
@@ -205,10 +206,13 @@ async def test_repo_listed_by_two_services_survives_removal_from_one(engine: Asy
 async def test_sync_schedules_the_next_run_from_the_interval(engine: AsyncEngine) -> None:
     clock = Clock()
     s = RepoSyncer(engine, clock)
+    started = clock.now + timedelta(seconds=1)  # the clock's next reading
     await s.sync(SERVICE, ListingSource.of([repo(1)]), interval=300)
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(external_services))).one()
-    assert row.next_sync_at - row.last_sync_at == timedelta(seconds=300)
+    # Counted from the start of the sync, so the period does not drift by the sync's length.
+    assert row.next_sync_at == started + timedelta(seconds=300)
+    assert row.last_sync_at > started
 
 
 async def test_repo_unseen_because_pages_shifted_is_rechecked_not_removed(

@@ -21,7 +21,7 @@ from repo_updater.domain import HostKind, RepoSource, RequestCounter
 from repo_updater.services.changeset_syncer import ChangesetSyncer
 from repo_updater.services.repo_syncer import ProgressCallback, RepoSyncer, SyncResult
 from repo_updater.sources.base import RetryPolicy
-from repo_updater.store import repos as repo_store
+from repo_updater.store import services as service_store
 from repo_updater.store.db import create_engine, migrate
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class App:
         """Sync, concurrently, every configured service whose next sync is due and that no
         other worker is syncing right now. One service's failure does not stop the others."""
         async with self.engine.connect() as conn:
-            due = set(await repo_store.due_services(conn, self.clock()))
+            due = set(await service_store.due_services(conn, self.clock()))
         names = [s.name for s in self.config.external_services if s.name in due]
         outcomes = await asyncio.gather(
             *(self.claimed_sync(name) for name in names), return_exceptions=True
@@ -143,7 +143,7 @@ class App:
         token = f"{self.worker_id}/{uuid.uuid4().hex[:12]}"
         now = self.clock()
         async with self.engine.begin() as conn:
-            if not await repo_store.claim_service(
+            if not await service_store.claim_service(
                 conn, svc_id, token=token, now=now, until=now + lease
             ):
                 return None
@@ -165,7 +165,7 @@ class App:
             sync.cancel()
             with contextlib.suppress(Exception):
                 async with self.engine.begin() as conn:
-                    await repo_store.release_service(conn, svc_id, token=token)
+                    await service_store.release_service(conn, svc_id, token=token)
         level = logging.INFO if result.changed_anything else logging.DEBUG
         log.log(level, "%s", result.summary())
         return result
@@ -177,7 +177,7 @@ class App:
             await asyncio.sleep(lease.total_seconds() / 3)
             try:
                 async with self.engine.begin() as conn:
-                    kept = await repo_store.renew_service_claim(
+                    kept = await service_store.renew_service_claim(
                         conn, svc_id, token=token, until=self.clock() + lease
                     )
             except Exception as exc:  # a blip: try again; the lease allows two misses

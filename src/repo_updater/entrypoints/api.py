@@ -35,6 +35,7 @@ from repo_updater.app import App
 from repo_updater.domain import ExternalState
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import repos as repo_store
+from repo_updater.store import services as service_store
 from repo_updater.store.metrics import store_counts
 
 APP_KEY = web.AppKey("repo_updater_app", App)
@@ -146,14 +147,14 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
 async def services(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     async with app.engine.connect() as conn:
-        return ok(await repo_store.list_services(conn))
+        return ok(await service_store.list_services(conn))
 
 
 async def sync_service(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     name = request.match_info["name"]
     async with app.engine.begin() as conn:
-        if not await repo_store.request_service_sync(conn, name, app.clock()):
+        if not await service_store.request_service_sync(conn, name, app.clock()):
             return error(f"no external service named {name!r}", 404)
     return ok({"requested": name}, 202)
 
@@ -304,7 +305,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def dashboard(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     async with app.engine.connect() as conn:
-        svcs = await repo_store.list_services(conn)
+        svcs = await service_store.list_services(conn)
         archived = await repo_store.list_repos(conn, archived=True, limit=200)
         css = await cs_store.list_changesets(conn)
     esc = html.escape

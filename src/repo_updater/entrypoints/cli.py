@@ -39,6 +39,7 @@ from repo_updater.entrypoints.api import _default
 from repo_updater.services.repo_syncer import SyncProgress
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import repos as repo_store
+from repo_updater.store import services as service_store
 from repo_updater.store.db import DatabaseURLError, create_engine, migrate
 
 DEFAULT_DATABASE = "sqlite:///repo-updater.db"
@@ -129,7 +130,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
                 )
                 _print(rows, args.json, ["id", "name", "archived", "fork", "private", "deleted_at"])
             elif args.what == "services":
-                rows = await repo_store.list_services(conn)
+                rows = await service_store.list_services(conn)
                 _print(
                     rows,
                     args.json,

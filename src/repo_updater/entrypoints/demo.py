@@ -25,6 +25,7 @@ from repo_updater.emulator.server import running_emulator
 from repo_updater.emulator.state import EmulatorState
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import repos as repo_store
+from repo_updater.store import services as service_store
 
 BATCH_CHANGE = "demo-upgrade-ci"
 DEFAULT_DATABASE = "sqlite:///repo-updater.db"  # the CLI's default too
@@ -122,11 +123,11 @@ def show(rows: list[Any]) -> None:
 async def walkthrough(app: App, state: EmulatorState, interval: float) -> None:
     async def synced_all() -> bool:
         async with app.engine.connect() as conn:
-            return all(s.last_sync_at for s in await repo_store.list_services(conn))
+            return all(s.last_sync_at for s in await service_store.list_services(conn))
 
     await wait_for(synced_all, 60, "the first sync of every service")
     async with app.engine.connect() as conn:
-        services = await repo_store.list_services(conn)
+        services = await service_store.list_services(conn)
     for s in services:
         print(f"  synced {s.name:<15} {s.repo_count:>3} repos  error: {s.last_sync_error or '-'}")
 

@@ -21,6 +21,7 @@ from repo_updater.config import ServiceConfig
 from repo_updater.domain import RepoSource, SourcedRepo, SourceError
 from repo_updater.store import changesets as changeset_store
 from repo_updater.store import repos as repo_store
+from repo_updater.store import services as service_store
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class RepoSyncer:
 
     async def register(self, service: ServiceConfig) -> int:
         async with self._engine.begin() as conn:
-            return await repo_store.upsert_external_service(
+            return await service_store.upsert_external_service(
                 conn,
                 name=service.name,
                 kind=service.kind,
@@ -118,6 +119,7 @@ class RepoSyncer:
         interval: float = 60.0,
         progress: ProgressCallback | None = None,
     ) -> SyncResult:
+        started = self._clock()  # the next sync is due ``interval`` after this one started
         svc_id = await self.register(service)
         result = SyncResult(service=service.name)
         seen_ids = d.SeenIds()
@@ -157,9 +159,9 @@ class RepoSyncer:
                 result.error = f"re-check of unseen repos failed, nothing removed: {exc}"
         now = self._clock()
         async with self._engine.begin() as conn:
-            await repo_store.record_service_sync(
+            await service_store.record_service_sync(
                 conn, svc_id, now=now, error=result.error,
-                next_at=now + timedelta(seconds=interval),
+                next_at=started + timedelta(seconds=interval),
             )  # fmt: skip
         if result.changeset_syncs_requested and self._wake is not None:
             self._wake()
