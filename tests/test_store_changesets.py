@@ -226,6 +226,57 @@ async def test_requested_before_due_and_oldest_request_first(engine: AsyncEngine
     assert sorted(order[2:]) == sorted(ids[:2])
 
 
+async def due_at(conn: AsyncConnection, ids: list[int], minutes: list[int]) -> None:
+    """No pending requests; ``ids[i]`` due at ``T0 + minutes[i]``."""
+    await conn.execute(sa.delete(changeset_sync_requests))
+    for cs_id, m in zip(ids, minutes, strict=True):
+        await conn.execute(changesets.update().where(changesets.c.id == cs_id)
+                           .values(next_sync_at=T0 + timedelta(minutes=m)))  # fmt: skip
+
+
+async def test_requested_come_first_then_due_by_next_sync_and_limit_holds(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        _, _, ids = await setup(conn, 30)
+        await due_at(conn, ids, [30 - i for i in range(30)])  # the highest id is due first
+        for cs_id, m in [(ids[10], 3), (ids[20], 1), (ids[5], 2)]:
+            await store.request_sync(conn, [cs_id], "api", T0 + timedelta(minutes=m))
+        later = timedelta(days=1)
+        assert [c.changeset_id for c in await claim(conn, "w0", at=later, limit=2)] == [
+            ids[20], ids[5]]  # fmt: skip
+        await conn.execute(changesets.update().values(claimed_by=None, claimed_until=None))
+        await conn.execute(changeset_sync_requests.update().values(
+            claimed_by=None, claimed_until=None, claimed_generation=None))  # fmt: skip
+        first = await claim(conn, "w1", at=later, limit=10)
+        rest = await claim(conn, "w2", at=later, limit=100)
+    due_order = [i for i in reversed(ids) if i not in (ids[20], ids[5], ids[10])]
+    assert [c.changeset_id for c in first] == [ids[20], ids[5], ids[10], *due_order[:7]]
+    assert [c.request_generation for c in first[:4]] == [1, 1, 1, None]
+    assert [c.changeset_id for c in rest] == due_order[7:]
+
+
+async def test_claimed_due_changesets_do_not_starve_the_unclaimed(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        _, _, ids = await setup(conn, 12)
+        await due_at(conn, ids, list(range(12)))
+        held = await claim(conn, "w1", at=timedelta(hours=1), limit=6)
+        assert [c.changeset_id for c in held] == ids[:6]
+        # a fresh request for a held changeset does not take it from its worker either
+        await store.request_sync(conn, [ids[0]], "webhook", T0)
+        got = await claim(conn, "w2", at=timedelta(hours=1), limit=3)
+        assert [c.changeset_id for c in got] == ids[6:9]
+        got = await claim(conn, "w3", at=timedelta(hours=1), limit=10)
+        assert [c.changeset_id for c in got] == ids[9:]
+        assert await claim(conn, "w4", at=timedelta(hours=1)) == []
+        # once w1's lease runs out, the requested one comes first again
+        again = await claim(conn, "w4", at=timedelta(hours=1) + LEASE, limit=2)
+        assert [(c.changeset_id, c.request_generation) for c in again] == [
+            (ids[0], 1),
+            (ids[1], None),
+        ]
+
+
 async def test_requests_for_repos_cover_only_open_batch_changes(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         bc, repo, ids = await setup(conn, 2)

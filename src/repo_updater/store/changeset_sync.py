@@ -2,9 +2,11 @@
 
 A claim is ``changesets.claimed_by`` / ``claimed_until``: a worker holds a changeset until it
 completes or releases it, or until the lease expires (a dead worker's claim simply runs out).
-On PostgreSQL the claim query locks with ``FOR UPDATE SKIP LOCKED`` so concurrent workers pick
-disjoint changesets; the claiming UPDATE re-checks the claim, which also keeps several tasks of
-one SQLite process apart.
+The candidates come from two LIMITed selects that indexes serve (ready requests by
+``requested_at``, then due changesets by ``next_sync_at``), not from one query that joins,
+filters and sorts every tracked changeset. On PostgreSQL both lock with ``FOR UPDATE SKIP
+LOCKED`` so concurrent workers pick disjoint changesets; the claiming UPDATE re-checks the
+claim, which also keeps several tasks of one SQLite process apart.
 
 A sync request (``changeset_sync_requests``) is claimed by recording its ``generation``. On
 success it is deleted only if nothing re-requested it meanwhile (same generation, still ours);
@@ -93,48 +95,34 @@ async def claim_work(
     changes, not claimed by a live claim, not on ``skip_hosts`` (hosts backing off)."""
     if limit < 1:
         return []
-    c, r, q = changesets, repos, changeset_sync_requests
-    claim_free = sa.or_(c.c.claimed_until.is_(None), c.c.claimed_until <= now)
-    request_ready = sa.and_(
-        q.c.changeset_id.is_not(None),
-        sa.or_(
-            q.c.claimed_until.is_(None),
-            q.c.claimed_until <= now,
-            q.c.generation > sa.func.coalesce(q.c.claimed_generation, 0),
-        ),
+    c, q = changesets, changeset_sync_requests
+    claim_free = _claim_free(now)
+    # Two LIMITed selects, each walking an index in claim order, instead of one query that
+    # joins, filters and sorts every tracked changeset on each round (and each idle poll).
+    request_ready = sa.or_(
+        q.c.claimed_until.is_(None),
+        q.c.claimed_until <= now,  # a parked request (failed sync) waits for its retry time
+        q.c.generation > sa.func.coalesce(q.c.claimed_generation, 0),  # or a newer ask
     )
-    stmt = (
-        sa.select(
-            c.c.id,
-            c.c.repo_id,
-            c.c.external_id,
-            c.c.sync_failures,
-            r.c.external_name,
-            r.c.external_id.label("repo_external_id"),
-            r.c.service_type,
-            r.c.service_id,
-            r.c.archived,
-        )
-        .select_from(c.join(r, r.c.id == c.c.repo_id).outerjoin(q, q.c.changeset_id == c.c.id))
-        .where(
-            c.c.publication_state == PublicationState.PUBLISHED.value,
-            claim_free,
-            sa.or_(request_ready, c.c.next_sync_at <= now),
-            in_open_batch_change(),
-        )
-        .order_by(
-            sa.case((request_ready, 0), else_=1),
-            sa.case((request_ready, q.c.requested_at), else_=c.c.next_sync_at),
-            c.c.id,
-        )
+    requested = (
+        _candidates(now, skip_hosts, q.join(c, c.c.id == q.c.changeset_id))
+        .where(request_ready)
+        .order_by(q.c.requested_at, q.c.changeset_id)
         .limit(limit)
-        .with_for_update(of=c, skip_locked=True)
     )
-    for service_type, service_id in skip_hosts:
-        stmt = stmt.where(
-            sa.not_(sa.and_(r.c.service_type == str(service_type), r.c.service_id == service_id))
+    candidates = list((await conn.execute(requested)).all())
+    if len(candidates) < limit:
+        # Due ones. Every ready request not locked by another worker is in ``candidates``
+        # already (fewer than ``limit``); those are locked by us, so exclude them by id.
+        due = (
+            _candidates(now, skip_hosts, c)
+            .where(c.c.next_sync_at <= now)
+            .order_by(c.c.next_sync_at, c.c.id)
+            .limit(limit - len(candidates))
         )
-    candidates = (await conn.execute(stmt)).all()
+        if candidates:
+            due = due.where(c.c.id.not_in([row.id for row in candidates]))
+        candidates += (await conn.execute(due)).all()
     if not candidates:
         return []
     until = now + lease
@@ -175,6 +163,45 @@ async def claim_work(
         for row in candidates
         if row.id in won
     ]
+
+
+def _claim_free(now: datetime) -> sa.ColumnElement[bool]:
+    c = changesets
+    return sa.or_(c.c.claimed_until.is_(None), c.c.claimed_until <= now)
+
+
+def _candidates(
+    now: datetime, skip_hosts: Collection[HostKey], source: sa.FromClause
+) -> sa.Select[Any]:
+    """Claimable changesets of ``source`` (which includes ``changesets``): published, of an
+    open batch change, not under a live claim, not on ``skip_hosts``; locked on PostgreSQL
+    with SKIP LOCKED so concurrent workers pick disjoint changesets."""
+    c, r = changesets, repos
+    stmt = (
+        sa.select(
+            c.c.id,
+            c.c.repo_id,
+            c.c.external_id,
+            c.c.sync_failures,
+            r.c.external_name,
+            r.c.external_id.label("repo_external_id"),
+            r.c.service_type,
+            r.c.service_id,
+            r.c.archived,
+        )
+        .select_from(source.join(r, r.c.id == c.c.repo_id))
+        .where(
+            c.c.publication_state == PublicationState.PUBLISHED.value,
+            _claim_free(now),
+            in_open_batch_change(),
+        )
+        .with_for_update(of=c, skip_locked=True)
+    )
+    for service_type, service_id in skip_hosts:
+        stmt = stmt.where(
+            sa.not_(sa.and_(r.c.service_type == str(service_type), r.c.service_id == service_id))
+        )
+    return stmt
 
 
 def _b(name: str, type_: Any = None) -> sa.BindParameter[Any]:
