@@ -23,7 +23,6 @@ import httpx
 
 from repo_updater.domain import (
     ChangesetEvent,
-    ChangesetRef,
     ChangesetSnapshot,
     HostError,
     HostKind,
@@ -35,14 +34,11 @@ from repo_updater.domain import (
 )
 from repo_updater.sources.base import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 from repo_updater.sources.common import (
+    PerRepoPullLoader,
     as_dict,
     as_list,
     classify_response,
-    deleted,
-    gather_all,
-    group_refs,
     list_selection,
-    load_groups,
     parse_epoch_ms,
 )
 
@@ -57,7 +53,7 @@ def _repo_path(full_name: str) -> str:
     return f"/projects/{quote(key, safe='')}/repos/{quote(slug, safe='')}"
 
 
-class BitbucketServerSource(RestSource):
+class BitbucketServerSource(PerRepoPullLoader, RestSource):
     kind = HostKind.BITBUCKET_SERVER
     api_suffix = "/rest/api/1.0"
 
@@ -130,29 +126,8 @@ class BitbucketServerSource(RestSource):
 
     # --- changesets --------------------------------------------------------------------------
 
-    async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
-        """Snapshots of ``refs`` in order; a repo that failed (other than a rate limit) is
-        left out and logged (see ``load_groups``)."""
-        groups = group_refs(refs, lambda r: r.repo_name)
-        jobs = [(name, self._load_repo(name, rs)) for name, rs in groups.items()]
-        found = await load_groups(self.service_id, jobs)
-        return [found[ref] for ref in refs if ref in found]
-
-    async def _load_repo(
-        self, repo_name: str, refs: list[ChangesetRef]
-    ) -> dict[ChangesetRef, ChangesetSnapshot]:
-        wanted = {r.number for r in refs}
-        pulls: dict[int, dict[str, Any]] = {}
-        if len(wanted) > 1:
-            await self._list_pulls(repo_name, wanted, pulls)
-        missing = sorted(wanted - pulls.keys())
-        singles = await gather_all(self._get_pull(repo_name, n) for n in missing)
-        pulls.update({n: p for n, p in zip(missing, singles, strict=True) if p is not None})
-        out: dict[ChangesetRef, ChangesetSnapshot] = {}
-        for ref in refs:
-            pull = pulls.get(ref.number)
-            out[ref] = deleted(ref) if pull is None else _snapshot(ref.changeset_id, pull)
-        return out
+    def _to_snapshot(self, changeset_id: int, pull: dict[str, Any]) -> ChangesetSnapshot:
+        return _snapshot(changeset_id, pull)
 
     async def _list_pulls(
         self, repo_name: str, wanted: set[int], pulls: dict[int, dict[str, Any]]

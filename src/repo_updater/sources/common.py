@@ -4,6 +4,7 @@ client plumbing every source shares, GitHub's too, is ``base.RestSource``.)"""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -217,3 +218,52 @@ def as_dict(value: Any) -> dict[str, Any]:
 
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+class PerRepoPullLoader(abc.ABC):
+    """``load_changesets`` for hosts without a batch API (Gitea, Bitbucket Server): per repo,
+    list its pulls when several are wanted (``_list_pulls`` decides how far paging is worth it),
+    GET the ones the listing did not show, let ``_complete`` add what the listing lacks, and
+    report the rest DELETED. A repo that fails (other than a rate limit) is left out and logged
+    (see ``load_groups``)."""
+
+    service_id: str
+
+    @abc.abstractmethod
+    async def _list_pulls(
+        self, repo_name: str, wanted: set[int], pulls: dict[int, dict[str, Any]]
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def _get_pull(self, repo_name: str, number: int) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def _to_snapshot(self, changeset_id: int, pull: dict[str, Any]) -> ChangesetSnapshot: ...
+
+    async def _complete(self, repo_name: str, pull: dict[str, Any]) -> None:
+        """Add what the host's pull JSON lacks (reviews, checks); nothing by default."""
+        return None
+
+    async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
+        """Snapshots of ``refs`` in order, failed repos left out."""
+        groups = group_refs(refs, lambda r: r.repo_name)
+        jobs = [(name, self._load_repo(name, rs)) for name, rs in groups.items()]
+        found = await load_groups(self.service_id, jobs)
+        return [found[ref] for ref in refs if ref in found]
+
+    async def _load_repo(
+        self, repo_name: str, refs: list[ChangesetRef]
+    ) -> dict[ChangesetRef, ChangesetSnapshot]:
+        wanted = {r.number for r in refs}
+        pulls: dict[int, dict[str, Any]] = {}
+        if len(wanted) > 1:
+            await self._list_pulls(repo_name, wanted, pulls)
+        missing = sorted(wanted - pulls.keys())
+        singles = await gather_all(self._get_pull(repo_name, n) for n in missing)
+        pulls.update({n: p for n, p in zip(missing, singles, strict=True) if p is not None})
+        await gather_all(self._complete(repo_name, p) for p in pulls.values())
+        out: dict[ChangesetRef, ChangesetSnapshot] = {}
+        for ref in refs:
+            pull = pulls.get(ref.number)
+            out[ref] = deleted(ref) if pull is None else self._to_snapshot(ref.changeset_id, pull)
+        return out

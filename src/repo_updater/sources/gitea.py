@@ -26,7 +26,6 @@ import httpx
 
 from repo_updater.domain import (
     ChangesetEvent,
-    ChangesetRef,
     ChangesetSnapshot,
     CheckState,
     HostError,
@@ -46,14 +45,11 @@ from repo_updater.sources.base import (
 )
 from repo_updater.sources.common import (
     Conflict,
+    PerRepoPullLoader,
     as_dict,
     as_list,
     classify_response,
-    deleted,
-    gather_all,
-    group_refs,
     list_selection,
-    load_groups,
     parse_iso,
 )
 
@@ -68,7 +64,7 @@ def _repo_path(full_name: str) -> str:
     return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
-class GiteaSource(RestSource):
+class GiteaSource(PerRepoPullLoader, RestSource):
     kind = HostKind.GITEA
     api_suffix = "/api/v1"
 
@@ -155,30 +151,8 @@ class GiteaSource(RestSource):
 
     # --- changesets --------------------------------------------------------------------------
 
-    async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
-        """Snapshots of ``refs`` in order; a repo that failed (other than a rate limit) is
-        left out and logged (see ``load_groups``)."""
-        groups = group_refs(refs, lambda r: r.repo_name)
-        jobs = [(name, self._load_repo(name, rs)) for name, rs in groups.items()]
-        found = await load_groups(self.service_id, jobs)
-        return [found[ref] for ref in refs if ref in found]
-
-    async def _load_repo(
-        self, repo_name: str, refs: list[ChangesetRef]
-    ) -> dict[ChangesetRef, ChangesetSnapshot]:
-        wanted = {r.number for r in refs}
-        pulls: dict[int, dict[str, Any]] = {}
-        if len(wanted) > 1:
-            await self._list_pulls(repo_name, wanted, pulls)
-        missing = sorted(wanted - pulls.keys())
-        singles = await gather_all(self._get_pull(repo_name, n) for n in missing)
-        pulls.update({n: p for n, p in zip(missing, singles, strict=True) if p is not None})
-        await gather_all(self._complete(repo_name, p) for p in pulls.values())
-        out: dict[ChangesetRef, ChangesetSnapshot] = {}
-        for ref in refs:
-            pull = pulls.get(ref.number)
-            out[ref] = deleted(ref) if pull is None else _snapshot(ref.changeset_id, pull)
-        return out
+    def _to_snapshot(self, changeset_id: int, pull: dict[str, Any]) -> ChangesetSnapshot:
+        return _snapshot(changeset_id, pull)
 
     async def _list_pulls(
         self, repo_name: str, wanted: set[int], pulls: dict[int, dict[str, Any]]
