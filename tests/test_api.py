@@ -409,3 +409,25 @@ async def test_metrics_count_repos_changesets_and_pending_requests(api: Api) -> 
     assert 'repo_updater_changesets{external_state="UNSYNCED"} 1' in lines
     assert "repo_updater_changeset_sync_requests_pending 1" in lines
     assert "repo_updater_permission_sync_requests_pending 3" in lines
+
+
+async def test_bulk_tracking_is_all_or_nothing(api: Api) -> None:
+    bc = await api.post("/api/batch-changes", 201, json={"name": "bulk"})
+    url = f"/api/batch-changes/{bc['id']}/changesets"
+    widgets, gadgets = f"{PREFIX}/acme/widgets", f"{PREFIX}/acme/gadgets"
+    before = await snapshot(api.app.engine)
+    one = {"repo": widgets, "number": 1}
+    for body, status, word in (
+        ({"changesets": []}, 400, "list of 1 to"),
+        ({"changesets": [one, {"repo": widgets}]}, 400, "changesets[1]"),
+        ({"changesets": [one, {"repo": "nope", "number": 2}]}, 404, "nope"),
+    ):
+        response = await api.call("POST", url, json=body)
+        assert response.status_code == status and word in response.json()["error"]
+    assert await snapshot(api.app.engine) == before
+
+    body = {"changesets": [{"repo": widgets, "number": 1}, {"repo": gadgets, "number": 7}]}
+    tracked = (await api.post(url, 201, json=body))["changesets"]
+    assert [(t["repo"], t["number"]) for t in tracked] == [(widgets, 1), (gadgets, 7)]
+    listed = await api.get(f"/api/changesets?batch_change={bc['id']}")
+    assert sorted(c["id"] for c in listed) == sorted(t["id"] for t in tracked)

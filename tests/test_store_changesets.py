@@ -411,3 +411,30 @@ async def test_concurrent_claims_never_overlap_on_postgresql(engine: AsyncEngine
         await second.commit()
     assert len(held) == 100 and len(other) == 200
     assert not {c.changeset_id for c in held} & {c.changeset_id for c in other}
+
+
+async def test_bulk_tracking_imports_thousands_at_once_idempotently(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        bc = await store.create_batch_change(conn, "bulk", "", T0)
+        repo_ids = [await insert_repo(conn, f"acme/r{i}") for i in range(12)]
+        items = [(r, n) for r in repo_ids for n in range(1, 101)]
+        ids = await store.track_changesets(conn, bc, [*items, items[0]], T0)
+        assert len(ids) == 1201 and len(set(ids)) == 1200 and ids[0] == ids[-1]
+        assert await store.track_changesets(conn, bc, items, T0) == ids[:-1]
+        assert await count(conn, changesets) == 1200
+        assert await count(conn, changeset_sync_requests) == 1200
+        (view,) = await store.list_batch_changes(conn)
+    assert view.changeset_count == 1200
+
+
+async def test_bulk_tracking_with_one_bad_item_writes_nothing(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        bc = await store.create_batch_change(conn, "bulk", "", T0)
+        repo = await insert_repo(conn, "acme/widgets")
+    for bad, error in (((repo + 99, 1), store.RepoNotFound), ((repo, 0), ValueError)):
+        with pytest.raises(error):
+            async with engine.begin() as conn:
+                await store.track_changesets(conn, bc, [(repo, 1), (repo, 2), bad], T0)
+    async with engine.connect() as conn:
+        assert await count(conn, changesets) == 0
+        assert await count(conn, changeset_sync_requests) == 0

@@ -10,6 +10,7 @@ Routes:
   POST /api/batch-changes              {"name": str, "description": str?}
   POST /api/batch-changes/{id}/close
   POST /api/batch-changes/{id}/changesets   {"repo": store name, "number": int}  (track a PR)
+                                       or {"changesets": [{"repo", "number"}, ...]} (bulk)
   GET  /api/changesets?batch_change=&state=
   POST /api/changesets/{id}/sync       request an immediate sync
   GET  /healthz
@@ -217,23 +218,48 @@ async def close_batch_change(request: web.Request) -> web.Response:
     return ok({"id": bc_id, "state": "CLOSED"})
 
 
+MAX_BULK = 10_000
+
+
+def _pull_ref(item: Any, where: str) -> tuple[str, int]:
+    if not isinstance(item, dict):
+        raise BadRequest(f"{where} must be an object with 'repo' and 'number'")
+    repo_name, number = item.get("repo"), item.get("number")
+    if not isinstance(repo_name, str) or not repo_name:
+        raise BadRequest(f"{where}'repo' must be a repository name, as listed by GET /api/repos")
+    _text(repo_name, f"{where}'repo'")
+    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= MAX_INT:
+        raise BadRequest(f"{where}'number' must be an integer between 1 and {MAX_INT}")
+    return repo_name, number
+
+
 async def track_changeset(request: web.Request) -> web.Response:
+    """Track one pull request (``{"repo", "number"}``) or many at once
+    (``{"changesets": [{"repo", "number"}, ...]}``, up to 10,000; all or nothing)."""
     app = request.app[APP_KEY]
     bc_id = _path_id(request)
     body = await _body(request)
-    repo_name, number = body.get("repo"), body.get("number")
-    if not isinstance(repo_name, str) or not repo_name:
-        raise BadRequest("'repo' must be a repository name, as listed by GET /api/repos")
-    _text(repo_name, "'repo'")
-    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= MAX_INT:
-        raise BadRequest(f"'number' must be an integer between 1 and {MAX_INT}")
+    bulk = "changesets" in body
+    if bulk:
+        items = body["changesets"]
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BULK:
+            raise BadRequest(f"'changesets' must be a list of 1 to {MAX_BULK} objects")
+        refs = [_pull_ref(item, f"changesets[{i}].") for i, item in enumerate(items)]
+    else:
+        refs = [_pull_ref(body, "")]
     async with app.engine.begin() as conn:
-        repo = await repo_store.get_repo_by_name(conn, repo_name)
-        if repo is None:
-            return error(f"no repository named {repo_name!r}", 404)
-        cs_id = await cs_store.track_changeset(conn, bc_id, repo.id, number, app.clock())
+        ids_by_name = await repo_store.repo_ids_by_name(conn, [name for name, _ in refs])
+        unknown = [name for name, _ in refs if name not in ids_by_name]
+        if unknown:
+            return error(f"no repository named {unknown[0]!r}", 404)
+        pairs = [(ids_by_name[name], number) for name, number in refs]
+        cs_ids = await cs_store.track_changesets(conn, bc_id, pairs, app.clock())
     app.changeset_syncer.wake()
-    return ok({"id": cs_id, "repo": repo_name, "number": number}, 201)
+    tracked = [
+        {"id": cs_id, "repo": name, "number": number}
+        for cs_id, (name, number) in zip(cs_ids, refs, strict=True)
+    ]
+    return ok({"changesets": tracked} if bulk else tracked[0], 201)
 
 
 async def changesets(request: web.Request) -> web.Response:

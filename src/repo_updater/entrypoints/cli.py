@@ -180,10 +180,11 @@ async def cmd_write(args: argparse.Namespace) -> int:
                     raise CLIError(
                         f"no repository named {args.repo!r}; see `repo-updater repos list`"
                     )
-                cs_id = await cs_store.track_changeset(
-                    conn, args.batch_change, repo.id, args.number, now
+                ids = await cs_store.track_changesets(
+                    conn, args.batch_change, [(repo.id, n) for n in args.number], now
                 )
-                print(f"tracking {args.repo}#{args.number} as changeset {cs_id}; sync requested")
+                for number, cs_id in zip(args.number, ids, strict=True):
+                    print(f"tracking {args.repo}#{number} as changeset {cs_id}; sync requested")
             elif args.action == "sync":
                 if not await cs_store.request_sync(conn, [args.id], "cli", now):
                     raise CLIError(f"no changeset with id {args.id}")
@@ -315,10 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
                 store_opts(q)
                 q.set_defaults(func=cmd_write)
         if what == "changesets":
-            t = group.add_parser("track", help="track an existing pull request")
+            t = group.add_parser("track", help="track existing pull requests")
             t.add_argument("--batch-change", type=int, required=True)
             t.add_argument("--repo", required=True, help="repository name as `repos list` shows it")
-            t.add_argument("--number", type=_pr_number, required=True)
+            t.add_argument(
+                "--number", type=_pr_number, nargs="+", required=True,
+                help="pull request number(s) on that repository",
+            )  # fmt: skip
             s = group.add_parser("sync", help="request an immediate sync")
             s.add_argument("id", type=int)
             for q in (t, s):

@@ -269,6 +269,19 @@ async def list_repos(
     return [_repo(r) for r in await conn.execute(query)]
 
 
+async def repo_ids_by_name(conn: AsyncConnection, names: Iterable[str]) -> dict[str, int]:
+    """Live repos' ids by their exact store names (unknown names are absent)."""
+    out: dict[str, int] = {}
+    for part in chunks(sorted(set(names)), 500):
+        rows = await conn.execute(
+            sa.select(repos.c.name, repos.c.id).where(
+                repos.c.name.in_(part), repos.c.deleted_at.is_(None)
+            )
+        )
+        out.update({r.name: r.id for r in rows})
+    return out
+
+
 async def get_repo_by_name(conn: AsyncConnection, name: str) -> Repo | None:
     row = (
         await conn.execute(
