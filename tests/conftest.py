@@ -76,3 +76,10 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
             await conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield eng
     await eng.dispose()
+
+
+@pytest.fixture
+def store_url(engine: AsyncEngine, db_url: str) -> str:
+    """``db_url``, migrated and emptied (the ``engine`` fixture truncates PostgreSQL), for
+    tests that build an app from a config rather than use the engine."""
+    return db_url

@@ -35,12 +35,6 @@ WIDGETS = f"{PREFIX}/acme/widgets"
 
 
 @pytest.fixture
-def store_url(engine: AsyncEngine, db_url: str) -> str:
-    """``db_url``, migrated and emptied (the ``engine`` fixture truncates PostgreSQL)."""
-    return db_url
-
-
-@pytest.fixture
 async def emu() -> AsyncIterator[RunningEmulator]:
     async with running_emulator() as emulator:
         host = emulator.state.host(GH)

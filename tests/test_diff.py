@@ -102,7 +102,7 @@ def test_every_category() -> None:
     assert [x.stored.id for x in diff.revived] == [3]
     assert [x.id for x in diff.unmodified] == [4] and [x.id for x in diff.to_link] == [4]
     assert not diff.writes_nothing
-    assert diff.claimed_names() == {"p/o/r1", "p/o/new", "p/o/r3"}
+    assert set(diff.claims()) == {"p/o/r1", "p/o/new", "p/o/r3"}
 
 
 def test_unchanged_linked_page_writes_nothing() -> None:

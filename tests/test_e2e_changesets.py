@@ -11,10 +11,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repo_updater.app import App, open_app, serve
-from repo_updater.config import parse_config
+from repo_updater.config import Config, parse_config
 from repo_updater.domain import ExternalState, HostKind, HostPullState
 from repo_updater.emulator.admin_client import EmulatorAdmin
 from repo_updater.emulator.server import RunningEmulator, running_emulator
@@ -40,10 +39,13 @@ PULLS = {
 }
 
 
-@pytest.fixture
-def store_url(engine: AsyncEngine, db_url: str) -> str:
-    """``db_url``, migrated and emptied (the ``engine`` fixture truncates PostgreSQL)."""
-    return db_url
+def github_config(store_url: str, emu: RunningEmulator, **settings: float) -> Config:
+    """One GitHub service on the emulator's org ``acme``, names under ``PREFIX``."""
+    service = {
+        "name": "gh", "kind": "github", "url": emu.base_url(GH), "orgs": ["acme"],
+        "name_prefix": PREFIX,
+    }  # fmt: skip
+    return parse_config({"database": store_url, **settings, "external_services": [service]}, {})
 
 
 @pytest.fixture
@@ -69,23 +71,7 @@ async def admin(emu: RunningEmulator) -> AsyncIterator[EmulatorAdmin]:
 async def serving(store_url: str, emu: RunningEmulator) -> AsyncIterator[App]:
     """The app with its loops running (no HTTP API), a batch change tracking every pull
     request of acme/widgets and acme/gadgets#1, all synced once."""
-    config = parse_config(
-        {
-            "database": store_url,
-            "repo_sync_interval": 0.2,
-            "changeset_poll_interval": 0.2,
-            "external_services": [
-                {
-                    "name": "gh",
-                    "kind": "github",
-                    "url": emu.base_url(GH),
-                    "orgs": ["acme"],
-                    "name_prefix": PREFIX,
-                }
-            ],
-        },
-        {},
-    )
+    config = github_config(store_url, emu, repo_sync_interval=0.2, changeset_poll_interval=0.2)
     retry = RetryPolicy(attempts=2, backoff=0.01, max_rate_limit_wait=2.0)
     async with open_app(config, retry=retry) as app:
         assert (await app.sync_service("gh")).complete
@@ -237,21 +223,7 @@ async def test_one_impossible_pr_number_does_not_stop_the_others_syncing(
     """A PR number beyond GraphQL's 32-bit ``Int`` once failed the whole GitHub batch it was
     loaded in, for every changeset in it. It must be refused when tracked, or not hurt the
     others."""
-    config = parse_config(
-        {
-            "database": store_url,
-            "external_services": [
-                {
-                    "name": "gh",
-                    "kind": "github",
-                    "url": emu.base_url(GH),
-                    "orgs": ["acme"],
-                    "name_prefix": PREFIX,
-                }
-            ],
-        },
-        {},
-    )
+    config = github_config(store_url, emu)
     retry = RetryPolicy(attempts=1, backoff=0.01, max_rate_limit_wait=2.0)
     async with open_app(config, retry=retry) as app:
         assert (await app.sync_service("gh")).complete

@@ -54,12 +54,6 @@ PAGE_SIZE = {
 
 
 @pytest.fixture
-def store_url(engine: AsyncEngine, db_url: str) -> str:
-    """``db_url``, migrated and emptied (the ``engine`` fixture truncates PostgreSQL)."""
-    return db_url
-
-
-@pytest.fixture
 async def emu() -> AsyncIterator[RunningEmulator]:
     async with running_emulator() as emulator:
         yield emulator

@@ -76,12 +76,12 @@ class PageDiff:
         self.unarchived = [c for c in self.unarchived if keep(c)]
         return before - len(self.added) - len(self.revived) - len(self.modified)
 
-    def claimed_names(self) -> set[str]:
-        """Store names that this page will (re)occupy: conflicts must be resolved for them."""
-        names = {name for _, name in self.added}
-        names.update(c.new_name for c in self.revived)
-        names.update(c.new_name for c in self.renamed)
-        return names
+    def claims(self) -> dict[str, str]:
+        """Store names this page will (re)occupy, each with the external id of the repo that
+        claims it: conflicts must be resolved for them before writing."""
+        out = {name: repo.external_id for repo, name in self.added}
+        out.update({c.new_name: c.sourced.external_id for c in self.revived + self.renamed})
+        return out
 
 
 def store_name(prefix: str, external_name: str) -> str:

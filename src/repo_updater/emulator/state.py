@@ -130,7 +130,8 @@ class HostState:
         self._owner_index = None
 
     def owner_repos(self, owner: str, *, include_subgroups: bool = False) -> Sequence[EmulatedRepo]:
-        """Like ``repos_of`` but cached and without copying: do not mutate the result."""
+        """Repos of an owner in id order (stable pagination), cached and without copying: do
+        not mutate the result."""
         index = self._owner_index
         if index is None or self._indexed_count != len(self.repos):
             grouped: dict[str, list[EmulatedRepo]] = {}
@@ -235,10 +236,6 @@ class HostState:
         for old in [o for o, rid in self.redirects.items() if rid == repo.id]:
             del self.redirects[old]
         self.invalidate()
-
-    def repos_of(self, owner: str, *, include_subgroups: bool = False) -> list[EmulatedRepo]:
-        """Repos of an owner in id order (stable pagination)."""
-        return list(self.owner_repos(owner, include_subgroups=include_subgroups))
 
     # --- pull requests ---------------------------------------------------------------------
 

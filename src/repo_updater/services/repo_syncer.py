@@ -219,8 +219,7 @@ class RepoSyncer:
             )
 
         # Names the page claims that a different live repo holds: the host is the truth.
-        claimed = {name: repo.external_id for repo, name in diff.added}
-        claimed.update({c.new_name: c.sourced.external_id for c in diff.revived + diff.renamed})
+        claimed = diff.claims()
         holders = await repo_store.live_holders(conn, claimed)
         moving = frozenset(c.stored.id for c in diff.renamed)
         conflicts, repeated = d.name_conflicts(claimed, holders, moving, seen_ids)
