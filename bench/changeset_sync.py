@@ -45,20 +45,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import sqlalchemy as sa
 
-from repo_updater.app import App, open_app, serve
+from repo_updater.bootstrap import App, open_app
 from repo_updater.config import Config, parse_config
-from repo_updater.domain import ExternalState, HostKind
+from repo_updater.core.domain import ExternalState, HostKind
 from repo_updater.emulator.github_graphql import GraphQLEndpoint
 from repo_updater.emulator.server import RunningEmulator, running_emulator
 from repo_updater.emulator.state import EmulatorState
-from repo_updater.services import changeset_syncer as syncer_module
+from repo_updater.entrypoints.serve import serve
+from repo_updater.service_layer import changeset_syncer as syncer_module
 from repo_updater.store import changesets as cs_store
+from repo_updater.store import events as event_store
+from repo_updater.store import external_services as service_store
 from repo_updater.store import repos as repo_store
-from repo_updater.store import services as service_store
-from repo_updater.store.changeset_sync import claim_work
+from repo_updater.store.changeset_claims import claim_work
 from repo_updater.store.schema import changeset_sync_requests, changesets, events
 
 PG_ADMIN_URL = os.environ.get(
@@ -264,7 +266,7 @@ async def flip_and_measure(
     async with app.engine.connect() as conn:
         evs = [
             e
-            for e in await repo_store.list_events(conn, kind=event_kind, after_id=last_event)
+            for e in await event_store.list_events(conn, kind=event_kind, after_id=last_event)
             if e.repo_id == repo_id
         ]
     if not evs:
@@ -494,7 +496,7 @@ async def measure_scale(backend: str, workdir: Path, n_repos: int, n_prs: int) -
         config = bench_config(emulator, db_url, owner)
         async with open_app(config, {}) as app:
             start = time.monotonic()
-            sync = await app.sync_service(SERVICE)
+            sync = await app.repo_sync_worker.sync_service(SERVICE)
             if not sync.complete or sync.added != n_repos:
                 raise RuntimeError(f"repo sync incomplete: {sync.summary()}")
             repo_sync_seconds = time.monotonic() - start

@@ -45,7 +45,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 ORGS = 10
 SERVICE = "bench-github"
@@ -221,7 +221,7 @@ async def warm_up(base_url: str, orgs: int) -> int:
 
 async def emulator_main(orgs: int, per_org: int) -> None:
     """Seed, serve on a free loopback port, print it, and serve until stdin closes."""
-    from repo_updater.domain import HostKind
+    from repo_updater.core.domain import HostKind
     from repo_updater.emulator.server import running_emulator
     from repo_updater.emulator.state import EmulatorState
 
@@ -279,7 +279,7 @@ async def verified_resync(app: Any, url: str) -> dict[str, Any]:
         raise SystemExit("cannot reset the peak RSS (/proc/self/clear_refs)")
     rss_start = proc_status_mb("VmRSS")
     start = time.perf_counter()
-    result = await app.sync_service(SERVICE)
+    result = await app.repo_sync_worker.sync_service(SERVICE)
     seconds = time.perf_counter() - start
     peak = proc_status_mb("VmHWM")
     out = sync_summary(result, seconds, app.counter.count - requests)
@@ -303,7 +303,7 @@ async def verified_resync(app: Any, url: str) -> dict[str, Any]:
 
 
 async def sync_main(url: str, port: int, orgs: int, mode: str) -> dict[str, Any]:
-    from repo_updater.app import open_app
+    from repo_updater.bootstrap import open_app
     from repo_updater.config import parse_config
 
     config = parse_config(
@@ -325,7 +325,7 @@ async def sync_main(url: str, port: int, orgs: int, mode: str) -> dict[str, Any]
         out["rss_ready_mb"] = proc_status_mb("VmRSS")  # imports, engine, migrations done
         if mode == "first":
             start = time.perf_counter()
-            result = await app.sync_service(SERVICE)
+            result = await app.repo_sync_worker.sync_service(SERVICE)
             out["first"] = sync_summary(result, time.perf_counter() - start, app.counter.count)
             out["first"]["peak_rss_mb"] = proc_status_mb("VmHWM")
             if url.startswith("sqlite"):

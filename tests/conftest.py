@@ -1,5 +1,12 @@
-"""Shared fixtures: every store-touching test runs on a real SQLite file and on a real
-PostgreSQL server (``REPO_UPDATER_TEST_PG``, default the local trust-auth server)."""
+"""Shared fixtures.
+
+- ``db_url`` / ``engine`` / ``store_url``: every store-touching test runs on a real SQLite file
+  and on a real PostgreSQL server (``REPO_UPDATER_TEST_PG``, default the local trust-auth
+  server; ``REPO_UPDATER_TEST_BACKENDS`` picks the backends).
+- ``emu`` / ``admin``: a real code-host emulator on a free loopback port, and its admin client.
+
+Tests are grouped as ``unit`` (pure, no I/O), ``integration`` (one part against a real store or
+a real emulator) and ``e2e`` (the whole app through its API, CLI or demo)."""
 
 from __future__ import annotations
 
@@ -13,6 +20,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from repo_updater.emulator.admin_client import EmulatorAdmin
+from repo_updater.emulator.server import RunningEmulator, running_emulator
 from repo_updater.store.db import create_engine, migrate
 from repo_updater.store.schema import metadata
 
@@ -83,3 +92,17 @@ def store_url(engine: AsyncEngine, db_url: str) -> str:
     """``db_url``, migrated and emptied (the ``engine`` fixture truncates PostgreSQL), for
     tests that build an app from a config rather than use the engine."""
     return db_url
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[RunningEmulator]:
+    """An empty code-host emulator (every host) on a free loopback port."""
+    async with running_emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def admin(emu: RunningEmulator) -> AsyncIterator[EmulatorAdmin]:
+    """The emulator's admin API client (changes its state over HTTP, as a person would)."""
+    async with EmulatorAdmin(emu.url) as client:
+        yield client

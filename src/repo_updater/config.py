@@ -31,8 +31,11 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from repo_updater.domain import HostKind
-from repo_updater.sources.base import Selection, default_name_prefix, normalise_base_url
+from repo_updater.core.domain import HostKind
+from repo_updater.core.selection import Selection, default_name_prefix, normalise_base_url
+
+# The embedded default: a SQLite file in the current directory.
+DEFAULT_DATABASE = "sqlite:///repo-updater.db"
 
 
 class ConfigError(ValueError):
@@ -115,7 +118,7 @@ class ApiConfig(_Strict):
 
 
 class Config(_Strict):
-    database: str = "sqlite:///repo-updater.db"
+    database: str = DEFAULT_DATABASE
     repo_sync_interval: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 60.0
     changeset_poll_interval: Annotated[float, Field(gt=0, le=3600)] = 5.0
     changeset_batch_size: Annotated[int, Field(ge=1, le=1000)] = 200

@@ -36,7 +36,7 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from repo_updater.domain import CheckState, HostKind, HostPullState, ReviewState
+from repo_updater.core.domain import CheckState, HostKind, HostPullState, ReviewState
 from repo_updater.emulator.state import (
     EmulatedPull,
     EmulatedRepo,

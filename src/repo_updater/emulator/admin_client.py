@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from repo_updater.domain import HostKind
+from repo_updater.core.domain import HostKind
 
 
 class EmulatorAdminError(Exception):

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from repo_updater.domain import HostKind, HostPullState, ReviewState
+from repo_updater.core.domain import HostKind, HostPullState, ReviewState
 from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.listing import epoch_ms, int_param
 from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, EmulatorState, HostState

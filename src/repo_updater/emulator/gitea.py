@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from repo_updater.domain import CheckState, HostKind, HostPullState, ReviewState
+from repo_updater.core.domain import CheckState, HostKind, HostPullState, ReviewState
 from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.listing import (
     int_param,

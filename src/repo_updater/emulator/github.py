@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from repo_updater.domain import HostKind, HostPullState
+from repo_updater.core.domain import HostKind, HostPullState
 from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.github_graphql import GraphQLEndpoint, github_time
 from repo_updater.emulator.state import (

@@ -36,7 +36,7 @@ from graphql import (
     validate,
 )
 
-from repo_updater.domain import CheckState, HostPullState, ReviewState
+from repo_updater.core.domain import CheckState, HostPullState, ReviewState
 from repo_updater.emulator.github_schema import SDL
 from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, HostState
 

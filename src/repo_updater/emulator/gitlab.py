@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from repo_updater.domain import CheckState, HostKind, HostPullState, ReviewState
+from repo_updater.core.domain import CheckState, HostKind, HostPullState, ReviewState
 from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.listing import (
     int_param,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from repo_updater.domain import HostKind
+from repo_updater.core.domain import HostKind
 from repo_updater.emulator import admin, bitbucket, gitea, github, gitlab
 from repo_updater.emulator.state import EmulatorState
 

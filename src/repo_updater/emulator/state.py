@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from repo_updater.domain import CheckState, HostKind, HostPullState, ReviewState
+from repo_updater.core.domain import CheckState, HostKind, HostPullState, ReviewState
 
 
 def utcnow() -> datetime:

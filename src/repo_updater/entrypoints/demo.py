@@ -18,17 +18,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from repo_updater.app import App, open_app, serve
-from repo_updater.config import Config, parse_config
-from repo_updater.domain import ExternalState, HostKind, HostPullState
+from repo_updater.bootstrap import App, open_app
+from repo_updater.config import DEFAULT_DATABASE, Config, parse_config
+from repo_updater.core.domain import ExternalState, HostKind, HostPullState
 from repo_updater.emulator.server import running_emulator
 from repo_updater.emulator.state import EmulatorState
+from repo_updater.entrypoints.serve import serve
 from repo_updater.store import changesets as cs_store
+from repo_updater.store import external_services as service_store
 from repo_updater.store import repos as repo_store
-from repo_updater.store import services as service_store
 
 BATCH_CHANGE = "demo-upgrade-ci"
-DEFAULT_DATABASE = "sqlite:///repo-updater.db"  # the CLI's default too
 DEMO_REPO = "acme/repo-1"
 
 
@@ -189,7 +189,8 @@ async def run_demo(args: argparse.Namespace) -> int:
         return 2
     try:
         urls = {kind: emulator.base_url(kind) for kind in HostKind}
-        config = demo_config(urls, args.database, args.api_port, args.interval)
+        database = args.database or DEFAULT_DATABASE
+        config = demo_config(urls, database, args.api_port, args.interval)
         print(f"emulator: {emulator.url}  (admin API {emulator.url}/_admin)")
         print(f"database: {config.database}")
         stop = asyncio.Event()
@@ -209,9 +210,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                 await walkthrough(app, state, args.interval)
                 if args.once:
                     return 0
-                db_flag = (
-                    "" if args.database == DEFAULT_DATABASE else f" --database {args.database}"
-                )
+                db_flag = "" if database == DEFAULT_DATABASE else f" --database {database}"
                 print(
                     f"\nAPI and dashboard: {ready.result()}/  (Ctrl-C to stop)\n"
                     "Try, in another terminal:\n"
@@ -229,13 +228,3 @@ async def run_demo(args: argparse.Namespace) -> int:
                     raise outcome
     finally:
         await emulator_cm.__aexit__(None, None, None)
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run everything against the built-in emulator (no token)")
-    p.add_argument("--database", default=DEFAULT_DATABASE)
-    p.add_argument("--emulator-port", type=int, default=7700)
-    p.add_argument("--api-port", type=int, default=7800)
-    p.add_argument("--interval", type=float, default=3.0, help="repo sync interval, seconds")
-    p.add_argument("--once", action="store_true", help="exit after the walkthrough")
-    p.set_defaults(func=run_demo)

@@ -19,28 +19,23 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Unpack
 from urllib.parse import quote
 
-import httpx
-
-from repo_updater.domain import (
+from repo_updater.core.domain import (
     ChangesetEvent,
     ChangesetSnapshot,
-    HostError,
     HostKind,
     HostPullState,
-    NotFound,
     ReviewState,
     SourcedRepo,
-    SourceError,
 )
-from repo_updater.sources.base import DEFAULT_CONCURRENCY, RestSource, SourceOptions
+from repo_updater.core.errors import HostError, NotFound
 from repo_updater.sources.common import (
     PerRepoPullLoader,
     as_dict,
     as_list,
-    classify_response,
     list_selection,
     parse_epoch_ms,
 )
+from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 
 DEFAULT_LIMIT = 100
 PULLS_LIMIT = 50
@@ -70,9 +65,6 @@ class BitbucketServerSource(PerRepoPullLoader, RestSource):
             **options,
         )
         self.limit = max(1, limit)
-
-    def _classify(self, response: httpx.Response) -> SourceError | None:
-        return classify_response(response, self._client.redact)
 
     async def _paged(
         self, url: str, start: int, limit: int, kind: str, **params: str

@@ -1,6 +1,6 @@
-"""Pieces the GitLab, Gitea and Bitbucket Server sources share: error classification, the
-"owners, then explicit repos" listing skeleton, concurrent loading and small parsers. (The
-client plumbing every source shares, GitHub's too, is ``base.RestSource``.)"""
+"""Pieces the GitLab, Gitea and Bitbucket Server sources share: the "owners, then explicit
+repos" listing skeleton, concurrent loading and small parsers. (The client plumbing every
+source shares, GitHub's too, is ``rest.RestSource`` around ``http.HostClient``.)"""
 
 from __future__ import annotations
 
@@ -11,81 +11,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import httpx
-
-from repo_updater.domain import (
-    ChangesetRef,
-    ChangesetSnapshot,
-    HostPullState,
-    NotFound,
-    RateLimited,
-    RepoArchived,
-    SourcedRepo,
-    SourceError,
-    Unauthorized,
-)
-from repo_updater.sources.base import Selection, retry_after_seconds
+from repo_updater.core.batching import group_by
+from repo_updater.core.domain import ChangesetRef, ChangesetSnapshot, HostPullState, SourcedRepo
+from repo_updater.core.errors import NotFound, RateLimited, SourceError
+from repo_updater.core.selection import Selection
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class Forbidden(Unauthorized):
-    """A 403 whose body does not say why. Writes check whether the repo is archived."""
-
-
-class Conflict(SourceError):
-    """409: the write conflicts with existing state (e.g. a pull request for that branch
-    already exists). Not a ``HostError``, so the client does not retry it."""
-
-
-def error_detail(response: httpx.Response) -> str:
-    """The host's error message: ``message``, ``error`` or Bitbucket's ``errors[].message``."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict):
-        errors = body.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            return "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict))
-        for key in ("message", "error"):
-            if key in body:
-                return str(body[key])
-    return str(body)[:200]
-
-
-def classify_response(
-    response: httpx.Response,
-    redact: Callable[[str], str],
-    *,
-    archived_statuses: Iterable[int] = (),
-) -> SourceError | None:
-    """Map the statuses every non-GitHub host shares; ``None`` for the generic mapping.
-
-    429 -> RateLimited (``Retry-After`` or an epoch reset header); 401 -> Unauthorized; 403 ->
-    RepoArchived when the body says "archived", else Forbidden; ``archived_statuses`` (Gitea's
-    423 Locked) -> RepoArchived; 404 -> NotFound with the host's message.
-    """
-    request = response.request
-    where = f"{request.method} {redact(str(request.url.copy_with(query=None)))}"
-    status = response.status_code
-    detail = redact(error_detail(response))[:200]
-    if status == 429:
-        wait = retry_after_seconds(response.headers)
-        return RateLimited(f"{where}: rate limited (retry after {wait:.0f}s)", wait)
-    if status == 401:
-        return Unauthorized(f"{where}: 401 unauthorized (check the token)")
-    if status in archived_statuses or (status == 403 and "archived" in detail.lower()):
-        return RepoArchived(f"{where}: repository is archived: {detail}")
-    if status == 403:
-        return Forbidden(f"{where}: 403 forbidden: {detail}")
-    if status == 404:
-        return NotFound(f"{where}: 404 not found: {detail}")
-    if status == 409:
-        return Conflict(f"{where}: 409 conflict: {detail}")
-    return None
 
 
 async def list_selection(
@@ -181,15 +114,6 @@ async def load_groups(
     return found
 
 
-def group_refs(
-    refs: Sequence[ChangesetRef], key: Callable[[ChangesetRef], str]
-) -> dict[str, list[ChangesetRef]]:
-    groups: dict[str, list[ChangesetRef]] = {}
-    for ref in refs:
-        groups.setdefault(key(ref), []).append(ref)
-    return groups
-
-
 def deleted(ref: ChangesetRef) -> ChangesetSnapshot:
     return ChangesetSnapshot(
         changeset_id=ref.changeset_id, number=ref.number, state=HostPullState.DELETED
@@ -227,7 +151,7 @@ class PerRepoPullLoader(abc.ABC):
     report the rest DELETED. A repo that fails (other than a rate limit) is left out and logged
     (see ``load_groups``)."""
 
-    service_id: str
+    host_url: str
 
     @abc.abstractmethod
     async def _list_pulls(
@@ -246,9 +170,9 @@ class PerRepoPullLoader(abc.ABC):
 
     async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
         """Snapshots of ``refs`` in order, failed repos left out."""
-        groups = group_refs(refs, lambda r: r.repo_name)
+        groups = group_by(refs, lambda r: r.repo_name)
         jobs = [(name, self._load_repo(name, rs)) for name, rs in groups.items()]
-        found = await load_groups(self.service_id, jobs)
+        found = await load_groups(self.host_url, jobs)
         return [found[ref] for ref in refs if ref in found]
 
     async def _load_repo(

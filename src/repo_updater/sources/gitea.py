@@ -24,34 +24,26 @@ from urllib.parse import quote
 
 import httpx
 
-from repo_updater.domain import (
+from repo_updater.core.domain import (
     ChangesetEvent,
     ChangesetSnapshot,
     CheckState,
-    HostError,
     HostKind,
     HostPullState,
     NewChangesetSpec,
-    NotFound,
     ReviewState,
     SourcedRepo,
-    SourceError,
 )
-from repo_updater.sources.base import (
-    DEFAULT_CONCURRENCY,
-    RestSource,
-    SourceOptions,
-    parse_next_link,
-)
+from repo_updater.core.errors import Conflict, HostError, NotFound
 from repo_updater.sources.common import (
-    Conflict,
     PerRepoPullLoader,
     as_dict,
     as_list,
-    classify_response,
     list_selection,
     parse_iso,
 )
+from repo_updater.sources.http import parse_next_link
+from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 
 MAX_LIMIT = 50
 WIP_PREFIXES = ("wip:", "[wip]")
@@ -67,6 +59,7 @@ def _repo_path(full_name: str) -> str:
 class GiteaSource(PerRepoPullLoader, RestSource):
     kind = HostKind.GITEA
     api_suffix = "/api/v1"
+    archived_statuses = (423,)  # Locked
 
     def __init__(
         self,
@@ -86,9 +79,6 @@ class GiteaSource(PerRepoPullLoader, RestSource):
         self.limit = max(1, min(MAX_LIMIT, limit))
         self.load_reviews = load_reviews
         self.load_checks = load_checks
-
-    def _classify(self, response: httpx.Response) -> SourceError | None:
-        return classify_response(response, self._client.redact, archived_statuses=(423,))
 
     # --- repositories ------------------------------------------------------------------------
 
@@ -202,9 +192,7 @@ class GiteaSource(PerRepoPullLoader, RestSource):
 
     # --- writes ------------------------------------------------------------------------------
 
-    async def create_changeset(
-        self, spec: NewChangesetSpec, *, changeset_id: int = 0
-    ) -> ChangesetSnapshot:
+    async def create_changeset(self, spec: NewChangesetSpec) -> ChangesetSnapshot:
         """Open a pull request; if one is already open for head and base, return that one."""
         title = spec.title
         if spec.draft and not title.lower().startswith(WIP_PREFIXES):
@@ -218,15 +206,13 @@ class GiteaSource(PerRepoPullLoader, RestSource):
                 f"{path}/pulls/{quote(spec.base_ref, safe='')}/{quote(spec.head_ref, safe='')}"
             )
             data, _ = await self._get(existing, kind="get_changeset")
-            return _snapshot(changeset_id, as_dict(data))
-        return _snapshot(changeset_id, as_dict(response.json()))
+            return _snapshot(0, as_dict(data))
+        return _snapshot(0, as_dict(response.json()))
 
-    async def close_changeset(
-        self, repo_name: str, number: int, *, changeset_id: int = 0
-    ) -> ChangesetSnapshot:
+    async def close_changeset(self, repo_name: str, number: int) -> ChangesetSnapshot:
         url = f"{_repo_path(repo_name)}/pulls/{number}"
         response = await self._client.request("PATCH", url, kind="write", json={"state": "closed"})
-        return _snapshot(changeset_id, as_dict(response.json()))
+        return _snapshot(0, as_dict(response.json()))
 
 
 def _review_state(reviews: list[Any]) -> ReviewState:

@@ -18,30 +18,31 @@ from urllib.parse import quote
 
 import httpx
 
-from repo_updater.domain import (
+from repo_updater.core.domain import (
     ChangesetRef,
     ChangesetSnapshot,
-    HostError,
     HostKind,
     HostPullState,
     NewChangesetSpec,
+    SourcedRepo,
+)
+from repo_updater.core.errors import (
+    HostError,
     NotFound,
     RateLimited,
     RepoArchived,
-    SourcedRepo,
     SourceError,
     Unauthorized,
 )
-from repo_updater.sources.base import (
+from repo_updater.sources.github_graphql import build_query, snapshot_from_node
+from repo_updater.sources.http import (
     HostClient,
-    RestSource,
-    SourceOptions,
     decode_json,
     parse_next_link,
     response_message,
     retry_after_seconds,
 )
-from repo_updater.sources.github_graphql import build_query, snapshot_from_node
+from repo_updater.sources.rest import RestSource, SourceOptions
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class GitHubSource(RestSource):
         request = response.request
         where = f"{request.method} {self.client.redact(str(request.url))}"
         status = response.status_code
-        message = self.client.redact(response_message(response, keys=("message",), limit=300))
+        message = self.client.redact(response_message(response, limit=300))
         headers = response.headers
         if status in (403, 429):
             if headers.get("x-ratelimit-remaining") == "0":
@@ -131,7 +132,7 @@ class GitHubSource(RestSource):
 
     def _sourced(self, raw: Any) -> SourcedRepo:
         if not isinstance(raw, dict):
-            raise HostError(f"{self.service_id}: malformed repository in response")
+            raise HostError(f"{self.host_url}: malformed repository in response")
         try:
             return SourcedRepo(
                 external_id=str(raw["id"]),
@@ -143,7 +144,7 @@ class GitHubSource(RestSource):
                 description=raw.get("description") or "",
             )
         except KeyError as missing:
-            raise HostError(f"{self.service_id}: repository without {missing}") from None
+            raise HostError(f"{self.host_url}: repository without {missing}") from None
 
     async def _page(self, url: str) -> tuple[list[SourcedRepo], str | None]:
         """One listing page: its repos (selection applied) and the next page's URL."""
@@ -176,7 +177,7 @@ class GitHubSource(RestSource):
         try:
             return await self._page(user_url)
         except NotFound:
-            raise NotFound(f"{self.service_id}: no organization or user {owner!r}") from None
+            raise NotFound(f"{self.host_url}: no organization or user {owner!r}") from None
 
     async def list_repos(self) -> AsyncIterator[Sequence[SourcedRepo]]:
         for owner in self.selection.owners:
@@ -191,7 +192,7 @@ class GitHubSource(RestSource):
             try:
                 repos, _ = await self._single(full_name)
             except NotFound:
-                log.warning("%s: repository %s not found; skipping", self.service_id, full_name)
+                log.warning("%s: repository %s not found; skipping", self.host_url, full_name)
                 continue
             yield repos
 
@@ -233,11 +234,11 @@ class GitHubSource(RestSource):
         )
         body = decode_json(response, "/graphql")
         if not isinstance(body, dict):
-            raise HostError(f"{self.service_id}/graphql: malformed response")
+            raise HostError(f"{self.host_url}/graphql: malformed response")
         failed = self._failed_aliases(body.get("errors"), aliases, response)
         data = body.get("data")
         if not isinstance(data, dict):
-            raise HostError(f"{self.service_id}/graphql: response without data")
+            raise HostError(f"{self.host_url}/graphql: response without data")
         snapshots = []
         failed_by_repo: dict[str, tuple[int, str]] = {}
         for ref, (repo_alias, pull_alias) in zip(refs, aliases, strict=True):
@@ -264,9 +265,9 @@ class GitHubSource(RestSource):
         for repo_name, (count, error) in failed_by_repo.items():
             log.warning(
                 "%s/graphql: could not load %d pull request(s) of %s, left for a retry: %s",
-                self.service_id, count, repo_name, error,
+                self.host_url, count, repo_name, error,
             )  # fmt: skip
-            failures.append(f"{self.service_id}/graphql: {repo_name}: {error}")
+            failures.append(f"{self.host_url}/graphql: {repo_name}: {error}")
         return snapshots
 
     def _failed_aliases(
@@ -279,7 +280,7 @@ class GitHubSource(RestSource):
         if errors is None:
             return {}
         if not isinstance(errors, list):
-            raise HostError(f"{self.service_id}/graphql: malformed errors in response")
+            raise HostError(f"{self.host_url}/graphql: malformed errors in response")
         repo_aliases = {repo for repo, _ in aliases}
         pull_aliases = set(aliases)
         failed: dict[tuple[str, str], str] = {}
@@ -290,11 +291,11 @@ class GitHubSource(RestSource):
             kind = error.get("type")
             if kind == "RATE_LIMITED":
                 wait = retry_after_seconds(response.headers)
-                raise RateLimited(f"{self.service_id}/graphql: {text}", wait)
+                raise RateLimited(f"{self.host_url}/graphql: {text}", wait)
             path = error.get("path")
             repo = path[0] if isinstance(path, list) and path else None
             if repo not in repo_aliases:
-                raise HostError(f"{self.service_id}/graphql: {text}")
+                raise HostError(f"{self.host_url}/graphql: {text}")
             assert isinstance(path, list) and isinstance(repo, str)
             pull = path[1] if len(path) > 1 and (repo, path[1]) in pull_aliases else ""
             label = f"{kind}: {text}" if isinstance(kind, str) else text

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from repo_updater.domain import (
+from repo_updater.core.domain import (
     ChangesetEvent,
     ChangesetRef,
     ChangesetSnapshot,

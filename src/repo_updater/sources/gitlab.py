@@ -23,39 +23,36 @@ from urllib.parse import quote
 
 import httpx
 
-from repo_updater.domain import (
+from repo_updater.core.batching import group_by
+from repo_updater.core.domain import (
     ChangesetEvent,
     ChangesetRef,
     ChangesetSnapshot,
     CheckState,
-    HostError,
     HostKind,
     HostPullState,
     NewChangesetSpec,
-    NotFound,
-    RepoArchived,
     ReviewState,
     SourcedRepo,
-    SourceError,
 )
-from repo_updater.sources.base import (
-    DEFAULT_CONCURRENCY,
-    RestSource,
-    SourceOptions,
-    parse_next_link,
-)
-from repo_updater.sources.common import (
+from repo_updater.core.errors import (
     Conflict,
     Forbidden,
+    HostError,
+    NotFound,
+    RepoArchived,
+    SourceError,
+)
+from repo_updater.sources.common import (
     as_dict,
-    classify_response,
     deleted,
     gather_all,
-    group_refs,
     list_selection,
     load_groups,
     parse_iso,
 )
+from repo_updater.sources.http import parse_next_link
+from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 
 MAX_PER_PAGE = 100
 _STATES = {"opened": HostPullState.OPEN, "locked": HostPullState.OPEN}
@@ -94,9 +91,6 @@ class GitLabSource(RestSource):
         self.per_page = max(1, min(MAX_PER_PAGE, per_page))
         self.load_pipelines = load_pipelines
         self.load_approvals = load_approvals
-
-    def _classify(self, response: httpx.Response) -> SourceError | None:
-        return classify_response(response, self._client.redact)
 
     # --- repositories ------------------------------------------------------------------------
 
@@ -158,13 +152,13 @@ class GitLabSource(RestSource):
     async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
         """Snapshots of ``refs`` in order; a project that failed (other than a rate limit)
         is left out and logged (see ``load_groups``)."""
-        groups = group_refs(refs, lambda r: r.repo_external_id or r.repo_name)
+        groups = group_by(refs, lambda r: r.repo_external_id or r.repo_name)
         jobs = [
             (chunk[0].repo_name, self._load_chunk(project, chunk[i : i + MAX_PER_PAGE]))
             for project, chunk in groups.items()
             for i in range(0, len(chunk), MAX_PER_PAGE)
         ]
-        found = await load_groups(self.service_id, jobs)
+        found = await load_groups(self.host_url, jobs)
         return [found[ref] for ref in refs if ref in found]
 
     async def _load_chunk(
@@ -201,9 +195,7 @@ class GitLabSource(RestSource):
 
     # --- writes ------------------------------------------------------------------------------
 
-    async def create_changeset(
-        self, spec: NewChangesetSpec, *, changeset_id: int = 0
-    ) -> ChangesetSnapshot:
+    async def create_changeset(self, spec: NewChangesetSpec) -> ChangesetSnapshot:
         """Open a merge request; if one is already open for the branch, return that one."""
         title = spec.title
         if spec.draft and not title.lower().startswith(("draft:", "[draft]", "(draft)")):
@@ -222,15 +214,13 @@ class GitLabSource(RestSource):
             data, _ = await self._get(url, kind="get_changeset", params=query)
             if not isinstance(data, list) or not data:
                 raise
-            return _snapshot(changeset_id, as_dict(data[0]))
-        return _snapshot(changeset_id, as_dict(response.json()))
+            return _snapshot(0, as_dict(data[0]))
+        return _snapshot(0, as_dict(response.json()))
 
-    async def close_changeset(
-        self, repo_name: str, number: int, *, changeset_id: int = 0
-    ) -> ChangesetSnapshot:
+    async def close_changeset(self, repo_name: str, number: int) -> ChangesetSnapshot:
         url = f"/projects/{_path(repo_name)}/merge_requests/{number}"
         response = await self._write("PUT", url, repo_name, json={"state_event": "close"})
-        return _snapshot(changeset_id, as_dict(response.json()))
+        return _snapshot(0, as_dict(response.json()))
 
     async def _write(self, method: str, url: str, repo_name: str, **kwargs: Any) -> httpx.Response:
         try:

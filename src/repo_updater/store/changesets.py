@@ -2,7 +2,7 @@
 
 Every function takes an ``AsyncConnection``: the caller owns the transaction, so the repo syncer
 can request syncs (and re-derive states) in the same transaction as its diff. Claiming and
-completing syncs lives in ``repo_updater.store.changeset_sync``.
+completing syncs lives in ``repo_updater.store.changeset_claims``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from repo_updater.changesets import READONLY_WHEN_ARCHIVED
-from repo_updater.domain import (
+from repo_updater.core.batching import chunks
+from repo_updater.core.changeset_state import READONLY_WHEN_ARCHIVED
+from repo_updater.core.domain import (
     MAX_PULL_NUMBER,
     BatchChangeState,
     CheckState,
@@ -32,7 +33,7 @@ from repo_updater.store.schema import (
     changesets,
     repos,
 )
-from repo_updater.store.sql import chunks, dialect_insert
+from repo_updater.store.sql import dialect_insert
 
 
 class BatchChangeExists(ValueError):

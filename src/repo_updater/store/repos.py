@@ -1,26 +1,22 @@
-"""Store functions for repos, their links to external services, the outbox and permission-sync
-requests (external services themselves: ``store.services``). Every function takes an
-``AsyncConnection``: the caller owns the transaction."""
+"""Store functions for repos and their links to external services (the services themselves:
+``store.external_services``; the outbox: ``store.events``). The store takes and returns domain
+values and owns its columns. Every function takes an ``AsyncConnection``: the caller owns the
+transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from repo_updater.diff import StoredRepo
-from repo_updater.domain import HostKind, Repo
-from repo_updater.store.schema import (
-    events,
-    external_service_repos,
-    permission_sync_requests,
-    repos,
-)
-from repo_updater.store.sql import chunks, insert_ignore
+from repo_updater.core.batching import chunks
+from repo_updater.core.diff import Change, StoredRepo
+from repo_updater.core.domain import HostKind, Repo, SourcedRepo
+from repo_updater.store.schema import external_service_repos, repos
+from repo_updater.store.sql import insert_ignore
 
 # --- reading for the diff ---------------------------------------------------------------------
 
@@ -28,8 +24,8 @@ from repo_updater.store.sql import chunks, insert_ignore
 async def stored_for_page(
     conn: AsyncConnection,
     *,
-    service_type: HostKind,
-    service_id: str,
+    host_kind: HostKind,
+    host_url: str,
     external_service_id: int,
     external_ids: Sequence[str],
 ) -> dict[str, StoredRepo]:
@@ -61,8 +57,8 @@ async def stored_for_page(
             )
         )
         .where(
-            repos.c.service_type == str(service_type),
-            repos.c.service_id == service_id,
+            repos.c.host_kind == str(host_kind),
+            repos.c.host_url == host_url,
             repos.c.external_id.in_(list(external_ids)),
         )
     )
@@ -133,28 +129,73 @@ async def linked_repo_ids(conn: AsyncConnection, external_service_id: int) -> li
 # --- writing ----------------------------------------------------------------------------------
 
 
-async def insert_repos(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Insert new repos; returns external id -> new repo id."""
-    if not rows:
+def _columns(repo: SourcedRepo, name: str) -> dict[str, Any]:
+    """The columns a listing sets, from the sourced repo and its store name."""
+    return {
+        "name": name,
+        "external_name": repo.name,
+        "url": repo.url,
+        "archived": repo.archived,
+        "fork": repo.fork,
+        "private": repo.private,
+        "description": repo.description,
+    }
+
+
+async def insert_repos(
+    conn: AsyncConnection,
+    host_kind: HostKind,
+    host_url: str,
+    added: Sequence[tuple[SourcedRepo, str]],
+    now: datetime,
+) -> dict[str, int]:
+    """Insert new repos, each with its store name; returns external id -> new repo id."""
+    if not added:
         return {}
+    rows = [
+        {
+            **_columns(repo, name),
+            "host_kind": str(host_kind),
+            "host_url": host_url,
+            "external_id": repo.external_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for repo, name in added
+    ]
     result = await conn.execute(
         repos.insert().returning(repos.c.id, repos.c.external_id, sort_by_parameter_order=True),
-        list(rows),
+        rows,
     )
     return {r.external_id: r.id for r in result}
 
 
-async def update_repos(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Rows carry ``b_id`` plus the columns to set (same keys in every row)."""
-    if not rows:
+_UPDATE_KEYS = ("name", "external_name", "url", "archived", "fork", "private", "description")
+
+
+async def update_repos(conn: AsyncConnection, changes: Sequence[Change], now: datetime) -> None:
+    """Write what the host says of stored repos (modified or revived: live again)."""
+    if not changes:
         return
-    keys = [k for k in rows[0] if k != "b_id"]
     stmt = (
         repos.update()
         .where(repos.c.id == sa.bindparam("b_id"))
-        .values({k: sa.bindparam(f"b_{k}") for k in keys})
+        .values(
+            {
+                **{k: sa.bindparam(f"b_{k}") for k in _UPDATE_KEYS},
+                "updated_at": sa.bindparam("b_updated_at"),
+                "deleted_at": None,
+            }
+        )
     )
-    params = [{"b_id": r["b_id"], **{f"b_{k}": r[k] for k in keys}} for r in rows]
+    params = [
+        {
+            "b_id": c.stored.id,
+            "b_updated_at": now,
+            **{f"b_{k}": v for k, v in _columns(c.sourced, c.new_name).items()},
+        }
+        for c in changes
+    ]
     await conn.execute(stmt, params)
 
 
@@ -169,12 +210,12 @@ async def link_repos(
         await insert_ignore(conn, external_service_repos, values)
 
 
-async def unlink_and_delete(
-    conn: AsyncConnection, external_service_id: int, repo_ids: Sequence[int], now: datetime
+async def unlink(
+    conn: AsyncConnection, external_service_id: int, repo_ids: Sequence[int]
 ) -> list[int]:
-    """Unlink repos from the service; soft-delete those no other service links. Returns the ids
-    soft-deleted."""
-    deleted: list[int] = []
+    """Unlink repos from the service; returns those no other service links any more (the
+    caller soft-deletes them)."""
+    orphans: list[int] = []
     for part in chunks(list(repo_ids), 500):
         await conn.execute(
             external_service_repos.delete().where(
@@ -190,9 +231,8 @@ async def unlink_and_delete(
                 )
             )
         }
-        orphans = [rid for rid in part if rid not in still_linked]
-        deleted.extend(await soft_delete(conn, orphans, now))
-    return deleted
+        orphans.extend(rid for rid in part if rid not in still_linked)
+    return orphans
 
 
 async def soft_delete(conn: AsyncConnection, repo_ids: Sequence[int], now: datetime) -> list[int]:
@@ -213,19 +253,6 @@ async def soft_delete(conn: AsyncConnection, repo_ids: Sequence[int], now: datet
     return ids
 
 
-async def add_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(events.insert(), list(rows))
-
-
-async def request_permission_syncs(
-    conn: AsyncConnection, repo_ids: Iterable[int], reason: str, now: datetime
-) -> None:
-    values = [{"repo_id": rid, "reason": reason, "requested_at": now} for rid in repo_ids]
-    if values:
-        await insert_ignore(conn, permission_sync_requests, values)
-
-
 # --- queries for the CLI, API and tests ---------------------------------------------------------
 
 
@@ -233,8 +260,8 @@ def _repo(r: Any) -> Repo:
     return Repo(
         id=r.id,
         name=r.name,
-        service_type=HostKind(r.service_type),
-        service_id=r.service_id,
+        host_kind=HostKind(r.host_kind),
+        host_url=r.host_url,
         external_id=r.external_id,
         external_name=r.external_name,
         url=r.url,
@@ -289,36 +316,6 @@ async def get_repo_by_name(conn: AsyncConnection, name: str) -> Repo | None:
         )
     ).first()
     return None if row is None else _repo(row)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    id: int
-    kind: str
-    repo_id: int | None
-    payload: dict[str, Any]
-    created_at: datetime
-
-
-async def list_events(
-    conn: AsyncConnection, *, kind: str | None = None, after_id: int = 0, limit: int = 1000
-) -> list[Event]:
-    query = sa.select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
-    if kind is not None:
-        query = query.where(events.c.kind == kind)
-    return [
-        Event(id=r.id, kind=r.kind, repo_id=r.repo_id, payload=r.payload, created_at=r.created_at)
-        for r in await conn.execute(query)
-    ]
-
-
-async def pending_permission_syncs(conn: AsyncConnection) -> list[tuple[int, str]]:
-    rows = await conn.execute(
-        sa.select(permission_sync_requests.c.repo_id, permission_sync_requests.c.reason).order_by(
-            permission_sync_requests.c.repo_id
-        )
-    )
-    return [(r[0], r[1]) for r in rows]
 
 
 async def count_rows(conn: AsyncConnection, table: sa.Table) -> int:

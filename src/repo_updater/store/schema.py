@@ -60,8 +60,8 @@ repos = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("name", sa.String(500), nullable=False),
-    sa.Column("service_type", sa.String(32), nullable=False),
-    sa.Column("service_id", sa.String(500), nullable=False),
+    sa.Column("host_kind", sa.String(32), nullable=False),  # HostKind
+    sa.Column("host_url", sa.String(500), nullable=False),  # the code host's base URL
     sa.Column("external_id", sa.String(200), nullable=False),
     sa.Column("external_name", sa.String(500), nullable=False),  # host-relative full name
     sa.Column("url", sa.String(1000), nullable=False, server_default=""),
@@ -72,7 +72,7 @@ repos = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("deleted_at", UTCDateTime, nullable=True),
-    sa.UniqueConstraint("service_type", "service_id", "external_id", name="repos_external_uq"),
+    sa.UniqueConstraint("host_kind", "host_url", "external_id", name="repos_external_uq"),
 )
 # Live repo names are unique, ignoring case as the code hosts do; deleted ones keep their
 # name for history.

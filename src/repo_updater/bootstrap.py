@@ -1,0 +1,112 @@
+"""The composition root: the one place that builds the store, the sources and the services
+from a ``Config`` and wires them together. Nothing here runs anything: ``entrypoints.serve``
+runs what is built here, the CLI and the demo call into it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from repo_updater.config import Config
+from repo_updater.core.domain import HostKind
+from repo_updater.core.ports import RepoSource, RequestCounter
+from repo_updater.service_layer.changeset_syncer import ChangesetSyncer
+from repo_updater.service_layer.repo_sync_worker import RepoSyncWorker
+from repo_updater.service_layer.repo_syncer import RepoSyncer
+from repo_updater.sources import build_source
+from repo_updater.sources.http import RetryPolicy
+from repo_updater.store.db import create_engine, migrate
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class App:
+    """Everything wired together for one process."""
+
+    config: Config
+    engine: AsyncEngine
+    sources: dict[str, RepoSource]  # by external service name
+    repo_syncer: RepoSyncer
+    repo_sync_worker: RepoSyncWorker
+    changeset_syncer: ChangesetSyncer
+    clock: Callable[[], datetime] = utcnow
+    worker_id: str = field(default_factory=default_worker_id)
+    counter: RequestCounter = field(default_factory=RequestCounter)
+
+    async def aclose(self) -> None:
+        for source in self.sources.values():
+            await source.aclose()
+        await self.engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def open_app(
+    config: Config,
+    env: Mapping[str, str] | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    transport: httpx.AsyncBaseTransport | None = None,
+    retry: RetryPolicy | None = None,
+    worker_id: str | None = None,
+) -> AsyncIterator[App]:
+    """Build the app, migrate the store, register the services; close everything on exit."""
+    env = os.environ if env is None else env
+    counter = RequestCounter()
+    engine = create_engine(config.database)
+    await migrate(engine)
+    sources = {
+        svc.name: build_source(svc, env, transport=transport, retry=retry, counter=counter)
+        for svc in config.external_services
+    }
+    by_host: dict[tuple[HostKind, str], RepoSource] = {}
+    for source in sources.values():
+        by_host.setdefault((source.kind, source.host_url), source)
+    wid = worker_id or default_worker_id()
+    changeset_syncer = ChangesetSyncer(
+        engine,
+        by_host,
+        clock=clock,
+        worker_id=wid,
+        batch_size=config.changeset_batch_size,
+        poll_interval=config.changeset_poll_interval,
+    )
+    repo_syncer = RepoSyncer(engine, clock, on_changeset_syncs_requested=changeset_syncer.wake)
+    worker = RepoSyncWorker(
+        engine,
+        repo_syncer,
+        config.external_services,
+        sources,
+        interval_for=config.interval_for,
+        clock=clock,
+        worker_id=wid,
+    )
+    app = App(
+        config=config,
+        engine=engine,
+        sources=sources,
+        repo_syncer=repo_syncer,
+        repo_sync_worker=worker,
+        changeset_syncer=changeset_syncer,
+        clock=clock,
+        worker_id=wid,
+        counter=counter,
+    )
+    try:
+        await worker.register_services()
+        yield app
+    finally:
+        await app.aclose()

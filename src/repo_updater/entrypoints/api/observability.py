@@ -1,0 +1,53 @@
+"""Health and Prometheus metrics."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from repo_updater.entrypoints.api.common import ok, the_app
+from repo_updater.store.counts import store_counts
+
+routes = web.RouteTableDef()
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    app = the_app(request)
+    async with app.engine.connect() as conn:
+        counts = await store_counts(conn)
+    lines = ["# TYPE repo_updater_repos gauge"]
+    lines += [f'repo_updater_repos{{state="{k}"}} {v}' for k, v in counts.repos.items()]
+    lines.append("# TYPE repo_updater_changesets gauge")
+    lines += [
+        f'repo_updater_changesets{{external_state="{_label(k)}"}} {v}'
+        for k, v in sorted(counts.changesets.items())
+    ]
+    lines += [
+        "# TYPE repo_updater_changeset_sync_requests_pending gauge",
+        f"repo_updater_changeset_sync_requests_pending {counts.changeset_sync_requests}",
+        "# TYPE repo_updater_permission_sync_requests_pending gauge",
+        f"repo_updater_permission_sync_requests_pending {counts.permission_sync_requests}",
+        "# TYPE repo_updater_service_last_sync_timestamp_seconds gauge",
+    ]
+    for name, at, _ in counts.services:
+        if at is not None:
+            lines.append(
+                f'repo_updater_service_last_sync_timestamp_seconds{{service="{_label(name)}"}} {at}'
+            )
+    lines.append("# TYPE repo_updater_service_last_sync_failed gauge")
+    lines += [
+        f'repo_updater_service_last_sync_failed{{service="{_label(name)}"}} {int(failed)}'
+        for name, _, failed in counts.services
+    ]
+    lines.append("# TYPE repo_updater_code_host_requests_total counter")
+    lines.append(f"repo_updater_code_host_requests_total {app.counter.count}")
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return ok({"ok": True})

@@ -1,0 +1,83 @@
+"""Commands that run the service: ``serve``, ``sync`` (one-shot, with progress), ``migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+
+from repo_updater.bootstrap import open_app
+from repo_updater.entrypoints.cli.common import CLIError, load, open_store
+from repo_updater.entrypoints.serve import serve
+from repo_updater.service_layer.repo_syncer import SyncProgress
+
+
+class ProgressLine:
+    """A one-line progress display on stderr (only when it is a terminal, else every 10 s)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, p: SyncProgress) -> None:
+        now = time.monotonic()
+        elapsed = max(now - self.start, 1e-6)
+        line = f"{p.service}: {p.listed:,} repos in {p.pages:,} pages ({p.listed / elapsed:,.0f}/s)"
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(70))
+            sys.stderr.flush()
+        elif now - self.last >= 10:
+            print(line, file=sys.stderr)
+            self.last = now
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+async def cmd_sync(args: argparse.Namespace) -> int:
+    config = load(args, required=True)
+    known = [s.name for s in config.external_services]
+    if args.service and args.service not in known:
+        raise CLIError(f"no external service named {args.service!r} (known: {', '.join(known)})")
+    names = [args.service] if args.service else known
+    failed = False
+    async with open_app(config) as app:
+        for name in names:
+            progress = ProgressLine()
+            result = await app.repo_sync_worker.claimed_sync(name, progress)
+            progress.done()
+            if result is None:
+                print(f"{name}: skipped, another worker is syncing it right now")
+                continue
+            print(result.summary())
+            failed |= not result.complete
+    return 1 if failed else 0
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    config = load(args, required=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    def ready(url: str | None) -> None:
+        n = len(config.external_services)
+        print(f"serving {n} services; API on {url}; Ctrl-C to stop", flush=True)
+
+    async with open_app(config) as app:
+        await serve(app, stop, on_ready=ready)
+    return 0
+
+
+async def cmd_migrate(args: argparse.Namespace) -> int:
+    engine = await open_store(args)
+    await engine.dispose()
+    print("database is at the newest schema")
+    return 0

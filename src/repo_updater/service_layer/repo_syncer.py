@@ -1,0 +1,292 @@
+"""The repo syncer: stream a service's listing, diff it page by page against the store, and
+write each page's changes together with their events and sync requests in one transaction.
+
+Removals are written only after a complete listing (invariant 1: a sync that could not list a
+whole service deletes nothing). An archived flip requests a sync of every changeset on the repo
+in the same transaction as the flip (invariant 2), and wakes the changeset syncer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from repo_updater.config import ServiceConfig
+from repo_updater.core import diff as d
+from repo_updater.core.domain import SourcedRepo
+from repo_updater.core.errors import SourceError
+from repo_updater.core.ports import RepoSource
+from repo_updater.store import changesets as changeset_store
+from repo_updater.store import events as event_store
+from repo_updater.store import external_services as service_store
+from repo_updater.store import permissions as permission_store
+from repo_updater.store import repos as repo_store
+
+log = logging.getLogger(__name__)
+
+# Refresh the store's planner statistics each time a sync has added this many repos, then
+# twice as many, and so on (log N times for N new repos): see ``repo_store.analyze``.
+ANALYZE_AFTER_ADDED = 1000
+
+
+@dataclass(slots=True)
+class SyncProgress:
+    service: str
+    pages: int = 0
+    listed: int = 0
+
+
+@dataclass(slots=True)
+class SyncResult:
+    service: str
+    complete: bool = False
+    error: str | None = None
+    pages: int = 0
+    listed: int = 0
+    duplicates: int = 0
+    added: int = 0
+    modified: int = 0
+    unmodified: int = 0
+    removed: int = 0
+    revived: int = 0
+    renamed: int = 0
+    name_conflicts: int = 0
+    archived: list[str] = field(default_factory=list)
+    unarchived: list[str] = field(default_factory=list)
+    changeset_syncs_requested: int = 0
+    rechecked: int = 0  # unseen repos listed a second time before removal
+    rows_written: int = 0  # repo, link and event rows inserted or updated
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.rows_written) or not self.complete
+
+    def summary(self) -> str:
+        state = "complete" if self.complete else f"INCOMPLETE ({self.error})"
+        return (
+            f"{self.service}: {state}; listed {self.listed} in {self.pages} pages; "
+            f"added {self.added}, modified {self.modified}, unmodified {self.unmodified}, "
+            f"removed {self.removed}, archived {len(self.archived)}, "
+            f"unarchived {len(self.unarchived)}, renamed {self.renamed}; "
+            f"changeset syncs requested {self.changeset_syncs_requested}"
+        )
+
+
+ProgressCallback = Callable[[SyncProgress], None]
+
+
+@dataclass(slots=True)
+class _Run:
+    """One sync of one external service: what every page of it needs."""
+
+    service: str  # the external service's name
+    external_service_id: int
+    source: RepoSource
+    seen: d.SeenIds
+    result: SyncResult
+
+
+class RepoSyncer:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Callable[[], datetime],
+        *,
+        on_changeset_syncs_requested: Callable[[], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._wake = on_changeset_syncs_requested
+
+    async def register(self, service: ServiceConfig) -> int:
+        async with self._engine.begin() as conn:
+            return await service_store.upsert_external_service(
+                conn,
+                name=service.name,
+                kind=service.kind,
+                url=service.url,
+                config_hash=service.config_hash(),
+                now=self._clock(),
+            )
+
+    async def sync(
+        self,
+        service: ServiceConfig,
+        source: RepoSource,
+        *,
+        interval: float = 60.0,
+        progress: ProgressCallback | None = None,
+    ) -> SyncResult:
+        started = self._clock()  # the next sync is due ``interval`` after this one started
+        result = SyncResult(service=service.name)
+        run = _Run(service.name, await self.register(service), source, d.SeenIds(), result)
+        prog = SyncProgress(service=service.name)
+        analyze_at = ANALYZE_AFTER_ADDED
+        try:
+            async for page in source.list_repos():
+                kept, dropped = d.dedupe_page(page)
+                result.pages += 1
+                result.listed += len(kept)
+                result.duplicates += dropped
+                await self._apply_page(run, kept)
+                if result.added >= analyze_at:
+                    async with self._engine.begin() as conn:
+                        await repo_store.analyze(conn)
+                    analyze_at = 2 * result.added
+                prog.pages, prog.listed = result.pages, result.listed
+                if progress is not None:
+                    progress(prog)
+            result.complete = True
+        except SourceError as exc:
+            result.error = str(exc)
+            log.warning(
+                "%s: listing failed after %d pages; nothing removed: %s",
+                service.name, result.pages, exc,
+            )  # fmt: skip
+        except Exception as exc:  # a bug or a database error: record it, remove nothing
+            result.error = f"internal error: {type(exc).__name__}"
+            log.error("%s: sync failed after %d pages; nothing removed: %s",
+                      service.name, result.pages, result.error)  # fmt: skip
+            log.debug("traceback", exc_info=True)
+        if result.complete:
+            try:
+                await self._remove_unseen(run)
+            except SourceError as exc:
+                result.complete = False
+                result.error = f"re-check of unseen repos failed, nothing removed: {exc}"
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            await service_store.record_service_sync(
+                conn, run.external_service_id, now=now, error=result.error,
+                next_at=started + timedelta(seconds=interval),
+            )  # fmt: skip
+        if result.changeset_syncs_requested and self._wake is not None:
+            self._wake()
+        return result
+
+    async def _apply_page(self, run: _Run, page: Sequence[SourcedRepo]) -> None:
+        async with self._engine.connect() as conn:
+            stored = await repo_store.stored_for_page(
+                conn,
+                host_kind=run.source.kind,
+                host_url=run.source.host_url,
+                external_service_id=run.external_service_id,
+                external_ids=[r.external_id for r in page],
+            )
+        page_diff = d.diff_page(page, stored, run.source.name_prefix, run.seen)
+        run.result.duplicates += page_diff.duplicates
+        run.result.listed -= page_diff.duplicates
+        if page_diff.writes_nothing:
+            run.seen.update(s.id for s in page_diff.unmodified)
+            run.result.unmodified += len(page_diff.unmodified)
+            return
+        async with self._engine.begin() as conn:
+            await self._write_page(conn, run, page_diff)
+
+    async def _write_page(self, conn: AsyncConnection, run: _Run, diff: d.PageDiff) -> None:
+        """Write one page's diff, its events and its sync requests (one transaction)."""
+        now, result, svc_id = self._clock(), run.result, run.external_service_id
+        # Names the page claims that a different live repo holds: the host is the truth.
+        claimed = diff.claims()
+        holders = await repo_store.live_holders(conn, claimed)
+        moving = frozenset(c.stored.id for c in diff.renamed)
+        conflicts, repeated = d.name_conflicts(claimed, holders, moving, run.seen)
+        repeats = diff.drop_claims(repeated)
+        result.duplicates += repeats
+        result.listed -= repeats
+        if conflicts:
+            gone = await self._remove(conn, run, conflicts, "name conflict", now)
+            result.name_conflicts += len(gone)
+
+        changed = diff.revived + diff.modified
+        await repo_store.update_repos(conn, changed, now)
+        new_ids = await repo_store.insert_repos(
+            conn, run.source.kind, run.source.host_url, diff.added, now
+        )
+        linked = [*new_ids.values(), *(c.stored.id for c in diff.revived)]
+        linked += [s.id for s in diff.to_link]
+        await repo_store.link_repos(conn, svc_id, linked, now)
+        events = d.page_events(diff, new_ids, run.service)
+        await event_store.add_events(conn, svc_id, events, now)
+        await permission_store.request_permission_syncs(conn, new_ids.values(), "added", now)
+        changed_ids = [c.stored.id for c in changed]
+        await permission_store.request_permission_syncs(conn, changed_ids, "modified", now)
+        await self._notify_changesets(conn, diff, result, now)
+
+        run.seen.update(new_ids.values())
+        run.seen.update(changed_ids)
+        run.seen.update(s.id for s in diff.unmodified)
+        result.added += len(diff.added)
+        result.revived += len(diff.revived)
+        result.modified += len(diff.modified)
+        result.unmodified += len(diff.unmodified)
+        result.renamed += len(diff.renamed)
+        result.archived.extend(c.new_name for c in diff.archived)
+        result.unarchived.extend(c.new_name for c in diff.unarchived)
+        result.rows_written += len(changed) + len(new_ids) + len(linked) + len(events)
+
+    async def _notify_changesets(
+        self, conn: AsyncConnection, diff: d.PageDiff, result: SyncResult, now: datetime
+    ) -> None:
+        """In the diff's transaction: re-derive the states of changesets on repos whose
+        archived flag flipped and request a sync of every changeset on a flipped or renamed
+        repo (hosts that look pull requests up by repo name need the new name)."""
+        for changes, reason in (
+            (diff.renamed, "repo_renamed"),
+            (diff.archived, "repo_archived"),
+            (diff.unarchived, "repo_unarchived"),
+        ):
+            ids = [c.stored.id for c in changes]
+            if not ids:
+                continue
+            if reason != "repo_renamed":
+                await changeset_store.rederive_for_repos(conn, ids)
+            result.changeset_syncs_requested += await changeset_store.request_syncs_for_repos(
+                conn, ids, reason, now
+            )
+
+    async def _remove(
+        self, conn: AsyncConnection, run: _Run, repo_ids: Sequence[int], reason: str, now: datetime
+    ) -> list[int]:
+        """Soft-delete repos (in the caller's transaction), with their events and a sync
+        request for every changeset on them; returns the ids that were live."""
+        gone = await repo_store.soft_delete(conn, repo_ids, now)
+        events = d.deleted_events(gone, run.service, reason)
+        await event_store.add_events(conn, run.external_service_id, events, now)
+        run.result.removed += len(gone)
+        if gone:
+            run.result.changeset_syncs_requested += await changeset_store.request_syncs_for_repos(
+                conn, gone, "repo_deleted", now
+            )
+        return gone
+
+    async def _remove_unseen(self, run: _Run) -> None:
+        """Remove linked repos that the complete listing did not yield.
+
+        Listings page by offset, so a repo deleted on the host while we paged shifts the
+        next one onto a page we had already read: it goes unseen although it exists. Before
+        removing anything, list once more and keep every unseen repo that shows up again.
+        """
+        async with self._engine.connect() as conn:
+            linked = await repo_store.linked_repo_ids(conn, run.external_service_id)
+            unseen = d.removed_ids(linked, run.seen)
+            if not unseen:
+                return
+            external = await repo_store.external_ids_of(conn, unseen)
+        wanted = set(external.values())
+        found: set[str] = set()
+        async for page in run.source.list_repos():
+            found.update(r.external_id for r in page if r.external_id in wanted)
+        gone = [rid for rid in unseen if external.get(rid) not in found]
+        run.result.rechecked += len(unseen)
+        if not gone:
+            return
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            deleted = await repo_store.unlink(conn, run.external_service_id, gone)
+            removed = await self._remove(conn, run, deleted, "not listed", now)
+        run.result.rows_written += len(gone) + 2 * len(removed)

@@ -1,0 +1,259 @@
+"""The HTTP client every source uses: it maps failures onto our exceptions (one classifier for
+every host, which a host refines), retries what is worth retrying, honours rate limits, and
+never sends a token to another origin nor lets one into an error message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from repo_updater.core.errors import (
+    Conflict,
+    Forbidden,
+    HostError,
+    NotFound,
+    RateLimited,
+    RepoArchived,
+    SourceError,
+    Unauthorized,
+)
+from repo_updater.core.ports import RequestCounter
+
+log = logging.getLogger(__name__)
+
+
+# A classifier looks at a response that is not 2xx and says what it means, or returns None to
+# fall back to the generic mapping.
+Classifier = Callable[[httpx.Response], SourceError | None]
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    attempts: int = 3  # for 5xx, timeouts and transport errors
+    backoff: float = 0.2  # seconds, doubled each attempt
+    max_rate_limit_wait: float = 60.0  # sleep through rate limits shorter than this
+
+
+@dataclass(slots=True)
+class HostClient:
+    """An httpx client for one code host. Never lets a token into an error message."""
+
+    base_url: str
+    headers: Mapping[str, str]
+    classify: Classifier | None = None
+    archived_statuses: tuple[int, ...] = ()  # besides a 403 that says "archived"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 30.0
+    transport: httpx.AsyncBaseTransport | None = None
+    counter: RequestCounter = field(default_factory=RequestCounter)
+    secrets: tuple[str, ...] = ()
+    _client: httpx.AsyncClient | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=dict(self.headers),
+                timeout=self.timeout,
+                transport=self.transport,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "[REDACTED]")
+        return text
+
+    async def request(
+        self, method: str, url: str, *, kind: str = "request", **kwargs: Any
+    ) -> httpx.Response:
+        """Send a request; return the 2xx/304 response or raise a ``SourceError``.
+
+        Only URLs on the host's own origin are requested (a ``Link`` or redirect to another
+        host would carry the token there). Same-origin redirects (renamed repositories answer
+        301) are followed, up to 5 hops."""
+        self._check_origin(method, url)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.counter.add(kind)
+                response = await self._send_following_redirects(method, url, **kwargs)
+            except httpx.TimeoutException:
+                retryable = True
+                error: SourceError = HostError(f"{method} {self.redact(url)}: timed out")
+            except httpx.HTTPError as exc:
+                retryable = True
+                error = HostError(f"{method} {self.redact(url)}: {self.redact(str(exc))}")
+            else:
+                if response.is_success or response.status_code == 304:
+                    return response
+                # Only server-side failures are worth another try; a 4xx will not change.
+                retryable = response.status_code >= 500
+                error = self._map(response)
+            if isinstance(error, RateLimited):
+                if error.retry_after <= self.retry.max_rate_limit_wait and attempt <= 5:
+                    log.warning(
+                        "rate limited by %s; waiting %.1fs", self.base_url, error.retry_after
+                    )
+                    await asyncio.sleep(error.retry_after)
+                    continue
+                raise error
+            if isinstance(error, HostError) and retryable and attempt < self.retry.attempts:
+                await asyncio.sleep(self.retry.backoff * (2 ** (attempt - 1)))
+                continue
+            raise error
+
+    def _check_origin(self, method: str, url: str) -> None:
+        target = httpx.URL(url)
+        if not target.is_absolute_url:
+            return
+        base = httpx.URL(self.base_url)
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            raise HostError(
+                f"{method} {self.redact(url)}: refusing to send credentials to another origin "
+                f"than {self.base_url} (check the host's external URL setting)"
+            )
+
+    async def _send_following_redirects(
+        self, method: str, url: str, **kwargs: Any
+    ) -> httpx.Response:
+        for _ in range(5):
+            response = await self.client().request(method, url, **kwargs)
+            if response.status_code not in (301, 302, 303, 307, 308):
+                return response
+            location = response.headers.get("location")
+            if not location:
+                return response
+            url = str(response.url.join(location))
+            self._check_origin(method, url)
+            if response.status_code in (301, 302, 303) and method not in ("GET", "HEAD"):
+                return response  # a write answered with a redirect: report it, don't replay it
+            kwargs.pop("params", None)  # the Location carries its own query
+        raise HostError(f"{method} {self.redact(url)}: too many redirects")
+
+    def _map(self, response: httpx.Response) -> SourceError:
+        if self.classify is not None:
+            mapped = self.classify(response)
+            if mapped is not None:
+                return mapped
+        return classify_status(response, self.redact, archived_statuses=self.archived_statuses)
+
+    async def get_json(
+        self, url: str, *, kind: str = "request", **kwargs: Any
+    ) -> tuple[Any, httpx.Response]:
+        response = await self.request("GET", url, kind=kind, **kwargs)
+        return decode_json(response, self.redact(url)), response
+
+
+def decode_json(response: httpx.Response, where: str) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise HostError(f"GET {where}: response is not valid JSON (truncated?)") from None
+
+
+def response_message(response: httpx.Response, *, limit: int = 200) -> str:
+    """The host's error message, cut to ``limit``: ``message`` or ``error`` of a JSON body,
+    else its ``errors[].message`` joined (Bitbucket Server, GitHub validation errors), else
+    the body itself."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return response.text[:limit]
+    if isinstance(body, dict):
+        for key in ("message", "error"):
+            if key in body:
+                return str(body[key])[:limit]
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict))[
+                :limit
+            ]
+    return str(body)[:limit]
+
+
+def classify_status(
+    response: httpx.Response,
+    redact: Callable[[str], str],
+    *,
+    archived_statuses: tuple[int, ...] = (),
+) -> SourceError:
+    """What a non-2xx answer means, for every host (a source refines it with its own
+    classifier first): 429 -> RateLimited (``Retry-After`` or an epoch reset header); 401 ->
+    Unauthorized; ``archived_statuses`` or a 403 whose message says "archived" ->
+    RepoArchived; other 403 -> Forbidden; 404 -> NotFound; 409 -> Conflict; anything else ->
+    HostError (retried when it is a 5xx)."""
+    request = response.request
+    where = f"{request.method} {redact(str(request.url))[:300]}"
+    status = response.status_code
+    detail = redact(response_message(response))
+    if status == 429:
+        wait = retry_after_seconds(response.headers)
+        return RateLimited(f"{where}: rate limited (retry after {wait:.0f}s)", wait)
+    if status == 401:
+        return Unauthorized(f"{where}: 401 unauthorized (check the token)")
+    if status in archived_statuses or (status == 403 and "archived" in detail.lower()):
+        return RepoArchived(f"{where}: repository is archived: {detail}")
+    if status == 403:
+        return Forbidden(f"{where}: 403 forbidden: {detail}")
+    if status == 404:
+        return NotFound(f"{where}: 404 not found: {detail}")
+    if status == 409:
+        return Conflict(f"{where}: 409 conflict: {detail}")
+    return HostError(f"{where}: HTTP {status}: {detail}")
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float:
+    """Seconds to wait from ``Retry-After`` or a rate-limit reset header (epoch seconds)."""
+    value = headers.get("retry-after")
+    if value is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+    for name in ("x-ratelimit-reset", "ratelimit-reset"):
+        reset = headers.get(name)
+        if reset is not None:
+            try:
+                current = time.time() if now is None else now
+                return max(0.0, float(reset) - current)
+            except ValueError:
+                pass
+    return 60.0
+
+
+_LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)+)")
+
+
+def parse_next_link(headers: Mapping[str, str]) -> str | None:
+    """The ``rel="next"`` URL of an RFC 5988 ``Link`` header, if any.
+
+    A ``Link`` header we cannot read raises ``HostError``: treating it as "no next page" would
+    end a listing early, and a short listing must never look complete (invariant 1).
+    """
+    link = headers.get("link")
+    if not link or not link.strip():
+        return None
+    entries = _LINK_RE.findall(link)
+    if not entries:
+        raise HostError(f"malformed Link header: {link[:200]!r}")
+    for url, params in entries:
+        rels = re.findall(r'rel\s*=\s*"?([^";]+)"?', params)
+        if any("next" in rel.split() for rel in rels):
+            return str(url)
+    return None

@@ -1,0 +1,357 @@
+"""Claiming and completing changeset syncs (the changeset syncer's half of the store).
+
+A claim is ``changesets.claimed_by`` / ``claimed_until``: a worker holds a changeset until it
+completes or releases it, or until the lease expires (a dead worker's claim simply runs out).
+The candidates come from two LIMITed selects that indexes serve (ready requests by
+``requested_at``, then due changesets by ``next_sync_at``), not from one query that joins,
+filters and sorts every tracked changeset. On PostgreSQL both lock with ``FOR UPDATE SKIP
+LOCKED`` so concurrent workers pick disjoint changesets; the claiming UPDATE re-checks the
+claim, which also keeps several tasks of one SQLite process apart.
+
+A sync request (``changeset_sync_requests``) is claimed by recording its ``generation``. On
+success it is deleted only if nothing re-requested it meanwhile (same generation, still ours);
+on failure it stays, parked until the retry time unless a new request arrives. A request is
+therefore never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from repo_updater.core.batching import chunks
+from repo_updater.core.changeset_state import is_terminal, last_change
+from repo_updater.core.domain import ChangesetRef, ChangesetSnapshot, HostKind, PublicationState
+from repo_updater.core.schedule import next_sync_at, retry_at
+from repo_updater.store.changesets import in_open_batch_change, rederive
+from repo_updater.store.schema import (
+    UTCDateTime,
+    changeset_events,
+    changeset_sync_requests,
+    changesets,
+    repos,
+)
+from repo_updater.store.sql import insert_ignore
+
+HostKey = tuple[HostKind, str]  # (host_kind, host_url): one code host
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedChangeset:
+    changeset_id: int
+    repo_id: int
+    repo_name: str  # host-relative, e.g. "acme/widgets"
+    repo_external_id: str
+    number: int
+    host_kind: HostKind
+    host_url: str
+    repo_archived: bool
+    claimed_by: str
+    request_generation: int | None  # the sync request generation this claim satisfies
+    sync_failures: int  # consecutive failures before this attempt
+
+    @property
+    def host(self) -> HostKey:
+        return (self.host_kind, self.host_url)
+
+    def ref(self) -> ChangesetRef:
+        return ChangesetRef(
+            changeset_id=self.changeset_id,
+            repo_name=self.repo_name,
+            repo_external_id=self.repo_external_id,
+            number=self.number,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    """The result of syncing one claimed changeset: a snapshot or an error, never both."""
+
+    claimed: ClaimedChangeset
+    snapshot: ChangesetSnapshot | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.snapshot is None) == (self.error is None):
+            raise ValueError("a sync outcome has exactly one of snapshot and error")
+        if self.snapshot is not None and self.snapshot.changeset_id != self.claimed.changeset_id:
+            raise ValueError("snapshot is for another changeset than the claimed one")
+
+
+async def claim_work(
+    conn: AsyncConnection,
+    worker_id: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    *,
+    skip_hosts: Collection[HostKey] = (),
+) -> list[ClaimedChangeset]:
+    """Claim up to ``limit`` changesets to sync: requested ones first (oldest request first),
+    then due ones (oldest ``next_sync_at`` first). Only published changesets of open batch
+    changes, not claimed by a live claim, not on ``skip_hosts`` (hosts backing off)."""
+    if limit < 1:
+        return []
+    c, q = changesets, changeset_sync_requests
+    claim_free = _claim_free(now)
+    # Two LIMITed selects, each walking an index in claim order, instead of one query that
+    # joins, filters and sorts every tracked changeset on each round (and each idle poll).
+    request_ready = sa.or_(
+        q.c.claimed_until.is_(None),
+        q.c.claimed_until <= now,  # a parked request (failed sync) waits for its retry time
+        q.c.generation > sa.func.coalesce(q.c.claimed_generation, 0),  # or a newer ask
+    )
+    requested = (
+        _candidates(now, skip_hosts, q.join(c, c.c.id == q.c.changeset_id))
+        .where(request_ready)
+        .order_by(q.c.requested_at, q.c.changeset_id)
+        .limit(limit)
+    )
+    candidates = list((await conn.execute(requested)).all())
+    if len(candidates) < limit:
+        # Due ones. Every ready request not locked by another worker is in ``candidates``
+        # already (fewer than ``limit``); those are locked by us, so exclude them by id.
+        due = (
+            _candidates(now, skip_hosts, c)
+            .where(c.c.next_sync_at <= now)
+            .order_by(c.c.next_sync_at, c.c.id)
+            .limit(limit - len(candidates))
+        )
+        if candidates:
+            due = due.where(c.c.id.not_in([row.id for row in candidates]))
+        candidates += (await conn.execute(due)).all()
+    if not candidates:
+        return []
+    until = now + lease
+    ids = [row.id for row in candidates]
+    won = set(
+        (
+            await conn.execute(
+                c.update()
+                .where(c.c.id.in_(ids), claim_free)
+                .values(claimed_by=worker_id, claimed_until=until)
+                .returning(c.c.id)
+            )
+        ).scalars()
+    )
+    generations: dict[int, int] = {}
+    if won:
+        returned = await conn.execute(
+            q.update()
+            .where(q.c.changeset_id.in_(sorted(won)))
+            .values(claimed_by=worker_id, claimed_until=until, claimed_generation=q.c.generation)
+            .returning(q.c.changeset_id, q.c.generation)
+        )
+        generations = {row.changeset_id: row.generation for row in returned}
+    return [
+        ClaimedChangeset(
+            changeset_id=row.id,
+            repo_id=row.repo_id,
+            repo_name=row.external_name,
+            repo_external_id=row.repo_external_id,
+            number=int(row.external_id),
+            host_kind=HostKind(row.host_kind),
+            host_url=row.host_url,
+            repo_archived=bool(row.archived),
+            claimed_by=worker_id,
+            request_generation=generations.get(row.id),
+            sync_failures=row.sync_failures,
+        )
+        for row in candidates
+        if row.id in won
+    ]
+
+
+def _claim_free(now: datetime) -> sa.ColumnElement[bool]:
+    c = changesets
+    return sa.or_(c.c.claimed_until.is_(None), c.c.claimed_until <= now)
+
+
+def _candidates(
+    now: datetime, skip_hosts: Collection[HostKey], source: sa.FromClause
+) -> sa.Select[Any]:
+    """Claimable changesets of ``source`` (which includes ``changesets``): published, of an
+    open batch change, not under a live claim, not on ``skip_hosts``; locked on PostgreSQL
+    with SKIP LOCKED so concurrent workers pick disjoint changesets."""
+    c, r = changesets, repos
+    stmt = (
+        sa.select(
+            c.c.id,
+            c.c.repo_id,
+            c.c.external_id,
+            c.c.sync_failures,
+            r.c.external_name,
+            r.c.external_id.label("repo_external_id"),
+            r.c.host_kind,
+            r.c.host_url,
+            r.c.archived,
+        )
+        .select_from(source.join(r, r.c.id == c.c.repo_id))
+        .where(
+            c.c.publication_state == PublicationState.PUBLISHED.value,
+            _claim_free(now),
+            in_open_batch_change(),
+        )
+        .with_for_update(of=c, skip_locked=True)
+    )
+    for host_kind, host_url in skip_hosts:
+        stmt = stmt.where(
+            sa.not_(sa.and_(r.c.host_kind == str(host_kind), r.c.host_url == host_url))
+        )
+    return stmt
+
+
+def _b(name: str, type_: Any = None) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=type_)
+
+
+async def complete_syncs(
+    conn: AsyncConnection, outcomes: Sequence[SyncOutcome], now: datetime
+) -> None:
+    """Write sync outcomes and end their claims.
+
+    Success: host state, derived external state (the repo's CURRENT archived flag), review,
+    check, title, url, refs, diffstat, new timeline events (duplicates ignored), schedule; the
+    request is deleted if its generation is still the claimed one. Failure: states kept, the
+    error recorded, retry with backoff; the request stays. Writes guarded by the claim, so a
+    worker whose lease ran out and was taken over does not overwrite the new owner."""
+    c, q = changesets, changeset_sync_requests
+    ok = [o for o in outcomes if o.snapshot is not None]
+    failed = [o for o in outcomes if o.error is not None]
+    mine = sa.and_(c.c.id == _b("b_id"), c.c.claimed_by == _b("b_worker"))
+    if ok:
+        await conn.execute(
+            c.update()
+            .where(mine)
+            .values(
+                host_state=_b("b_host_state", sa.String),
+                review_state=_b("b_review", sa.String),
+                check_state=_b("b_check", sa.String),
+                title=_b("b_title", sa.Text),
+                url=_b("b_url", sa.String),
+                head_ref=_b("b_head", sa.String),
+                base_ref=_b("b_base", sa.String),
+                additions=_b("b_add", sa.Integer),
+                deletions=_b("b_del", sa.Integer),
+                external_updated_at=_b("b_updated", UTCDateTime()),
+                next_sync_at=_b("b_next", UTCDateTime()),
+                last_synced_at=now,
+                sync_error=None,
+                sync_failures=0,
+                claimed_by=None,
+                claimed_until=None,
+                updated_at=now,
+            ),
+            [_success_params(o, now) for o in ok],
+        )
+        for part in chunks([o.claimed.changeset_id for o in ok]):
+            await rederive(conn, c.c.id.in_(part))
+        events = [
+            {"changeset_id": o.claimed.changeset_id, "kind": e.kind, "at": e.at,
+             "actor": e.actor, "detail": e.detail}
+            for o in ok
+            if o.snapshot is not None
+            for e in o.snapshot.events
+        ]  # fmt: skip
+        await insert_ignore(conn, changeset_events, events)
+        done = [o.claimed for o in ok if o.claimed.request_generation is not None]
+        if done:
+            await conn.execute(
+                q.delete().where(
+                    q.c.changeset_id == _b("b_id"),
+                    q.c.generation == _b("b_gen"),
+                    q.c.claimed_by == _b("b_worker"),
+                ),
+                [{"b_id": d.changeset_id, "b_gen": d.request_generation,
+                  "b_worker": d.claimed_by} for d in done],
+            )  # fmt: skip
+    if failed:
+        params = [_failure_params(o, now) for o in failed]
+        await conn.execute(
+            c.update()
+            .where(mine)
+            .values(
+                sync_error=_b("b_error", sa.Text),
+                sync_failures=c.c.sync_failures + 1,
+                next_sync_at=_b("b_retry", UTCDateTime()),
+                claimed_by=None,
+                claimed_until=None,
+                updated_at=now,
+            ),
+            params,
+        )
+        # Park the claimed request until the retry time; a newer generation stays ready.
+        await conn.execute(
+            q.update()
+            .where(q.c.changeset_id == _b("b_id"), q.c.claimed_by == _b("b_worker"))
+            .values(claimed_by=None, claimed_until=_b("b_retry", UTCDateTime())),
+            [{k: v for k, v in p.items() if k != "b_error"} for p in params],
+        )
+
+
+async def complete_sync(
+    conn: AsyncConnection,
+    claimed: ClaimedChangeset,
+    snapshot: ChangesetSnapshot | None,
+    error: str | None,
+    now: datetime,
+) -> None:
+    """``complete_syncs`` for one changeset."""
+    await complete_syncs(conn, [SyncOutcome(claimed, snapshot, error)], now)
+
+
+def _success_params(outcome: SyncOutcome, now: datetime) -> dict[str, Any]:
+    snap = outcome.snapshot
+    assert snap is not None
+    return {
+        "b_id": outcome.claimed.changeset_id,
+        "b_worker": outcome.claimed.claimed_by,
+        "b_host_state": snap.state.value,
+        "b_review": snap.review_state.value,
+        "b_check": snap.check_state.value,
+        "b_title": snap.title,
+        "b_url": snap.url,
+        "b_head": snap.head_ref,
+        "b_base": snap.base_ref,
+        "b_add": snap.additions,
+        "b_del": snap.deletions,
+        "b_updated": snap.updated_at,
+        "b_next": next_sync_at(now, last_change(snap), terminal=is_terminal(snap.state)),
+    }
+
+
+def _failure_params(outcome: SyncOutcome, now: datetime) -> dict[str, Any]:
+    return {
+        "b_id": outcome.claimed.changeset_id,
+        "b_worker": outcome.claimed.claimed_by,
+        "b_error": outcome.error,
+        "b_retry": retry_at(now, outcome.claimed.sync_failures + 1),
+    }
+
+
+async def release_claims(
+    conn: AsyncConnection, claimed: Sequence[ClaimedChangeset], not_before: datetime | None
+) -> None:
+    """Give claims back unsynced (e.g. the host rate-limited us). The changesets cannot be
+    claimed again before ``not_before``; their requests stay pending, untouched."""
+    if not claimed:
+        return
+    c, q = changesets, changeset_sync_requests
+    params = [{"b_id": x.changeset_id, "b_worker": x.claimed_by} for x in claimed]
+    await conn.execute(
+        c.update()
+        .where(c.c.id == _b("b_id"), c.c.claimed_by == _b("b_worker"))
+        .values(claimed_by=None, claimed_until=not_before),
+        params,
+    )
+    await conn.execute(
+        q.update()
+        .where(q.c.changeset_id == _b("b_id"), q.c.claimed_by == _b("b_worker"))
+        .values(claimed_by=None, claimed_until=None, claimed_generation=None),
+        params,
+    )

@@ -1,0 +1,171 @@
+"""Store functions for external services: registration, sync bookkeeping and status, and the
+claim that keeps one service's repo sync to one run at a time across processes. Every function
+takes an ``AsyncConnection``: the caller owns the transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from repo_updater.core.domain import HostKind
+from repo_updater.store.schema import external_service_repos, external_services
+from repo_updater.store.sql import insert_ignore
+
+# --- external services ------------------------------------------------------------------------
+
+
+async def upsert_external_service(
+    conn: AsyncConnection, *, name: str, kind: HostKind, url: str, config_hash: str, now: datetime
+) -> int:
+    row = (
+        await conn.execute(
+            sa.select(
+                external_services.c.id,
+                external_services.c.kind,
+                external_services.c.url,
+                external_services.c.config_hash,
+                external_services.c.deleted_at,
+            ).where(external_services.c.name == name)
+        )
+    ).first()
+    if row is None:
+        # Another process may register the same service at the same moment: insert-or-ignore,
+        # then read whichever row won.
+        await insert_ignore(conn, external_services, [
+            {"name": name, "kind": str(kind), "url": url, "config_hash": config_hash,
+             "created_at": now}
+        ])  # fmt: skip
+        new_id = await conn.execute(
+            sa.select(external_services.c.id).where(external_services.c.name == name)
+        )
+        return int(new_id.scalar_one())
+    if (row.kind, row.url, row.config_hash, row.deleted_at) != (str(kind), url, config_hash, None):
+        await conn.execute(
+            external_services.update()
+            .where(external_services.c.id == row.id)
+            .values(
+                kind=str(kind), url=url, config_hash=config_hash, deleted_at=None, next_sync_at=None
+            )
+        )
+    return int(row.id)
+
+
+async def record_service_sync(
+    conn: AsyncConnection,
+    external_service_id: int,
+    *,
+    now: datetime,
+    error: str | None,
+    next_at: datetime,
+) -> None:
+    await conn.execute(
+        external_services.update()
+        .where(external_services.c.id == external_service_id)
+        .values(last_sync_at=now, last_sync_error=error, next_sync_at=next_at)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    id: int
+    name: str
+    kind: str
+    url: str
+    repo_count: int
+    last_sync_at: datetime | None
+    last_sync_error: str | None
+    next_sync_at: datetime | None
+
+
+async def list_services(conn: AsyncConnection) -> list[ServiceStatus]:
+    count = (
+        sa.select(sa.func.count())
+        .where(external_service_repos.c.external_service_id == external_services.c.id)
+        .scalar_subquery()
+    )
+    rows = await conn.execute(
+        sa.select(external_services, count.label("repo_count"))
+        .where(external_services.c.deleted_at.is_(None))
+        .order_by(external_services.c.name)
+    )
+    return [
+        ServiceStatus(
+            id=r.id,
+            name=r.name,
+            kind=r.kind,
+            url=r.url,
+            repo_count=r.repo_count,
+            last_sync_at=r.last_sync_at,
+            last_sync_error=r.last_sync_error,
+            next_sync_at=r.next_sync_at,
+        )
+        for r in rows
+    ]
+
+
+# --- claiming a service's repo sync (several processes on one database) --------------------------
+
+
+async def claim_service(
+    conn: AsyncConnection, external_service_id: int, *, token: str, now: datetime, until: datetime
+) -> bool:
+    """Atomically take the right to sync a service, if nobody holds an unexpired claim.
+    ``token`` identifies this one sync run (not just the worker)."""
+    result = await conn.execute(
+        external_services.update()
+        .where(
+            external_services.c.id == external_service_id,
+            sa.or_(
+                external_services.c.claimed_until.is_(None),
+                external_services.c.claimed_until < now,
+            ),
+        )
+        .values(claimed_by=token, claimed_until=until)
+    )
+    return result.rowcount == 1
+
+
+async def renew_service_claim(
+    conn: AsyncConnection, external_service_id: int, *, token: str, until: datetime
+) -> bool:
+    """Extend our claim; False if it was lost (expired and taken by another run)."""
+    result = await conn.execute(
+        external_services.update()
+        .where(
+            external_services.c.id == external_service_id, external_services.c.claimed_by == token
+        )
+        .values(claimed_until=until)
+    )
+    return result.rowcount == 1
+
+
+async def release_service(conn: AsyncConnection, external_service_id: int, *, token: str) -> None:
+    await conn.execute(
+        external_services.update()
+        .where(
+            external_services.c.id == external_service_id, external_services.c.claimed_by == token
+        )
+        .values(claimed_by=None, claimed_until=None)
+    )
+
+
+async def due_services(conn: AsyncConnection, now: datetime) -> list[str]:
+    rows = await conn.execute(
+        sa.select(external_services.c.name).where(
+            external_services.c.deleted_at.is_(None),
+            sa.or_(
+                external_services.c.next_sync_at.is_(None), external_services.c.next_sync_at <= now
+            ),
+        )
+    )
+    return [r[0] for r in rows]
+
+
+async def request_service_sync(conn: AsyncConnection, name: str, now: datetime) -> bool:
+    result = await conn.execute(
+        external_services.update().where(external_services.c.name == name).values(next_sync_at=now)
+    )
+    return result.rowcount == 1

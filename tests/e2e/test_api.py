@@ -1,0 +1,426 @@
+"""The HTTP API and dashboard over real HTTP (``running_api`` on a free loopback port, httpx),
+with the emulator and a real store (SQLite file and PostgreSQL). Good input does what it says;
+bad input answers a clear ``{"error": ...}`` and changes nothing; no answer carries the token."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from repo_updater.bootstrap import App, open_app
+from repo_updater.config import parse_config
+from repo_updater.core.domain import HostKind
+from repo_updater.emulator.admin_client import EmulatorAdmin
+from repo_updater.emulator.server import RunningEmulator
+from repo_updater.entrypoints.api import running_api
+from repo_updater.entrypoints.serve import serve
+from repo_updater.sources.http import RetryPolicy
+from repo_updater.store.schema import metadata
+
+GH = HostKind.GITHUB
+PREFIX = "github.test"
+SECRET = "tok-api-7d1e-SECRET-0b52"
+DEADLINE = 30.0
+LEGACY = f"{PREFIX}/acme/legacy"
+WIDGETS = f"{PREFIX}/acme/widgets"
+
+
+@pytest.fixture(autouse=True)
+def _seed(emu: RunningEmulator) -> None:
+    host = emu.state.host(GH)
+    host.token = SECRET
+    host.add_repo("acme", "widgets")
+    host.add_pull("acme/widgets", title="Upgrade CI")
+    host.add_repo("acme", "gadgets")
+    host.add_repo("acme", "legacy", archived=True)
+
+
+@dataclass
+class Api:
+    app: App
+    client: httpx.AsyncClient
+
+    async def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        response = await self.client.request(method, path, **kw)
+        assert SECRET not in response.text
+        return response
+
+    async def get(self, path: str, **kw: Any) -> Any:
+        response = await self.call("GET", path, **kw)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def post(self, path: str, expect: int, **kw: Any) -> Any:
+        response = await self.call("POST", path, **kw)
+        assert response.status_code == expect, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        return response.json()
+
+
+@pytest.fixture
+async def api(store_url: str, emu: RunningEmulator) -> AsyncIterator[Api]:
+    """The API of a synced app. No background loops: the store changes only by request."""
+    config = parse_config(
+        {
+            "database": store_url,
+            "repo_sync_interval": 3600,
+            "changeset_poll_interval": 0.2,
+            "external_services": [
+                {
+                    "name": "gh",
+                    "kind": "github",
+                    "url": emu.base_url(GH),
+                    "orgs": ["acme"],
+                    "name_prefix": PREFIX,
+                    "token_env": "GH_TOKEN",
+                }
+            ],
+        },
+        {"GH_TOKEN": SECRET},
+    )
+    retry = RetryPolicy(attempts=2, backoff=0.01, max_rate_limit_wait=2.0)
+    async with open_app(config, {"GH_TOKEN": SECRET}, retry=retry) as app:
+        assert (await app.repo_sync_worker.sync_service("gh")).complete
+        async with (
+            running_api(app, port=0) as url,
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+        ):
+            yield Api(app, client)
+
+
+@asynccontextmanager
+async def loops_running(app: App) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(app, stop, api=False))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=DEADLINE)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {DEADLINE}s")
+        await asyncio.sleep(0.05)
+
+
+async def snapshot(engine: AsyncEngine) -> dict[str, list[Any]]:
+    """Every row of every table, in a stable order."""
+    out = {}
+    async with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            rows = await conn.execute(sa.select(table).order_by(*table.primary_key.columns))
+            out[table.name] = [tuple(r) for r in rows]
+    return out
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+async def test_archived_repos_and_a_requested_service_sync(api: Api, emu: RunningEmulator) -> None:
+    archived = await api.get("/api/repos", params={"archived": "true"})
+    assert [r["name"] for r in archived] == [LEGACY]
+    assert archived[0]["archived"] is True
+    live = await api.get("/api/repos", params={"archived": "false"})
+    assert sorted(r["name"] for r in live) == [f"{PREFIX}/acme/gadgets", WIDGETS]
+    assert len(await api.get("/api/repos")) == 3
+    assert [r["name"] for r in await api.get("/api/repos", params={"name": "gadg"})] == [
+        f"{PREFIX}/acme/gadgets"
+    ]
+    (svc,) = await api.get("/api/services")
+    assert (svc["name"], svc["repo_count"], svc["last_sync_error"]) == ("gh", 3, None)
+
+    async with EmulatorAdmin(emu.url) as admin:
+        await admin.archive(GH, "acme/gadgets")
+    async with loops_running(api.app):
+        # The fixture's sync scheduled the next one in an hour: only the request makes the
+        # newly archived repo appear.
+        assert await api.post("/api/services/gh/sync", 202) == {"requested": "gh"}
+
+        async def archived_now() -> bool:
+            rows = await api.get("/api/repos", params={"archived": "true"})
+            return sorted(r["name"] for r in rows) == [f"{PREFIX}/acme/gadgets", LEGACY]
+
+        await eventually(archived_now, "the requested sync")
+    events = await api.get("/api/events", params={"kind": "RepoArchived"})
+    assert [e["payload"]["name"] for e in events] == [f"{PREFIX}/acme/gadgets"]
+
+
+async def test_dashboard_shows_the_archived_repo(api: Api) -> None:
+    response = await api.call("GET", "/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<h2>Archived repositories</h2>" in response.text
+    archived_section = response.text.split("<h2>Archived repositories</h2>", 1)[1]
+    archived_section = archived_section.split("<h2>", 1)[0]
+    assert html.escape(LEGACY) in archived_section
+    assert WIDGETS not in archived_section
+    assert (await api.get("/healthz")) == {"ok": True}
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+async def test_track_a_changeset_and_see_it_synced(api: Api) -> None:
+    created = await api.post("/api/batch-changes", 201, json={"name": "  upgrade-ci "})
+    assert created["name"] == "upgrade-ci"
+    bc = created["id"]
+    (listed,) = await api.get("/api/batch-changes")
+    assert (listed["id"], listed["name"], listed["state"]) == (bc, "upgrade-ci", "OPEN")
+
+    tracked = await api.post(
+        f"/api/batch-changes/{bc}/changesets", 201, json={"repo": WIDGETS, "number": 1}
+    )
+    assert (tracked["repo"], tracked["number"]) == (WIDGETS, 1)
+    (cs,) = await api.get("/api/changesets", params={"batch_change": str(bc)})
+    assert (cs["id"], cs["repo_name"], cs["number"]) == (tracked["id"], WIDGETS, 1)
+    assert cs["external_state"] is None  # not synced yet
+
+    async with loops_running(api.app):
+
+        async def synced() -> Any:
+            (row,) = await api.get("/api/changesets", params={"batch_change": str(bc)})
+            return row if row["external_state"] == "OPEN" else None
+
+        row = await eventually(synced, "the first sync of the tracked changeset")
+        assert row["title"] == "Upgrade CI"
+        assert row["last_synced_at"] is not None and row["sync_error"] is None
+
+        open_rows = await api.get("/api/changesets", params={"state": "OPEN"})
+        assert [r["id"] for r in open_rows] == [tracked["id"]]
+        assert await api.get("/api/changesets", params={"state": "MERGED"}) == []
+
+    (listed,) = await api.get("/api/batch-changes")
+    assert listed["changeset_count"] == 1
+
+
+async def test_requested_changeset_sync_picks_up_a_merge(api: Api, emu: RunningEmulator) -> None:
+    bc = (await api.post("/api/batch-changes", 201, json={"name": "bc"}))["id"]
+    cs = (
+        await api.post(
+            f"/api/batch-changes/{bc}/changesets", 201, json={"repo": WIDGETS, "number": 1}
+        )
+    )["id"]
+
+    def state_is(wanted: str) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            rows = await api.get("/api/changesets", params={"state": wanted})
+            return [r["id"] for r in rows] == [cs]
+
+        return check
+
+    async with loops_running(api.app):
+        await eventually(state_is("OPEN"), "the first sync")
+        # Synced a moment ago, the changeset is next due in minutes: only the request makes
+        # the merge show up now.
+        async with EmulatorAdmin(emu.url) as admin:
+            await admin.set_pull(GH, "acme/widgets", 1, state="MERGED")
+        assert await api.post(f"/api/changesets/{cs}/sync", 202) == {"requested": cs}
+        await eventually(state_is("MERGED"), "MERGED after a requested sync")
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
+    # method, path, httpx kwargs, status, a word the error must contain
+    ("POST", "/api/batch-changes", {"content": b"not json"}, 400, "JSON"),
+    ("POST", "/api/batch-changes", {"json": [1, 2]}, 400, "JSON object"),
+    ("POST", "/api/batch-changes", {"json": {}}, 400, "name"),
+    ("POST", "/api/batch-changes", {"json": {"name": "   "}}, 400, "name"),
+    ("POST", "/api/batch-changes", {"json": {"name": 7}}, 400, "name"),
+    ("POST", "/api/batch-changes", {"json": {"name": "x", "description": 1}}, 400, "description"),
+    ("POST", "/api/batch-changes", {"json": {"name": "existing"}}, 409, "exists"),
+    ("POST", "/api/batch-changes/{bc}/changesets", {"content": b"{"}, 400, "JSON"),
+    ("POST", "/api/batch-changes/{bc}/changesets", {"json": {"number": 1}}, 400, "repo"),
+    ("POST", "/api/batch-changes/{bc}/changesets", {"json": {"repo": WIDGETS}}, 400, "number"),
+    (
+        "POST",
+        "/api/batch-changes/{bc}/changesets",
+        {"json": {"repo": WIDGETS, "number": 0}},
+        400,
+        "number",
+    ),
+    (
+        "POST",
+        "/api/batch-changes/{bc}/changesets",
+        {"json": {"repo": WIDGETS, "number": "x"}},
+        400,
+        "number",
+    ),
+    (
+        "POST",
+        "/api/batch-changes/{bc}/changesets",
+        {"json": {"repo": WIDGETS, "number": 1.5}},
+        400,
+        "number",
+    ),
+    (
+        "POST",
+        "/api/batch-changes/{bc}/changesets",
+        {"json": {"repo": WIDGETS, "number": True}},
+        400,
+        "number",
+    ),
+    (
+        "POST",
+        "/api/batch-changes/{bc}/changesets",
+        {"json": {"repo": "github.test/acme/nope", "number": 1}},
+        404,
+        "acme/nope",
+    ),
+    (
+        "POST",
+        "/api/batch-changes/999/changesets",
+        {"json": {"repo": WIDGETS, "number": 1}},
+        404,
+        "999",
+    ),
+    (
+        "POST",
+        "/api/batch-changes/{closed}/changesets",
+        {"json": {"repo": WIDGETS, "number": 1}},
+        409,
+        "closed",
+    ),
+    (
+        "POST",
+        "/api/batch-changes/abc/changesets",
+        {"json": {"repo": WIDGETS, "number": 1}},
+        400,
+        "id",
+    ),
+    ("POST", "/api/batch-changes/999/close", {}, 404, "999"),
+    ("POST", "/api/batch-changes/abc/close", {}, 400, "id"),
+    ("POST", "/api/changesets/999/sync", {}, 404, "999"),
+    ("POST", "/api/changesets/abc/sync", {}, 400, "id"),
+    ("POST", "/api/services/nope/sync", {}, 404, "nope"),
+    ("GET", "/api/repos?archived=maybe", {}, 400, "archived"),
+    ("GET", "/api/repos?limit=0", {}, 400, "limit"),
+    ("GET", "/api/repos?limit=x", {}, 400, "limit"),
+    ("GET", "/api/repos?after=x", {}, 400, "after"),
+    ("GET", "/api/changesets?state=BOGUS", {}, 400, "state"),
+    ("GET", "/api/changesets?batch_change=x", {}, 400, "batch_change"),
+    ("GET", "/api/events?limit=x", {}, 400, "limit"),
+    # Out of the store's range: once a 500 from the database, or on SQLite no limit at all.
+    ("GET", "/api/events?limit=-1", {}, 400, "limit"),
+    ("GET", "/api/events?limit=0", {}, 400, "limit"),
+    ("GET", "/api/repos?after=99999999999999999999", {}, 400, "after"),
+    ("GET", "/api/events?after=99999999999999999999", {}, 400, "after"),
+    ("GET", "/api/changesets?batch_change=99999999999999999999", {}, 400, "batch_change"),
+    ("POST", "/api/changesets/99999999999999999999/sync", {}, 400, "id"),
+    ("POST", "/api/batch-changes/99999999999999999999/close", {}, 400, "id"),
+    (
+        "POST",
+        "/api/batch-changes/99999999999999999999/changesets",
+        {"json": {"repo": WIDGETS, "number": 1}},
+        400,
+        "id",
+    ),
+    (
+        "POST",
+        "/api/batch-changes/{bc}/changesets",
+        {"json": {"repo": WIDGETS, "number": 2**31}},
+        400,
+        "number",
+    ),
+    ("POST", "/api/batch-changes", {"json": {"name": "x" * 201}}, 400, "name"),
+    # NUL characters: PostgreSQL cannot store or compare them.
+    ("POST", "/api/batch-changes", {"json": {"name": "a\x00b"}}, 400, "NUL"),
+    ("POST", "/api/batch-changes", {"json": {"name": "a", "description": "\x00"}}, 400, "NUL"),
+    (
+        "POST",
+        "/api/batch-changes/{bc}/changesets",
+        {"json": {"repo": "a\x00b", "number": 1}},
+        400,
+        "NUL",
+    ),
+    ("GET", "/api/repos?name=%00", {}, 400, "NUL"),
+    ("GET", "/api/events?kind=%00", {}, 400, "NUL"),
+]
+
+
+async def test_bad_input_answers_a_clear_error_and_changes_nothing(api: Api) -> None:
+    bc = (await api.post("/api/batch-changes", 201, json={"name": "existing"}))["id"]
+    closed = (await api.post("/api/batch-changes", 201, json={"name": "done"}))["id"]
+    await api.post(f"/api/batch-changes/{closed}/close", 200)
+    before = await snapshot(api.app.engine)
+    assert len(before["repos"]) == 3 and len(before["batch_changes"]) == 2
+
+    failures = []
+    for method, path, kw, status, word in BAD_REQUESTS:
+        url = path.format(bc=bc, closed=closed)
+        response = await api.call(method, url, **kw)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        ok = (
+            response.status_code == status
+            and response.headers.get("content-type", "").startswith("application/json")
+            and isinstance(body, dict)
+            and list(body) == ["error"]
+            and isinstance(body["error"], str)
+            and word.lower() in body["error"].lower()
+        )
+        if not ok:
+            failures.append(f"{method} {url} {kw}: {response.status_code} {response.text[:200]}")
+    assert not failures, "\n".join(failures)
+    assert await snapshot(api.app.engine) == before
+
+
+async def test_metrics_count_repos_changesets_and_pending_requests(api: Api) -> None:
+    response = await api.call("GET", "/metrics")
+    assert response.status_code == 200
+    lines = set(response.text.splitlines())
+    assert 'repo_updater_repos{state="live"} 3' in lines
+    assert 'repo_updater_repos{state="archived"} 1' in lines
+    assert 'repo_updater_service_last_sync_failed{service="gh"} 0' in lines
+    assert "repo_updater_changeset_sync_requests_pending 0" in lines
+
+    bc = await api.post("/api/batch-changes", 201, json={"name": "metrics"})
+    await api.post(
+        f"/api/batch-changes/{bc['id']}/changesets", 201,
+        json={"repo": f"{PREFIX}/acme/widgets", "number": 1},
+    )  # fmt: skip
+    lines = set((await api.call("GET", "/metrics")).text.splitlines())
+    assert 'repo_updater_changesets{external_state="UNSYNCED"} 1' in lines
+    assert "repo_updater_changeset_sync_requests_pending 1" in lines
+    assert "repo_updater_permission_sync_requests_pending 3" in lines
+
+
+async def test_bulk_tracking_is_all_or_nothing(api: Api) -> None:
+    bc = await api.post("/api/batch-changes", 201, json={"name": "bulk"})
+    url = f"/api/batch-changes/{bc['id']}/changesets"
+    widgets, gadgets = f"{PREFIX}/acme/widgets", f"{PREFIX}/acme/gadgets"
+    before = await snapshot(api.app.engine)
+    one = {"repo": widgets, "number": 1}
+    for body, status, word in (
+        ({"changesets": []}, 400, "list of 1 to"),
+        ({"changesets": [one, {"repo": widgets}]}, 400, "changesets[1]"),
+        ({"changesets": [one, {"repo": "nope", "number": 2}]}, 404, "nope"),
+    ):
+        response = await api.call("POST", url, json=body)
+        assert response.status_code == status and word in response.json()["error"]
+    assert await snapshot(api.app.engine) == before
+
+    body = {"changesets": [{"repo": widgets, "number": 1}, {"repo": gadgets, "number": 7}]}
+    tracked = (await api.post(url, 201, json=body))["changesets"]
+    assert [(t["repo"], t["number"]) for t in tracked] == [(widgets, 1), (gadgets, 7)]
+    listed = await api.get(f"/api/changesets?batch_change={bc['id']}")
+    assert sorted(c["id"] for c in listed) == sorted(t["id"] for t in tracked)
