@@ -27,74 +27,10 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from repo_updater.entrypoints.cli.common import CLIError, batch_change_name, pr_number
+from repo_updater.entrypoints.cli.common import CLIError
 
-_CLI = "repo_updater.entrypoints.cli"
-
-
-def _store_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config file")
-    p.add_argument("--database", help="database URL (sqlite:///file.db or postgresql://...)")
-
-
-def _add_read_commands(sub: Any) -> None:
-    for what in ("repos", "services", "events", "batch-changes", "changesets"):
-        group = sub.add_parser(what, help=f"{what} commands").add_subparsers(
-            dest="action", required=True
-        )
-        p = group.add_parser("list", help=f"list {what}")
-        _store_options(p)
-        p.add_argument("--json", action="store_true")
-        p.set_defaults(func=f"{_CLI}.read:cmd_list", what=what)
-        if what == "repos":
-            p.add_argument("--archived", action="store_true", help="only archived repositories")
-            p.add_argument("--deleted", action="store_true", help="include deleted repositories")
-            p.add_argument("--name", help="name contains")
-        if what == "events":
-            p.add_argument("--kind", help="e.g. RepoArchived")
-            p.add_argument("--limit", type=int, default=100)
-        if what == "changesets":
-            p.add_argument("--batch-change", type=int)
-        if what == "batch-changes":
-            _add_batch_change_writes(group)
-        if what == "changesets":
-            _add_changeset_writes(group)
-
-
-def _add_batch_change_writes(group: Any) -> None:
-    c = group.add_parser("create", help="create a batch change")
-    c.add_argument("name", type=batch_change_name)
-    c.add_argument("--description", default="")
-    c2 = group.add_parser("close", help="close a batch change")
-    c2.add_argument("id", type=int)
-    for q in (c, c2):
-        _store_options(q)
-        q.set_defaults(func=f"{_CLI}.write:cmd_write")
-
-
-def _add_changeset_writes(group: Any) -> None:
-    t = group.add_parser("track", help="track existing pull requests")
-    t.add_argument("--batch-change", type=int, required=True)
-    t.add_argument("--repo", required=True, help="repository name as `repos list` shows it")
-    t.add_argument(
-        "--number", type=pr_number, nargs="+", required=True,
-        help="pull request number(s) on that repository",
-    )  # fmt: skip
-    s = group.add_parser("sync", help="request an immediate sync")
-    s.add_argument("id", type=int)
-    for q in (t, s):
-        _store_options(q)
-        q.set_defaults(func=f"{_CLI}.write:cmd_write")
-
-
-def _add_demo(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run everything against the built-in emulator (no token)")
-    p.add_argument("--database", help="database URL (default: ./repo-updater.db)")
-    p.add_argument("--emulator-port", type=int, default=7700)
-    p.add_argument("--api-port", type=int, default=7800)
-    p.add_argument("--interval", type=float, default=3.0, help="repo sync interval, seconds")
-    p.add_argument("--once", action="store_true", help="exit after the walkthrough")
-    p.set_defaults(func="repo_updater.entrypoints.demo:run_demo")
+# Command groups, each a module with ``add_parser(sub)``; its commands import what they use.
+GROUPS = ("repos", "external_services", "events", "batch_changes", "changesets", "emulator")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,18 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    from repo_updater.entrypoints.cli import emulator
-
-    _add_demo(sub)
-    for name in ("serve", "sync", "migrate"):
-        p = sub.add_parser(name, help=f"{name} (see --help)")
-        _store_options(p)
-        if name == "sync":
-            p.add_argument("--service", help="only this external service")
-        p.set_defaults(func=f"{_CLI}.run:cmd_{name}")
-    _add_read_commands(sub)
-    emulator.add_parser(sub)
+    importlib.import_module(f"{__name__}.run").add_parsers(sub)
+    for group in GROUPS:
+        importlib.import_module(f"{__name__}.{group}").add_parser(sub)
     return parser
 
 

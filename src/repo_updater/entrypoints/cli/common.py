@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repo_updater.core.domain import MAX_BATCH_CHANGE_NAME, MAX_PULL_NUMBER
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from repo_updater.config import Config
 
@@ -86,6 +87,26 @@ async def open_store(args: argparse.Namespace) -> AsyncEngine:
         await engine.dispose()
         raise
     return engine
+
+
+def store_options(p: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--database``: every command that opens the store takes them."""
+    p.add_argument("--config", help="YAML config file (or $REPO_UPDATER_CONFIG)")
+    p.add_argument(
+        "--database",
+        help="database URL, sqlite:///file.db or postgresql://... (or $REPO_UPDATER_DATABASE)",
+    )
+
+
+@contextlib.asynccontextmanager
+async def store_transaction(args: argparse.Namespace) -> AsyncIterator[AsyncConnection]:
+    """One transaction on the store the command's options name; the engine is disposed of."""
+    engine = await open_store(args)
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    finally:
+        await engine.dispose()
 
 
 def print_rows(rows: Sequence[Any], as_json: bool, columns: Sequence[str]) -> None:

@@ -1,4 +1,5 @@
-"""Commands that run the service: ``serve``, ``sync`` (one-shot, with progress), ``migrate``."""
+"""Commands that run the service: ``demo``, ``serve``, ``sync`` (one-shot, with progress),
+``migrate``. The parser is built without importing the service; the commands import it."""
 
 from __future__ import annotations
 
@@ -8,11 +9,28 @@ import contextlib
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
-from repo_updater.bootstrap import open_app
-from repo_updater.entrypoints.cli.common import CLIError, load, open_store
-from repo_updater.entrypoints.serve import serve
-from repo_updater.service_layer.repo_syncer import SyncProgress
+from repo_updater.entrypoints.cli.common import CLIError, load, open_store, store_options
+
+if TYPE_CHECKING:
+    from repo_updater.service_layer.repo_syncer import SyncProgress
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("demo", help="run everything against the built-in emulator (no token)")
+    p.add_argument("--database", help="database URL (default: ./repo-updater.db)")
+    p.add_argument("--emulator-port", type=int, default=7700)
+    p.add_argument("--api-port", type=int, default=7800)
+    p.add_argument("--interval", type=float, default=3.0, help="repo sync interval, seconds")
+    p.add_argument("--once", action="store_true", help="exit after the walkthrough")
+    p.set_defaults(func="repo_updater.entrypoints.demo:run_demo")
+    for name in ("serve", "sync", "migrate"):
+        p = sub.add_parser(name, help=f"{name} (see --help)")
+        store_options(p)
+        if name == "sync":
+            p.add_argument("--service", help="only this external service")
+        p.set_defaults(func=f"{__name__}:cmd_{name}")
 
 
 class ProgressLine:
@@ -45,6 +63,8 @@ async def cmd_sync(args: argparse.Namespace) -> int:
     if args.service and args.service not in known:
         raise CLIError(f"no external service named {args.service!r} (known: {', '.join(known)})")
     names = [args.service] if args.service else known
+    from repo_updater.bootstrap import open_app
+
     failed = False
     async with open_app(config) as app:
         for name in names:
@@ -60,6 +80,9 @@ async def cmd_sync(args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
+    from repo_updater.bootstrap import open_app
+    from repo_updater.entrypoints.serve import serve
+
     config = load(args, required=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
