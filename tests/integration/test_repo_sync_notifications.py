@@ -109,3 +109,44 @@ async def test_added_and_modified_repos_get_one_pending_permissions_sync(
     # Duplicates collapse: repo 1 was added then modified, still one row.
     assert sorted(rid for rid, _ in pending_perms) == sorted(ids.values())
     assert kinds == ["RepoAdded"] * 3 + ["RepoModified"]  # nothing for the unchanged repo 2
+
+
+async def test_an_archive_learned_without_a_listing_has_the_same_outcome_as_a_sync(
+    engine: AsyncEngine,
+) -> None:
+    """``repo_changes.set_archived`` (a refused write, say) writes what a repo sync that saw
+    the flip writes: the flag, the event, READONLY states and one sync request per changeset;
+    repeating it changes nothing."""
+    from repo_updater.service_layer.repo_changes import set_archived
+
+    clock = TickingClock()
+    await RepoSyncer(engine, clock).sync(SERVICE, ListingSource.of([repo(1), repo(2)]))
+    await track_one_per_repo(engine)
+    async with engine.connect() as conn:
+        repo_id = {r.external_id: r.id for r in await repo_store.list_repos(conn)}["1"]
+    async with engine.begin() as conn:
+        requested = await set_archived(
+            conn, repo_id, True, why="write refused", external_service_id=None, now=clock()
+        )
+    async with engine.begin() as conn:
+        again = await set_archived(
+            conn, repo_id, True, why="write refused", external_service_id=None, now=clock()
+        )
+    assert (requested, again) == (1, 0)
+    async with engine.connect() as conn:
+        (archived,) = await repo_store.list_repos(conn, archived=True)
+        events = await event_store.list_events(conn, kind="RepoArchived")
+        states = {v.repo_id: v.external_state for v in await cs_store.list_changesets(conn)}
+    assert archived.id == repo_id
+    assert [(e.repo_id, e.payload["why"]) for e in events] == [(repo_id, "write refused")]
+    assert states[repo_id] is ExternalState.READONLY
+    assert set(states.values()) == {ExternalState.READONLY, ExternalState.OPEN}
+    assert set((await pending(engine)).values()) == {"repo_archived"}
+
+    async with engine.begin() as conn:
+        await set_archived(
+            conn, repo_id, False, why="webhook", external_service_id=None, now=clock()
+        )
+    async with engine.connect() as conn:
+        states = {v.repo_id: v.external_state for v in await cs_store.list_changesets(conn)}
+    assert set(states.values()) == {ExternalState.OPEN}

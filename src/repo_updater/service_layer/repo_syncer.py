@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from repo_updater.config import ServiceConfig
 from repo_updater.core import diff as d
-from repo_updater.core.domain import SourcedRepo
+from repo_updater.core.domain import RepoEventKind, SourcedRepo
 from repo_updater.core.errors import SourceError
 from repo_updater.core.ports import RepoSource
-from repo_updater.store import changesets as changeset_store
+from repo_updater.service_layer.repo_changes import notify_changesets
 from repo_updater.store import events as event_store
 from repo_updater.store import external_services as service_store
 from repo_updater.store import permissions as permission_store
@@ -215,7 +215,13 @@ class RepoSyncer:
         await permission_store.request_permission_syncs(conn, new_ids.values(), "added", now)
         changed_ids = [c.stored.id for c in changed]
         await permission_store.request_permission_syncs(conn, changed_ids, "modified", now)
-        await self._notify_changesets(conn, diff, result, now)
+        for kind, changes in (
+            (RepoEventKind.RENAMED, diff.renamed),
+            (RepoEventKind.ARCHIVED, diff.archived),
+            (RepoEventKind.UNARCHIVED, diff.unarchived),
+        ):
+            ids = [c.stored.id for c in changes]
+            result.changeset_syncs_requested += await notify_changesets(conn, kind, ids, now)
 
         run.seen.update(new_ids.values())
         run.seen.update(changed_ids)
@@ -229,26 +235,6 @@ class RepoSyncer:
         result.unarchived.extend(c.new_name for c in diff.unarchived)
         result.rows_written += len(changed) + len(new_ids) + len(linked) + len(events)
 
-    async def _notify_changesets(
-        self, conn: AsyncConnection, diff: d.PageDiff, result: SyncResult, now: datetime
-    ) -> None:
-        """In the diff's transaction: re-derive the states of changesets on repos whose
-        archived flag flipped and request a sync of every changeset on a flipped or renamed
-        repo (hosts that look pull requests up by repo name need the new name)."""
-        for changes, reason in (
-            (diff.renamed, "repo_renamed"),
-            (diff.archived, "repo_archived"),
-            (diff.unarchived, "repo_unarchived"),
-        ):
-            ids = [c.stored.id for c in changes]
-            if not ids:
-                continue
-            if reason != "repo_renamed":
-                await changeset_store.rederive_for_repos(conn, ids)
-            result.changeset_syncs_requested += await changeset_store.request_syncs_for_repos(
-                conn, ids, reason, now
-            )
-
     async def _remove(
         self, conn: AsyncConnection, run: _Run, repo_ids: Sequence[int], reason: str, now: datetime
     ) -> list[int]:
@@ -258,10 +244,9 @@ class RepoSyncer:
         events = d.deleted_events(gone, run.service, reason)
         await event_store.add_events(conn, run.external_service_id, events, now)
         run.result.removed += len(gone)
-        if gone:
-            run.result.changeset_syncs_requested += await changeset_store.request_syncs_for_repos(
-                conn, gone, "repo_deleted", now
-            )
+        run.result.changeset_syncs_requested += await notify_changesets(
+            conn, RepoEventKind.DELETED, gone, now
+        )
         return gone
 
     async def _remove_unseen(self, run: _Run) -> None:

@@ -235,6 +235,25 @@ async def unlink(
     return orphans
 
 
+async def set_archived_flag(
+    conn: AsyncConnection, repo_id: int, archived: bool, now: datetime
+) -> str | None:
+    """Flip a live repo's archived flag; returns its store name, or None when it is gone or
+    already in that state (nothing written)."""
+    result = await conn.execute(
+        repos.update()
+        .where(
+            repos.c.id == repo_id,
+            repos.c.deleted_at.is_(None),
+            repos.c.archived.is_not(archived),
+        )
+        .values(archived=archived, updated_at=now)
+        .returning(repos.c.name)
+    )
+    name: str | None = result.scalar_one_or_none()
+    return name
+
+
 async def soft_delete(conn: AsyncConnection, repo_ids: Sequence[int], now: datetime) -> list[int]:
     """Mark live repos deleted and drop all their links; returns the ids that were live."""
     if not repo_ids:

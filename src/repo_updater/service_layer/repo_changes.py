@@ -1,0 +1,63 @@
+"""What follows, in the caller's transaction, when a repository changes in a way its changesets
+care about. Every path that learns of such a change uses these functions: a repo sync's diff,
+a single-repo sync, a webhook, a write the host refused because the repo is archived. So the
+outcome is the same however the change was learned (invariant 4), and it commits together
+with the change itself (invariant 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from repo_updater.core.domain import RepoEvent, RepoEventKind
+from repo_updater.store import changesets as changeset_store
+from repo_updater.store import events as event_store
+from repo_updater.store import repos as repo_store
+
+# Why a changeset sync was requested, by what happened to its repository.
+SYNC_REASONS = {
+    RepoEventKind.ARCHIVED: "repo_archived",
+    RepoEventKind.UNARCHIVED: "repo_unarchived",
+    RepoEventKind.RENAMED: "repo_renamed",
+    RepoEventKind.DELETED: "repo_deleted",
+}
+
+
+async def notify_changesets(
+    conn: AsyncConnection, kind: RepoEventKind, repo_ids: Sequence[int], now: datetime
+) -> int:
+    """Changesets follow their repos: on an archive flip, re-derive their states (open/draft
+    on an archived repo is READONLY) and request a sync of every one; on a rename or a
+    deletion, request a sync (hosts that look pull requests up by repo name need the new
+    name; a deleted repo's pull requests are gone). Returns the sync requests written."""
+    if not repo_ids or kind not in SYNC_REASONS:
+        return 0
+    if kind in (RepoEventKind.ARCHIVED, RepoEventKind.UNARCHIVED):
+        await changeset_store.rederive_for_repos(conn, repo_ids)
+    return await changeset_store.request_syncs_for_repos(conn, repo_ids, SYNC_REASONS[kind], now)
+
+
+async def set_archived(
+    conn: AsyncConnection,
+    repo_id: int,
+    archived: bool,
+    *,
+    why: str,
+    external_service_id: int | None,
+    now: datetime,
+) -> int:
+    """Record that a repository is (un)archived although no listing said so (the host refused
+    a write because the repo is archived, say): the flag, its ``RepoArchived`` /
+    ``RepoUnarchived`` event (``why`` in the payload) and the changesets' states and sync
+    requests, exactly as a repo sync that saw the flip writes them. A repo already in that
+    state changes nothing. Returns the changeset sync requests written."""
+    name = await repo_store.set_archived_flag(conn, repo_id, archived, now)
+    if name is None:
+        return 0
+    kind = RepoEventKind.ARCHIVED if archived else RepoEventKind.UNARCHIVED
+    event = RepoEvent(kind, repo_id, {"name": name, "why": why})
+    await event_store.add_events(conn, external_service_id, [event], now)
+    return await notify_changesets(conn, kind, [repo_id], now)
