@@ -18,11 +18,15 @@ from repo_updater.core.domain import (
 )
 
 TIMELINE_ITEMS = 100  # GitHub's maximum page size; the most recent items matter most
+REVIEWERS = 100  # latest opinionated review per reviewer; more reviewers than this is rare
 
+# ``reviewDecision`` is null when the base branch has no "require reviews" rule; the reviewers'
+# latest opinionated reviews (writers only, as for the decision) then give the review state.
 PULL_REQUEST_FRAGMENT = f"""
 fragment pr on PullRequest {{
   number title url state isDraft additions deletions headRefName baseRefName updatedAt
   reviewDecision
+  latestOpinionatedReviews(last: {REVIEWERS}, writersOnly: true) {{ nodes {{ state }} }}
   commits(last: 1) {{ nodes {{ commit {{ statusCheckRollup {{ state }} }} }} }}
   timelineItems(
     last: {TIMELINE_ITEMS}
@@ -97,6 +101,21 @@ def host_state(node: dict[str, Any]) -> HostPullState:
     raise ValueError(f"unknown pull request state {state!r}")
 
 
+def review_state(node: dict[str, Any]) -> ReviewState:
+    """``reviewDecision`` when GitHub made one (REVIEW_REQUIRED: PENDING); when it is null (no
+    review rule on the base branch), each reviewer's latest opinionated review: any change
+    request wins, then any approval, then a comment; dismissed reviews count for nothing."""
+    decision = node.get("reviewDecision")
+    if decision is not None:
+        return _REVIEWS.get(str(decision), ReviewState.PENDING)
+    reviews = (node.get("latestOpinionatedReviews") or {}).get("nodes") or []
+    states = {r.get("state") for r in reviews if isinstance(r, dict)}
+    for state in ("CHANGES_REQUESTED", "APPROVED", "COMMENTED"):
+        if state in states:
+            return ReviewState(state)
+    return ReviewState.PENDING
+
+
 def check_state(node: dict[str, Any]) -> CheckState:
     commits = (node.get("commits") or {}).get("nodes") or []
     if not commits or not isinstance(commits[-1], dict):
@@ -142,7 +161,7 @@ def snapshot_from_node(changeset_id: int, node: dict[str, Any]) -> ChangesetSnap
         state=host_state(node),
         title=str(node.get("title") or ""),
         url=str(node.get("url") or ""),
-        review_state=_REVIEWS.get(str(node.get("reviewDecision")), ReviewState.PENDING),
+        review_state=review_state(node),
         check_state=check_state(node),
         additions=int(node.get("additions") or 0),
         deletions=int(node.get("deletions") or 0),
