@@ -20,8 +20,9 @@
 - ``DELETE /_admin/{kind}/faults``        reset every switch
 - ``PUT    /_admin/{kind}/token``         ``{token: str|null}``: require a token, or not
 - ``GET    /_admin/{kind}/settings``      the host's configuration (``HostSettings``)
-- ``PUT    /_admin/{kind}/settings``      partial ``{external_url?, viewer?}``: the URL the
-  host believes it has (paging links point there), GitHub's token user
+- ``PUT    /_admin/{kind}/settings``      partial ``{external_url?, viewer?, max_page_size?}``:
+  the URL the host believes it has (paging links point there), GitHub's token user, Gitea's
+  ``MAX_RESPONSE_ITEMS``
 - ``POST   /_admin/{kind}/seed``          ``{orgs, repos_per_org, pulls_per_repo?,
   org_prefix?}`` -> ``{"created": n, "repos": total}``
 - ``GET    /_admin/{kind}/stats``         ``{request_count, repos, pulls}``
@@ -108,8 +109,9 @@ class Token(_Body):
 
 
 class Settings(_Body):
-    external_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$")
+    external_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+/?$")  # origin
     viewer: str | None = Field(default=None, min_length=1)
+    max_page_size: int | None = Field(default=None, ge=1, le=1000)
 
 
 class AdminError(Exception):

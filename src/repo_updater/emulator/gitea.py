@@ -83,7 +83,7 @@ class _Gitea:
         full = repo.full_name
         return {
             "id": repo.id,
-            "owner": {"id": 0, "login": repo.owner, "username": repo.owner},
+            "owner": {"id": 0, "login": repo.owner},
             "name": repo.name,
             "full_name": full,
             "description": repo.description,
@@ -147,7 +147,8 @@ class _Gitea:
         *,
         links: bool = True,
     ) -> web.Response:
-        limit = int_param(request, "limit", DEFAULT_LIMIT, lo=1, hi=MAX_LIMIT)
+        cap = self.host.settings.max_page_size or MAX_LIMIT  # MAX_RESPONSE_ITEMS
+        limit = int_param(request, "limit", min(DEFAULT_LIMIT, cap), lo=1, hi=cap)
         page = int_param(request, "page", 1, lo=1, hi=1 << 30)
         total = len(items)
         last = max(1, -(-total // limit))
@@ -282,9 +283,19 @@ class _Gitea:
             empty = {"state": "", "sha": "", "total_count": 0, "statuses": None,
                      "repository": None, "commit_url": "", "url": ""}  # fmt: skip
             return web.json_response(empty)
+        root = self.root(request)
+        api = f"{root}{API}/repos/{repo.full_name}"
         statuses = [{"id": 1, "context": "ci", "status": status}]
         return web.json_response(
-            {"state": status, "sha": ref, "total_count": len(statuses), "statuses": statuses}
+            {
+                "state": status,
+                "sha": ref,
+                "total_count": len(statuses),
+                "statuses": statuses,
+                "repository": self.repo_json(repo, root),
+                "commit_url": f"{api}/commits/{ref}",
+                "url": f"{api}/commits/{ref}/status",
+            }
         )
 
     async def edit_pull(self, request: web.Request) -> web.Response:

@@ -118,6 +118,8 @@ class HostSettings:
     external_url: str | None = None
     # GitHub: the login of the token's user (``GET /user``); None: ``/user`` answers 401.
     viewer: str | None = None
+    # Gitea: ``[api] MAX_RESPONSE_ITEMS``, the page size ``limit`` is capped at (None: 50).
+    max_page_size: int | None = None
 
 
 @dataclass(slots=True)
