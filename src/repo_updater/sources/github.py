@@ -46,7 +46,12 @@ from repo_updater.core.errors import (
 )
 from repo_updater.core.selection import normalise_base_url
 from repo_updater.sources.common import deleted
-from repo_updater.sources.github_graphql import build_query, snapshot_from_node
+from repo_updater.sources.github_graphql import (
+    alias_failures,
+    build_query,
+    repo_missing,
+    snapshot_from_node,
+)
 from repo_updater.sources.github_ratelimit import GraphQLBudget, rate_limit_error
 from repo_updater.sources.http import (
     HostClient,
@@ -298,7 +303,9 @@ class GitHubSource(RestSource):
             raise RateLimited(f"{where}: {self.client.redact(text)}", wait)
         data = body.get("data")
         self.budget.update(data, response.headers, time.time())
-        failed, unreachable = self._failed_aliases(body.get("errors"), aliases)
+        failed, unreachable = alias_failures(
+            body.get("errors"), aliases, where=where, redact=self.client.redact
+        )
         if not isinstance(data, dict):
             raise HostError(f"{where}: response without data")
         snapshots = []
@@ -308,7 +315,7 @@ class GitHubSource(RestSource):
             if error is None:
                 repo_node = data.get(repo_alias)
                 if not isinstance(repo_node, dict):
-                    error = self._repo_missing(ref, unreachable.get(repo_alias))
+                    error = repo_missing(ref, unreachable.get(repo_alias))
                     if error is None:
                         snapshots.append(deleted(ref))
                         continue
@@ -330,56 +337,6 @@ class GitHubSource(RestSource):
             )  # fmt: skip
             failures.append(f"{where}: {repo_name}: {error}")
         return snapshots
-
-    @staticmethod
-    def _repo_missing(ref: ChangesetRef, message: str | None) -> str | None:
-        """Why a repository that resolved to null is not reason enough to call its pull
-        requests deleted, or None when it is. GitHub answers NOT_FOUND alike for a deleted
-        repository and for one the token can no longer see (made private, access removed),
-        so deletion needs a second, independent signal: the repo syncer (a complete listing
-        and a second look) no longer lists the repository."""
-        if ref.repo_deleted:
-            return None
-        detail = message or "repository resolved to null"
-        return (
-            f"repository {ref.repo_name} not found or not visible to the token ({detail}); "
-            "its pull requests are kept until a repo sync confirms it is gone"
-        )
-
-    def _failed_aliases(
-        self, errors: Any, aliases: Sequence[tuple[str, str]]
-    ) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
-        """Map GraphQL ``errors`` onto the aliases they hit: ``(repo alias, pull alias)``, or
-        ``(repo alias, "")`` for all of a repository; and, apart, the repository aliases
-        GitHub could not resolve (``NOT_FOUND`` at ``[rN]``). ``NOT_FOUND`` at a pull request
-        is no failure (null data means deleted). Raises ``HostError`` for an error that hit
-        the whole query (no path into a repository alias)."""
-        if errors is None:
-            return {}, {}
-        if not isinstance(errors, list):
-            raise HostError(f"{self.graphql_url}: malformed errors in response")
-        repo_aliases = {repo for repo, _ in aliases}
-        pull_aliases = set(aliases)
-        failed: dict[tuple[str, str], str] = {}
-        unreachable: dict[str, str] = {}
-        for error in errors:
-            if not isinstance(error, dict):
-                continue
-            text = self.client.redact(str(error.get("message", error)))[:300]
-            kind = error.get("type")
-            path = error.get("path")
-            repo = path[0] if isinstance(path, list) and path else None
-            if repo not in repo_aliases:
-                raise HostError(f"{self.graphql_url}: {text}")
-            assert isinstance(path, list) and isinstance(repo, str)
-            if kind == "NOT_FOUND":
-                if len(path) == 1:
-                    unreachable.setdefault(repo, f"NOT_FOUND: {text}")
-                continue
-            pull = path[1] if len(path) > 1 and (repo, path[1]) in pull_aliases else ""
-            label = f"{kind}: {text}" if isinstance(kind, str) else text
-            failed.setdefault((repo, pull), label)
-        return failed, unreachable
 
     async def create_changeset(self, spec: NewChangesetSpec) -> ChangesetSnapshot:
         """Open a pull request (or return the open one for the same head branch).
