@@ -52,9 +52,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _check_sqlite_directory(target: sa.URL) -> None:
+    """Fail before connecting when a SQLite file's directory does not exist: aiosqlite's
+    worker thread would otherwise race the closing event loop and print a traceback."""
+    if not target.database or target.database == ":memory:":
+        return
+    directory = Path(target.database).expanduser().resolve().parent
+    if not directory.is_dir():
+        raise OSError(f"database: unable to open database file: {directory} is not a directory")
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     target = async_url(url)
     if target.get_backend_name() == "sqlite":
+        _check_sqlite_directory(target)
         engine = create_async_engine(target, echo=echo)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
