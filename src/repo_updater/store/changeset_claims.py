@@ -94,7 +94,8 @@ async def claim_work(
 ) -> list[ClaimedChangeset]:
     """Claim up to ``limit`` changesets to sync: requested ones first (oldest request first),
     then due ones (oldest ``next_sync_at`` first). Only published changesets of open batch
-    changes, not claimed by a live claim, not on ``skip_hosts`` (hosts backing off)."""
+    changes on live repos, not claimed by a live claim, not on ``skip_hosts`` (hosts backing
+    off)."""
     if limit < 1:
         return []
     c, q = changesets, changeset_sync_requests
@@ -175,9 +176,10 @@ def _claim_free(now: datetime) -> sa.ColumnElement[bool]:
 def _candidates(
     now: datetime, skip_hosts: Collection[HostKey], source: sa.FromClause
 ) -> sa.Select[Any]:
-    """Claimable changesets of ``source`` (which includes ``changesets``): published, of an
-    open batch change, not under a live claim, not on ``skip_hosts``; locked on PostgreSQL
-    with SKIP LOCKED so concurrent workers pick disjoint changesets."""
+    """Claimable changesets of ``source`` (which includes ``changesets``): published, on a
+    live (not soft-deleted) repo, of an open batch change, not under a live claim, not on
+    ``skip_hosts``; locked on PostgreSQL with SKIP LOCKED so concurrent workers pick disjoint
+    changesets."""
     c, r = changesets, repos
     stmt = (
         sa.select(
@@ -194,6 +196,7 @@ def _candidates(
         .select_from(source.join(r, r.c.id == c.c.repo_id))
         .where(
             c.c.publication_state == PublicationState.PUBLISHED.value,
+            r.c.deleted_at.is_(None),  # a removed repo's changesets are not synced
             _claim_free(now),
             in_open_batch_change(),
         )

@@ -100,6 +100,16 @@ def in_open_batch_change() -> sa.Exists:
     )
 
 
+def on_live_repo() -> sa.Exists:
+    """True for a changeset (correlated with ``changesets``) whose repository is not
+    soft-deleted: only those are synced."""
+    return (
+        sa.select(sa.literal(1))
+        .where(repos.c.id == changesets.c.repo_id, repos.c.deleted_at.is_(None))
+        .exists()
+    )
+
+
 def _derived_state_sql() -> sa.ColumnElement[str]:
     """``derive_external_state`` in SQL, from the stored host state and the repo's CURRENT
     archived flag. Host and external states share their names (tests check both agree)."""
@@ -367,7 +377,11 @@ async def _upsert_requests(
         sa.literal(reason, sa.String),
         sa.literal(now, UTCDateTime()),
         sa.literal(1, sa.Integer),
-    ).where(changesets.c.publication_state == PublicationState.PUBLISHED.value, *where)
+    ).where(
+        changesets.c.publication_state == PublicationState.PUBLISHED.value,
+        on_live_repo(),
+        *where,
+    )
     insert = dialect_insert(conn, q).from_select(
         ["changeset_id", "reason", "requested_at", "generation"], source
     )
@@ -381,7 +395,8 @@ async def _upsert_requests(
 async def request_sync(
     conn: AsyncConnection, changeset_ids: Iterable[int], reason: str, now: datetime
 ) -> int:
-    """Request a sync of these changesets (unknown and unpublished ids are ignored).
+    """Request a sync of these changesets (unknown and unpublished ids, and changesets whose
+    repository was removed, are ignored: nothing would ever consume their request).
     Duplicates collapse into one row per changeset. Returns the number of changesets that
     now have a pending request."""
     total = 0
@@ -406,3 +421,53 @@ async def pending_requests(conn: AsyncConnection) -> dict[int, int]:
     """Pending sync requests: changeset id -> generation."""
     q = changeset_sync_requests
     return {row.changeset_id: row.generation for row in await conn.execute(sa.select(q))}
+
+
+# --- changesets of removed repositories -----------------------------------------------------------
+
+# What ``sync_error`` says of a changeset whose repository was removed from the store.
+REPO_REMOVED = "not synced: its repository was removed ({why})"
+
+
+async def stop_syncs_for_repos(
+    conn: AsyncConnection, repo_ids: Collection[int], why: str, now: datetime
+) -> int:
+    """Changesets whose repositories were just removed (``why``: "not listed", "name
+    conflict", "service removed") are no longer synced: their pending sync requests are
+    consumed, their claims and schedule cleared, and ``sync_error`` says why, so a user sees
+    it. Their last known states stay. Call it in the transaction that removes the repos.
+    Returns how many changesets were stopped."""
+    stopped = 0
+    message = REPO_REMOVED.format(why=why)
+    for part in chunks(sorted(set(repo_ids))):
+        ids = sa.select(changesets.c.id).where(changesets.c.repo_id.in_(part))
+        await conn.execute(
+            changeset_sync_requests.delete().where(changeset_sync_requests.c.changeset_id.in_(ids))
+        )
+        result = await conn.execute(
+            changesets.update()
+            .where(changesets.c.repo_id.in_(part))
+            .values(
+                sync_error=message,
+                next_sync_at=None,
+                claimed_by=None,
+                claimed_until=None,
+                updated_at=now,
+            )
+        )
+        stopped += int(result.rowcount)
+    return stopped
+
+
+async def resume_syncs_for_repos(
+    conn: AsyncConnection, repo_ids: Collection[int], reason: str, now: datetime
+) -> int:
+    """The other way: repos listed again. Their changesets are due now and requested (the
+    first sync clears the ``sync_error`` left by :func:`stop_syncs_for_repos`)."""
+    for part in chunks(sorted(set(repo_ids))):
+        await conn.execute(
+            changesets.update()
+            .where(changesets.c.repo_id.in_(part), changesets.c.next_sync_at.is_(None))
+            .values(next_sync_at=now, updated_at=now)
+        )
+    return await request_syncs_for_repos(conn, repo_ids, reason, now)
