@@ -185,9 +185,10 @@ class ChangesetSyncer:
         until woken, the poll interval passes, or a host's back-off ends."""
         while not stop.is_set():
             self._wake.clear()
+            started = self._health.started()
             try:
                 result = await self.run_once()
-                self._health.succeeded("changeset sync")
+                self._health.succeeded("changeset sync", started)
             except Exception as exc:  # the store may be unreachable: back off, log once
                 await pause(stop, self._health.failed("changeset sync", exc))
                 continue

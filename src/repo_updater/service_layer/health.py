@@ -65,11 +65,19 @@ class Health:
             log.debug("%s failed again (%d): %s", loop, streak.failures, cause)
         return delay_backoff(streak.failures, cap=MAX_LOOP_BACKOFF)
 
-    def succeeded(self, loop: str) -> None:
-        """A round of ``loop`` completed: it (and the store) work again."""
+    def started(self) -> float:
+        """The time to pass to :meth:`succeeded` when the round ends."""
+        return self.clock()
+
+    def succeeded(self, loop: str, started: float | None = None) -> None:
+        """A round of ``loop`` that began at ``started`` completed: it works again, and so
+        does the store, unless the round began before the outage did (it may have run on a
+        connection opened before, which says nothing about now)."""
         streak = self._streaks.pop(loop, None)
         if streak is not None and streak.failures and self._outage is None:
             log.warning("%s works again after %d failed rounds", loop, streak.failures)
+        if self._outage is not None and started is not None and started < self._outage.since:
+            return
         self.store_reached()
 
     def store_failed(self, cause: str) -> None:

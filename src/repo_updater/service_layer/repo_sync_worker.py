@@ -99,6 +99,7 @@ class RepoSyncWorker:
     async def sync_due_services(self) -> list[SyncResult]:
         """Sync, concurrently, every configured service whose next sync is due and that no
         other worker is syncing right now. One service's failure does not stop the others."""
+        started = self._health.started()
         async with self._engine.connect() as conn:
             due = set(await service_store.due_services(conn, self._clock()))
         names = [name for name in self._services if name in due]
@@ -114,7 +115,7 @@ class RepoSyncWorker:
                     raise outcome  # the round failed: the loop backs off
                 self._health.failed(f"repo sync of {name}", outcome)
             elif outcome is not None:
-                self._health.succeeded(f"repo sync of {name}")
+                self._health.succeeded(f"repo sync of {name}", started)
                 results.append(outcome)
         return results
 
@@ -190,10 +191,10 @@ class RepoSyncWorker:
         """Sync due services every ``tick`` seconds until ``stop`` is set; while rounds fail
         (the store is unreachable), back off (``service_layer.health``)."""
         while not stop.is_set():
-            wait = tick
+            wait, started = tick, self._health.started()
             try:
                 await self.sync_due_services()
-                self._health.succeeded("repo sync")
+                self._health.succeeded("repo sync", started)
             except Exception as exc:  # keep the loop alive; logged once per outage
                 wait = max(tick, self._health.failed("repo sync", exc))
             await pause(stop, wait)

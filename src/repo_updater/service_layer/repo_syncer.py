@@ -26,6 +26,7 @@ from repo_updater.store import events as event_store
 from repo_updater.store import external_services as service_store
 from repo_updater.store import permissions as permission_store
 from repo_updater.store import repos as repo_store
+from repo_updater.store.db import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +185,10 @@ class RepoSyncer:
             )  # fmt: skip
         except Exception as exc:  # a bug or a database error: record it, remove nothing
             self._failed(result, exc, internal_error(exc))
-            log.error("%s: sync failed after %d pages; nothing removed: %s",
-                      service.name, result.pages, result.error)  # fmt: skip
+            # An unreachable store is logged once per outage by the loop (service_layer.health).
+            level = logging.DEBUG if is_unavailable(exc) else logging.ERROR
+            log.log(level, "%s: sync failed after %d pages; nothing removed: %s",
+                    service.name, result.pages, result.error)  # fmt: skip
             log.debug("traceback", exc_info=True)
         if result.complete:
             try:

@@ -53,10 +53,11 @@ async def run(
 ) -> None:
     """Prune at once, then every ``every`` seconds until ``stop`` is set."""
     while not stop.is_set():
+        started = health.started()
         try:
             await prune_events(engine, clock(), retention)
             wait = every
-            health.succeeded("events retention")
+            health.succeeded("events retention", started)
         except Exception as exc:
             wait = max(health.failed("events retention", exc), 5.0)
         await pause(stop, min(wait, every))
