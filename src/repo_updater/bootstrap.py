@@ -9,7 +9,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -95,6 +95,7 @@ async def open_app(
         worker_id=wid,
         batch_size=config.changeset_batch_size,
         poll_interval=config.changeset_poll_interval,
+        lease=timedelta(seconds=config.changeset_lease),
         health=health,
     )
     repo_syncer = RepoSyncer(engine, clock, on_changeset_syncs_requested=changeset_syncer.wake)
@@ -107,6 +108,7 @@ async def open_app(
         clock=clock,
         worker_id=wid,
         health=health,
+        lease=config.repo_sync_lease,
     )
     app = App(
         config=config,

@@ -161,6 +161,11 @@ class Config(_Strict):
     repo_sync_interval: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 60.0
     changeset_poll_interval: Annotated[float, Field(gt=0, le=3600)] = 5.0
     changeset_batch_size: Annotated[int, Field(ge=1, le=1000)] = 200
+    # How long a worker's claim on a service's repo sync (renewed every third of it while the
+    # sync runs) and on a changeset round survives the worker: a killed worker's work is
+    # picked up by another after at most this long.
+    repo_sync_lease: Annotated[float, Field(ge=3, le=3600)] = 120.0
+    changeset_lease: Annotated[float, Field(ge=3, le=3600)] = 300.0
     # Events (the outbox) older than this are deleted by ``serve``, in batches, hourly.
     events_retention_days: Annotated[float, Field(gt=0, le=36500)] = 30.0
     api: ApiConfig = ApiConfig()

@@ -31,7 +31,12 @@ from repo_updater.entrypoints.serve import serve
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import repos as repo_store
 from repo_updater.store.db import create_engine
-from repo_updater.store.schema import changeset_sync_requests, changesets, external_services
+from repo_updater.store.schema import (
+    changeset_sync_requests,
+    changesets,
+    external_services,
+    metadata,
+)
 from tests.conftest import BACKENDS
 from tests.support.proxy import TcpProxy
 
@@ -195,20 +200,25 @@ async def test_demo_walkthrough_stops_promptly_on_sigterm(tmp_path: Path) -> Non
 
 @pytest.fixture
 async def outage(
-    db_url: str, engine: AsyncEngine
+    pg_database: str,
 ) -> AsyncIterator[tuple[str, Callable[[], Any], Callable[[], Any]]]:
-    """(store URL, cut, restore): PostgreSQL behind a TCP proxy on 127.0.0.1 that is cut
-    (every connection dropped, the port closed: connections are refused) and restored.
-    (An SQLite file cannot be taken away from a running process: its open connections keep
-    working; a file that cannot be opened at start is ``test_cli``'s one-line error.)"""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("a mid-run outage needs a database server")
-    url = make_url(db_url)
+    """(store URL, cut, restore): the session's PostgreSQL database, emptied, behind a TCP
+    proxy on 127.0.0.1 that is cut (every connection dropped, the port closed: connections
+    are refused) and restored. (An SQLite file cannot be taken away from a running process:
+    its open connections keep working; a file that cannot be opened at start is
+    ``test_cli``'s one-line error.)"""
+    engine = create_engine(pg_database)
+    tables = ", ".join(t.name for t in metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+    url = make_url(pg_database)
     proxy = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
     yield url.set(port=proxy.port).render_as_string(hide_password=False), proxy.cut, proxy.restore
     await proxy.cut()
 
 
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs PostgreSQL")
 async def test_store_outage_fails_readiness_answers_503_and_logs_once(
     outage: tuple[str, Callable[[], Any], Callable[[], Any]],
     emu: RunningEmulator,

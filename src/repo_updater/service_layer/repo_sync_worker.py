@@ -51,8 +51,10 @@ class RepoSyncWorker:
         clock: Callable[[], datetime],
         worker_id: str,
         health: Health | None = None,
+        lease: float = SERVICE_LEASE_SECONDS,
     ) -> None:
         self._engine = engine
+        self._lease = timedelta(seconds=lease)
         self._health = health if health is not None else Health()
         self._repo_syncer = repo_syncer
         self._services = {svc.name: svc for svc in services}
@@ -125,7 +127,7 @@ class RepoSyncWorker:
         """Sync a service unless another run (here or in another process) holds its claim;
         then return None. The claim is renewed while the sync runs; if it is lost anyway
         the sync is abandoned before it could remove anything."""
-        lease = timedelta(seconds=SERVICE_LEASE_SECONDS)
+        lease = self._lease
         external_service_id = self.external_service_ids[name]
         token = f"{self.worker_id}/{uuid.uuid4().hex[:12]}"
         now = self._clock()
