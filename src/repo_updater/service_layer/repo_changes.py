@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from repo_updater.core.domain import RepoEvent, RepoEventKind
+from repo_updater.store import changeset_claims
 from repo_updater.store import changesets as changeset_store
 from repo_updater.store import events as event_store
 from repo_updater.store import repos as repo_store
@@ -46,14 +47,16 @@ async def notify_changesets(
     if not repo_ids:
         return 0
     if kind is RepoEventKind.DELETED:
-        await changeset_store.stop_syncs_for_repos(conn, repo_ids, why or "deleted", now)
+        await changeset_claims.stop_syncs_for_repos(conn, repo_ids, why or "deleted", now)
         return 0
     if kind not in SYNC_REASONS:
         return 0
     if kind in (RepoEventKind.ARCHIVED, RepoEventKind.UNARCHIVED):
         await changeset_store.rederive_for_repos(conn, repo_ids)
     if kind is RepoEventKind.RESTORED:
-        return await changeset_store.resume_syncs_for_repos(conn, repo_ids, SYNC_REASONS[kind], now)
+        return await changeset_claims.resume_syncs_for_repos(
+            conn, repo_ids, SYNC_REASONS[kind], now
+        )
     return await changeset_store.request_syncs_for_repos(conn, repo_ids, SYNC_REASONS[kind], now)
 
 
