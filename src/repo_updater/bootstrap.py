@@ -9,7 +9,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,11 +18,12 @@ from repo_updater.config import Config
 from repo_updater.core.domain import HostKind
 from repo_updater.core.ports import RepoSource, RequestCounter
 from repo_updater.service_layer.changeset_syncer import ChangesetSyncer
+from repo_updater.service_layer.health import Health
 from repo_updater.service_layer.repo_sync_worker import RepoSyncWorker
 from repo_updater.service_layer.repo_syncer import RepoSyncer
 from repo_updater.sources import build_source
 from repo_updater.sources.http import RetryPolicy
-from repo_updater.store.db import create_engine, migrate
+from repo_updater.store.db import create_engine, dispose_after_failure, migrate
 
 
 def utcnow() -> datetime:
@@ -46,6 +47,7 @@ class App:
     clock: Callable[[], datetime] = utcnow
     worker_id: str = field(default_factory=default_worker_id)
     counter: RequestCounter = field(default_factory=RequestCounter)
+    health: Health = field(default_factory=Health)
 
     async def aclose(self) -> None:
         for source in self.sources.values():
@@ -62,12 +64,22 @@ async def open_app(
     transport: httpx.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
     worker_id: str | None = None,
+    retire_unconfigured: bool = False,
 ) -> AsyncIterator[App]:
-    """Build the app, migrate the store, register the services; close everything on exit."""
+    """Build the app, migrate the store, register the services; close everything on exit.
+
+    ``retire_unconfigured``: this process loaded the whole config (``serve``, ``sync``
+    without ``--service``), so services in the store that it does not name were removed from
+    it: retire them. Every process sharing a store must then load the same config."""
     env = os.environ if env is None else env
     counter = RequestCounter()
+    health = Health()
     engine = create_engine(config.database)
-    await migrate(engine)
+    try:
+        await migrate(engine)
+    except BaseException:
+        await dispose_after_failure(engine)
+        raise
     sources = {
         svc.name: build_source(svc, env, transport=transport, retry=retry, counter=counter)
         for svc in config.external_services
@@ -83,6 +95,8 @@ async def open_app(
         worker_id=wid,
         batch_size=config.changeset_batch_size,
         poll_interval=config.changeset_poll_interval,
+        lease=timedelta(seconds=config.changeset_lease),
+        health=health,
     )
     repo_syncer = RepoSyncer(engine, clock, on_changeset_syncs_requested=changeset_syncer.wake)
     worker = RepoSyncWorker(
@@ -93,6 +107,8 @@ async def open_app(
         interval_for=config.interval_for,
         clock=clock,
         worker_id=wid,
+        health=health,
+        lease=config.repo_sync_lease,
     )
     app = App(
         config=config,
@@ -104,9 +120,10 @@ async def open_app(
         clock=clock,
         worker_id=wid,
         counter=counter,
+        health=health,
     )
     try:
-        await worker.register_services()
+        await worker.register_services(retire_unconfigured=retire_unconfigured)
         yield app
     finally:
         await app.aclose()

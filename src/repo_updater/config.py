@@ -4,7 +4,8 @@ Example::
 
     database: sqlite:///repo-updater.db
     repo_sync_interval: 60          # seconds, default for every service
-    api: {host: 127.0.0.1, port: 7800}
+    events_retention_days: 30       # serve deletes older events
+    api: {host: 127.0.0.1, port: 7800, header_timeout: 15}
     external_services:
       - name: github-main
         kind: github
@@ -46,6 +47,17 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def _valid_path(value: str, *, allow_empty: bool = False) -> bool:
+    """No empty, ``.`` or ``..`` segment (a leading or trailing ``/`` is fine), no backslash
+    or control character: a name that cannot walk out of the API path it is put in."""
+    stripped = value.strip("/")
+    if not stripped:
+        return allow_empty
+    if "\\" in value or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return False
+    return all(seg not in ("", ".", "..") for seg in stripped.split("/"))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -72,10 +84,22 @@ class ServiceConfig(_Strict):
     @classmethod
     def _check_url(cls, v: str) -> str:
         parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
-        if parts.username or parts.password:
+        if "@" in parts.netloc:
             raise ValueError("must not contain credentials; use token_env")
+        # A query or fragment has no place in a base URL, and would show (with any token in
+        # it) in ``services list``, the API and the logs.
+        if parts.query or parts.fragment or v.rstrip().endswith(("?", "#")):
+            raise ValueError("must not have a query or fragment (credentials go in token_env)")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("has an invalid port (must be 1-65535)") from None
+        if port == 0:
+            raise ValueError("has an invalid port (must be 1-65535)")
+        if not _valid_path(parts.path, allow_empty=True):
+            raise ValueError("path must not contain '.', '..' or empty segments")
         return normalise_base_url(v)
 
     @field_validator("token_env")
@@ -91,6 +115,18 @@ class ServiceConfig(_Strict):
         for item in v:
             if "/" not in item.strip("/"):
                 raise ValueError(f"{item!r} is not a full name like 'owner/name'")
+            # Each entry becomes part of a request path sent with the token: ``..`` or an
+            # empty segment would reach another endpoint (``../../_admin/...``).
+            if not _valid_path(item):
+                raise ValueError(f"{item!r} must not contain '.', '..' or empty segments")
+        return v
+
+    @field_validator("orgs")
+    @classmethod
+    def _check_orgs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            if not _valid_path(item):
+                raise ValueError(f"{item!r} must not be empty or contain '.', '..' or '//'")
         return v
 
     @model_validator(mode="after")
@@ -115,6 +151,9 @@ class ServiceConfig(_Strict):
 class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 7800
+    # Seconds a connection may take to send a complete request head (a slowloris holding
+    # connections open), and may idle between keep-alive requests.
+    header_timeout: Annotated[float, Field(gt=0, le=3600)] = 15.0
 
 
 class Config(_Strict):
@@ -122,6 +161,13 @@ class Config(_Strict):
     repo_sync_interval: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 60.0
     changeset_poll_interval: Annotated[float, Field(gt=0, le=3600)] = 5.0
     changeset_batch_size: Annotated[int, Field(ge=1, le=1000)] = 200
+    # How long a worker's claim on a service's repo sync (renewed every third of it while the
+    # sync runs) and on a changeset round survives the worker: a killed worker's work is
+    # picked up by another after at most this long.
+    repo_sync_lease: Annotated[float, Field(ge=3, le=3600)] = 120.0
+    changeset_lease: Annotated[float, Field(ge=3, le=3600)] = 300.0
+    # Events (the outbox) older than this are deleted by ``serve``, in batches, hourly.
+    events_retention_days: Annotated[float, Field(gt=0, le=36500)] = 30.0
     api: ApiConfig = ApiConfig()
     external_services: tuple[ServiceConfig, ...] = ()
     kind: Literal["repo-updater/v1"] | None = None

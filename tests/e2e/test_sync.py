@@ -192,7 +192,8 @@ FAULTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "errors": ({"errors_next": 2, "error_status": 502}, ("502",)),
     # With a 1 s client timeout and one attempt (see the test).
     "timeouts": ({"timeouts_next": 1, "timeout_seconds": 20.0}, ("timed out",)),
-    "truncated": ({"truncate_next": 1}, ("not valid JSON",)),
+    # Retried like a 5xx: truncated on both of FAST's attempts.
+    "truncated": ({"truncate_next": 2}, ("not valid JSON",)),
     "rate-limited": ({"rate_limited_next": 1, "retry_after": 3600}, ("rate limit",)),
     # One request left: the first page takes it, the second finds the primary limit exhausted
     # (resetting in 60 s, beyond FAST's 2 s of patience).

@@ -107,9 +107,12 @@ async def test_fault_mid_listing_raises_after_earlier_pages(emu: RunningEmulator
 async def test_truncated_page_rate_limits_and_bad_token(emu: RunningEmulator) -> None:
     emu.state.seed(HostKind.BITBUCKET_SERVER, orgs=1, repos_per_org=2, org_prefix="P")
     faults = host(emu).faults
-    faults.truncate_next = 1
+    faults.truncate_next = 1  # retried like a 5xx
+    assert len(await collect(source(emu, Selection(owners=("P0",))))) == 1
+    faults.truncate_next = FAST.attempts  # truncated on every attempt
     with pytest.raises(HostError, match="JSON"):
         await collect(source(emu, Selection(owners=("P0",))))
+    assert faults.truncate_next == 0
 
     faults.rate_limited_next, faults.retry_after = 1, 0
     assert len(await collect(source(emu, Selection(owners=("P0",))))) == 1

@@ -221,11 +221,13 @@ async def test_timeouts_are_retried_then_raise(emu: RunningEmulator) -> None:
     await source.aclose()
 
 
-async def test_truncated_page_is_a_host_error(emu: RunningEmulator) -> None:
+async def test_truncated_page_is_retried_then_a_host_error(emu: RunningEmulator) -> None:
     emu.state.seed(GH, orgs=1, repos_per_org=150)
     faults = host(emu).faults
-    faults.truncate_next, faults.path_contains = 1, "page=2"
+    faults.truncate_next, faults.path_contains = FAST.attempts - 1, "page=2"
     source = make_source(emu, Selection(owners=("org0",)))
+    assert len(await collect(source)) == 150, "retried like a 5xx"
+    faults.truncate_next = FAST.attempts  # truncated on every attempt
     pages: list[Sequence[SourcedRepo]] = []
     with pytest.raises(HostError, match="not valid JSON"):
         await collect(source, pages)
@@ -292,7 +294,7 @@ async def test_token_is_redacted_even_when_it_is_in_the_url(emu: RunningEmulator
     source = make_source(emu, Selection(owners=(TOKEN,)), token=TOKEN, timeout=0.2)
     scenarios = [
         ("errors_next", 5),
-        ("truncate_next", 1),
+        ("truncate_next", 5),
         ("timeouts_next", 5),
         ("rate_limited_next", 1),
     ]

@@ -131,9 +131,12 @@ async def test_transient_fault_is_retried(emu: RunningEmulator) -> None:
     assert sum(len(p) for p in pages) == 3
 
 
-async def test_truncated_page_is_a_host_error(emu: RunningEmulator) -> None:
+async def test_truncated_page_is_retried_then_a_host_error(emu: RunningEmulator) -> None:
     emu.state.seed(HostKind.GITLAB, orgs=1, repos_per_org=3, org_prefix="grp")
-    host(emu).faults.truncate_next = 1
+    host(emu).faults.truncate_next = FAST.attempts - 1
+    pages = await collect(source(emu, Selection(owners=("grp0",))))
+    assert sum(len(p) for p in pages) == 3
+    host(emu).faults.truncate_next = FAST.attempts
     with pytest.raises(HostError, match="JSON"):
         await collect(source(emu, Selection(owners=("grp0",))))
 

@@ -80,3 +80,50 @@ def test_unknown_top_level_key_and_bad_yaml(tmp_path: Path) -> None:
 def test_a_list_at_the_top_level_is_rejected() -> None:
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         parse_config(["x"], {})
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "message"),
+    [
+        # Issue 7.5: a repos entry is put in a request path sent with the token.
+        ({"repos": ["../../_admin/state"]}, "external_services.0.repos", "'..'"),
+        ({"repos": ["acme/../../_admin"]}, "external_services.0.repos", "'..'"),
+        ({"repos": ["acme//tools"]}, "external_services.0.repos", "empty segments"),
+        ({"repos": ["acme/./tools"]}, "external_services.0.repos", "'.'"),
+        ({"repos": ["acme\\..\\x/y"]}, "external_services.0.repos", "'..'"),
+        ({"orgs": [".."]}, "external_services.0.orgs", "'..'"),
+        ({"orgs": ["group//sub"]}, "external_services.0.orgs", "'//'"),
+        ({"orgs": [""]}, "external_services.0.orgs", "must not be empty"),
+        # Credentials anywhere in the URL would show in `services list` and the logs.
+        ({"url": "https://host/api?private_token=s3cret"}, "external_services.0.url", "query"),
+        ({"url": "https://host/#token=s3cret"}, "external_services.0.url", "fragment"),
+        ({"url": "https://host/?"}, "external_services.0.url", "query"),
+        ({"url": "https://s3cret@host"}, "external_services.0.url", "credentials"),
+        ({"url": "https://host:99999"}, "external_services.0.url", "invalid port"),
+        ({"url": "https://host:0"}, "external_services.0.url", "invalid port"),
+        ({"url": "https://host:http"}, "external_services.0.url", "invalid port"),
+        ({"url": "https://host/a/../b"}, "external_services.0.url", "'..'"),
+        ({"url": "https://:443"}, "external_services.0.url", "http:// or https://"),
+    ],
+)
+def test_unsafe_selection_and_url_are_rejected_naming_the_field(
+    patch: dict[str, object], field: str, message: str
+) -> None:
+    svc = {**GOOD["external_services"][0], **patch}  # type: ignore[dict-item]
+    with pytest.raises(ConfigError) as err:
+        parse_config({"external_services": [svc]}, {"GH_TOKEN": "t"})
+    text = str(err.value)
+    assert f"{field}: " in text and message in text, text
+    assert "s3cret" not in text, "the error does not echo the secret"
+
+
+def test_safe_names_ports_and_subgroups_are_accepted() -> None:
+    svc = {
+        **GOOD["external_services"][1],  # type: ignore[dict-item]
+        "url": "https://gitlab.example.com:8443/gitlab/",
+        "orgs": ["platform/tools", "/lead-slash-ok/"],
+        "repos": ["g/sub/p", "acme/my.repo-1"],
+    }
+    (gl,) = parse_config({"external_services": [svc]}, {}).external_services
+    assert gl.url == "https://gitlab.example.com:8443/gitlab"
+    assert gl.repos == ("g/sub/p", "acme/my.repo-1")

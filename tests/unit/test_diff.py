@@ -117,3 +117,32 @@ def test_removed_ids_and_name_conflicts() -> None:
         [1],
         set(),
     )
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()), max_size=30))
+def test_revived_repos_carry_their_flips(flags: list[tuple[bool, bool, bool, bool]]) -> None:
+    """Issue 7.2: a repo that left the listing and comes back (deleted -> revived) archived,
+    unarchived or renamed is in ``archived`` / ``unarchived`` / ``renamed`` like a live one,
+    so its changesets follow at once. ``(deleted, old archived, new archived, renamed)``."""
+    page = [
+        sourced(i, name=f"o/new{i}" if renamed else None, archived=new)
+        for i, (_, _, new, renamed) in enumerate(flags)
+    ]
+    stored = {
+        str(i): stored_from(sourced(i), i, archived=old, deleted=deleted, linked=not deleted)
+        for i, (deleted, old, _, _) in enumerate(flags)
+    }
+    diff = d.diff_page(page, stored, "p")
+
+    def ids(changes: list[d.Change]) -> set[str]:
+        return {c.sourced.external_id for c in changes}
+
+    assert ids(diff.archived) == {str(i) for i, (_, o, n, _) in enumerate(flags) if n and not o}
+    assert ids(diff.unarchived) == {str(i) for i, (_, o, n, _) in enumerate(flags) if o and not n}
+    assert ids(diff.renamed) == {str(i) for i, (*_, r) in enumerate(flags) if r}
+    assert ids(diff.revived) == {str(i) for i, (dl, *_) in enumerate(flags) if dl}
+    # Every repo is in exactly one of revived / modified / unmodified.
+    assert len(diff.revived) + len(diff.modified) + len(diff.unmodified) == len(page)
+    events = d.page_events(diff, {}, "svc")
+    archived_events = {e.repo_id for e in events if e.kind == "RepoArchived"}
+    assert archived_events == {c.stored.id for c in diff.archived}

@@ -185,8 +185,8 @@ def diff_page(
             diff.unmodified.append(stored)
         if not stored.linked and not stored.deleted:
             diff.to_link.append(stored)
-        if stored.deleted:
-            continue
+        # A revived repo carries its flips too: it may come back archived (or unarchived, or
+        # renamed) after it left the listing, and its changesets must follow at once.
         if "archived" in fields:
             (diff.archived if repo.archived else diff.unarchived).append(change)
         if "name" in fields and stored.name != name:

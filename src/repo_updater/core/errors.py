@@ -62,3 +62,41 @@ class Conflict(SourceError):
 
 class HostError(SourceError):
     """Anything else: 5xx, timeouts, malformed or truncated responses."""
+
+
+# The longest cause an internal error message carries (a database's message can quote a whole
+# row; a status line and a log line stay readable).
+MAX_CAUSE = 200
+
+
+def internal_error(exc: BaseException) -> str:
+    """``internal error: <Type>: <cause>`` for a failure that is not a code host's
+    (see :func:`describe`)."""
+    return f"internal error: {describe(exc)}"
+
+
+def describe(exc: BaseException) -> str:
+    """``<Type>: <cause>`` of an exception, the cause cut to ``MAX_CAUSE`` characters.
+
+    A database error (SQLAlchemy's ``DBAPIError``, recognised by its ``orig``: the driver's
+    exception) names its cause, e.g. ``IntegrityError: UNIQUE constraint failed: index
+    'repos_live_name_uq'`` or ``OperationalError: database is locked``: nothing the store holds
+    is secret; so does an ``OSError`` (``[Errno 111] Connect call failed ('127.0.0.1', 5432)``).
+    Anything else is a bug somewhere, perhaps in a library whose message could quote a request
+    header: only its type is named (the log's debug level has the traceback)."""
+    name = type(exc).__name__
+    orig = getattr(exc, "orig", None)
+    if orig is not None:
+        return f"{name}: {_cause(orig)}"
+    if isinstance(exc, OSError) and str(exc):
+        return f"{name}: {_cause(exc)}"
+    return name
+
+
+def _cause(orig: object) -> str:
+    text = str(orig).strip()
+    # asyncpg, through SQLAlchemy's adapter: "<class 'asyncpg.exceptions.X'>: message".
+    if text.startswith("<class '"):
+        text = text.partition(">: ")[2] or text
+    first = text.splitlines()[0] if text else type(orig).__name__
+    return first if len(first) <= MAX_CAUSE else first[: MAX_CAUSE - 3] + "..."

@@ -18,6 +18,21 @@ and webhooks or explicit requests catch it sooner.
 
 Failed syncs retry with exponential backoff: ``MIN_SYNC_DELAY * 2 ** (failures - 1)``, capped at
 ``MAX_SYNC_DELAY``.
+
+Repo syncs of an external service (:func:`next_service_sync_at`), every ``interval`` seconds
+as configured, counted from the start of the last sync, except:
+
+- a failing service backs off: ``interval * 2 ** (failures - 1)`` after the failed sync,
+  capped at ``MAX_SERVICE_BACKOFF`` (8 h, as Sourcegraph's repo syncer); the first success
+  resets it. A host that rate-limited us is not asked again before its ``retry_after``.
+- an idle service (its last ``IDLE_AFTER`` complete syncs changed nothing) is synced less
+  often: the interval doubles every ``IDLE_AFTER`` unchanged syncs, up to ``MAX_IDLE_FACTOR``
+  times the interval, and is back to the interval after the first sync that changes
+  anything. An archive flip on a quiet service is then seen within ``MAX_IDLE_FACTOR``
+  intervals at worst (webhooks and forced syncs are not delayed).
+
+``delay_backoff`` is the plain capped exponential the polling loops use while the database is
+unreachable.
 """
 
 from __future__ import annotations
@@ -26,6 +41,10 @@ from datetime import datetime, timedelta
 
 MIN_SYNC_DELAY = timedelta(minutes=2)
 MAX_SYNC_DELAY = timedelta(hours=8)
+
+MAX_SERVICE_BACKOFF = timedelta(hours=8)
+IDLE_AFTER = 3  # unchanged complete syncs before an idle service is synced less often
+MAX_IDLE_FACTOR = 4  # an idle service is synced at least every 4 intervals
 
 
 def _clamp(delay: timedelta, low: timedelta, high: timedelta) -> timedelta:
@@ -63,3 +82,46 @@ def retry_at(
     # 2 ** 20 * 2 min is far beyond any sane max; cap the exponent to keep the number small.
     factor = 1 << min(failures - 1, 20)
     return now + min(max_delay, min_delay * factor)
+
+
+def next_service_sync_at(
+    *,
+    started: datetime,
+    now: datetime,
+    interval: timedelta,
+    failures: int,
+    unchanged: int,
+    retry_after: timedelta | None = None,
+) -> datetime:
+    """When an external service is next due for a repo sync (see the module docstring).
+
+    ``started`` and ``now``: when the sync that just ended started and ended. ``failures``:
+    consecutive failed syncs including this one (0: it succeeded). ``unchanged``: consecutive
+    complete syncs that changed nothing, including this one. ``retry_after``: the host's
+    rate-limit wait, if it rate-limited us."""
+    if interval <= timedelta(0):
+        raise ValueError("interval must be positive")
+    if failures < 0 or unchanged < 0:
+        raise ValueError("failures and unchanged must not be negative")
+    if failures:
+        factor = 1 << min(failures - 1, 20)
+        due = now + min(MAX_SERVICE_BACKOFF, interval * factor)
+    else:
+        due = started + interval * idle_factor(unchanged)
+    if retry_after is not None:
+        due = max(due, now + retry_after)
+    return due
+
+
+def idle_factor(unchanged: int) -> int:
+    """How many intervals apart an idle service's syncs are: 1, then doubling every
+    ``IDLE_AFTER`` unchanged syncs, at most ``MAX_IDLE_FACTOR``."""
+    return min(MAX_IDLE_FACTOR, 1 << min(unchanged // IDLE_AFTER, 20))
+
+
+def delay_backoff(failures: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Seconds to wait after the ``failures``-th consecutive failure: ``base * 2 **
+    (failures - 1)``, at most ``cap``."""
+    if failures < 1:
+        return 0.0
+    return float(min(cap, base * (1 << min(failures - 1, 30))))

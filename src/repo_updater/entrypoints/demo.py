@@ -175,6 +175,24 @@ async def walkthrough(app: App, state: EmulatorState, interval: float) -> None:
     show(await changeset_states(app, DEMO_REPO))
 
 
+async def until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first (Ctrl-C, SIGTERM): then cancel it and return
+    False, so the walkthrough never holds up a shutdown."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, stopped, return_exceptions=True)
+    if task.cancelled():
+        return False
+    task.result()  # a failed walkthrough raises here
+    return True
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     state = EmulatorState()
     seed(state)
@@ -207,7 +225,9 @@ async def run_demo(args: argparse.Namespace) -> int:
                 if not ready.done():
                     print(f"error: {server.exception()} (use --api-port 0 for any free port)")
                     return 2
-                await walkthrough(app, state, args.interval)
+                if not await until_stopped(walkthrough(app, state, args.interval), stop):
+                    print("\nstopped", flush=True)
+                    return 0
                 if args.once:
                     return 0
                 db_flag = "" if database == DEFAULT_DATABASE else f" --database {database}"

@@ -1,5 +1,5 @@
-"""``serve``: run what ``bootstrap`` built (the repo-sync worker, the changeset syncer and the
-HTTP API) until a stop event is set."""
+"""``serve``: run what ``bootstrap`` built (the repo-sync worker, the changeset syncer, the
+events retention and the HTTP API) until a stop event is set."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from repo_updater.bootstrap import App
+from repo_updater.service_layer import retention as events_retention
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +37,20 @@ async def serve(
             on_ready(url)
         intervals = [app.config.interval_for(s) for s in app.config.external_services]
         tick = min([1.0, *(i / 2 for i in intervals)])
+        retention = timedelta(days=app.config.events_retention_days)
         tasks = [
             asyncio.create_task(app.repo_sync_worker.run(stop, tick=tick), name="repo-sync"),
             asyncio.create_task(app.changeset_syncer.run(stop), name="changeset-sync"),
+            asyncio.create_task(
+                events_retention.run(app.engine, app.clock, retention, stop, health=app.health),
+                name="events-retention",
+            ),
         ]
         try:
             await stop.wait()
         finally:
+            # Cancelled mid-round, the loops hand back their claims (the repo sync's service
+            # claim, the changeset round's claims) before they end.
             stop.set()
             for task in tasks:
                 task.cancel()

@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from repo_updater.core.batching import chunks, group_by
-from repo_updater.core.errors import RateLimited, SourceError
+from repo_updater.core.errors import RateLimited, SourceError, describe, internal_error
 from repo_updater.core.ports import RepoSource
+from repo_updater.service_layer.health import Health, pause
 from repo_updater.store.changeset_claims import (
     ClaimedChangeset,
     HostKey,
@@ -66,6 +67,7 @@ class ChangesetSyncer:
         lease: timedelta = timedelta(minutes=5),
         poll_interval: float = 30.0,
         write_chunk: int = 200,
+        health: Health | None = None,
     ) -> None:
         if batch_size < 1 or write_chunk < 1:
             raise ValueError("batch_size and write_chunk must be positive")
@@ -77,6 +79,7 @@ class ChangesetSyncer:
         self._lease = lease
         self._poll_interval = poll_interval
         self._write_chunk = write_chunk
+        self._health = health if health is not None else Health()
         self._wake = asyncio.Event()
         self._backoff: dict[HostKey, datetime] = {}  # host -> rate-limited until
         # SQLite has one writer at a time: serialise our own writes instead of contending.
@@ -101,15 +104,29 @@ class ChangesetSyncer:
         if not claimed:
             return SyncRound()
         groups = group_by(claimed, lambda c: c.host)
-        rounds = await asyncio.gather(
-            *(self._sync_host(host, items) for host, items in groups.items())
-        )
+        try:
+            rounds = await asyncio.gather(
+                *(self._sync_host(host, items) for host, items in groups.items())
+            )
+        except asyncio.CancelledError:
+            # Shutting down mid-round: hand back what is not written yet (the claims of
+            # written ones are gone already), so another worker need not wait for the lease.
+            await asyncio.shield(self._release_unfinished(claimed))
+            raise
         total = sum(rounds, SyncRound())
         log.info(
             "changeset sync round: claimed %d, synced %d, failed %d, released %d, hosts %d",
             len(claimed), total.synced, total.failed, total.released, len(groups),
         )  # fmt: skip
         return SyncRound(len(claimed), total.synced, total.failed, total.released, len(groups))
+
+    async def _release_unfinished(self, claimed: Sequence[ClaimedChangeset]) -> None:
+        try:
+            async with self._transaction() as conn:
+                await release_claims(conn, claimed, None)
+            log.info("shutting down: released the claims of this changeset sync round")
+        except Exception as exc:  # their leases run out on their own
+            log.warning("could not release changeset claims: %s", describe(exc))
 
     async def _sync_host(self, host: HostKey, items: list[ClaimedChangeset]) -> SyncRound:
         source = self._sources.get(host)
@@ -138,9 +155,9 @@ class ChangesetSyncer:
             return await self._write([SyncOutcome(c, error=str(exc)) for c in items])
         except Exception as exc:  # a bug in a source must not lose the claimed requests
             # Only the type at warning level: a foreign exception's text could hold a secret.
-            log.error("unexpected %s loading changesets from %s", type(exc).__name__, host[1])
+            error = internal_error(exc)
+            log.error("%s loading changesets from %s", error, host[1])
             log.debug("traceback of the unexpected error", exc_info=True)
-            error = f"internal error: {type(exc).__name__}"
             return await self._write([SyncOutcome(c, error=error) for c in items])
         self._backoff.pop(host, None)
         by_id = {s.changeset_id: s for s in snapshots}
@@ -173,11 +190,13 @@ class ChangesetSyncer:
         until woken, the poll interval passes, or a host's back-off ends."""
         while not stop.is_set():
             self._wake.clear()
+            started = self._health.started()
             try:
                 result = await self.run_once()
-            except Exception:  # the database may be briefly unavailable; try again later
-                log.exception("changeset sync round failed")
-                result = SyncRound()
+                self._health.succeeded("changeset sync", started)
+            except Exception as exc:  # the store may be unreachable: back off, log once
+                await pause(stop, self._health.failed("changeset sync", exc))
+                continue
             if result.claimed > result.released:
                 continue
             await self._sleep(stop)

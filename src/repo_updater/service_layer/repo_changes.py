@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from repo_updater.core.domain import RepoEvent, RepoEventKind
+from repo_updater.store import changeset_claims
 from repo_updater.store import changesets as changeset_store
 from repo_updater.store import events as event_store
 from repo_updater.store import repos as repo_store
@@ -22,21 +23,40 @@ SYNC_REASONS = {
     RepoEventKind.ARCHIVED: "repo_archived",
     RepoEventKind.UNARCHIVED: "repo_unarchived",
     RepoEventKind.RENAMED: "repo_renamed",
-    RepoEventKind.DELETED: "repo_deleted",
+    RepoEventKind.RESTORED: "repo_restored",
 }
 
 
 async def notify_changesets(
-    conn: AsyncConnection, kind: RepoEventKind, repo_ids: Sequence[int], now: datetime
+    conn: AsyncConnection,
+    kind: RepoEventKind,
+    repo_ids: Sequence[int],
+    now: datetime,
+    *,
+    why: str = "",
 ) -> int:
     """Changesets follow their repos: on an archive flip, re-derive their states (open/draft
-    on an archived repo is READONLY) and request a sync of every one; on a rename or a
-    deletion, request a sync (hosts that look pull requests up by repo name need the new
-    name; a deleted repo's pull requests are gone). Returns the sync requests written."""
-    if not repo_ids or kind not in SYNC_REASONS:
+    on an archived repo is READONLY) and request a sync of every one; on a rename, request a
+    sync (hosts that look pull requests up by repo name need the new name); on a restore
+    (listed again after a removal), schedule and request them again.
+
+    On a deletion (``why``: "not listed", "name conflict", "service removed"), stop syncing
+    them: their pending requests are consumed and ``sync_error`` says why, so no request
+    waits forever for a sync that will never run (invariant 3). Returns the sync requests
+    written (0 on a deletion)."""
+    if not repo_ids:
+        return 0
+    if kind is RepoEventKind.DELETED:
+        await changeset_claims.stop_syncs_for_repos(conn, repo_ids, why or "deleted", now)
+        return 0
+    if kind not in SYNC_REASONS:
         return 0
     if kind in (RepoEventKind.ARCHIVED, RepoEventKind.UNARCHIVED):
         await changeset_store.rederive_for_repos(conn, repo_ids)
+    if kind is RepoEventKind.RESTORED:
+        return await changeset_claims.resume_syncs_for_repos(
+            conn, repo_ids, SYNC_REASONS[kind], now
+        )
     return await changeset_store.request_syncs_for_repos(conn, repo_ids, SYNC_REASONS[kind], now)
 
 

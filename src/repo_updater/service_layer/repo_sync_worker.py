@@ -20,9 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repo_updater.config import ServiceConfig
 from repo_updater.core.domain import HostKind
+from repo_updater.core.errors import describe
 from repo_updater.core.ports import RepoSource
+from repo_updater.service_layer.health import Health, pause
 from repo_updater.service_layer.repo_syncer import ProgressCallback, RepoSyncer, SyncResult
 from repo_updater.store import external_services as service_store
+from repo_updater.store.db import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,12 @@ class RepoSyncWorker:
         interval_for: Callable[[ServiceConfig], float],
         clock: Callable[[], datetime],
         worker_id: str,
+        health: Health | None = None,
+        lease: float = SERVICE_LEASE_SECONDS,
     ) -> None:
         self._engine = engine
+        self._lease = timedelta(seconds=lease)
+        self._health = health if health is not None else Health()
         self._repo_syncer = repo_syncer
         self._services = {svc.name: svc for svc in services}
         self._sources = dict(sources)
@@ -65,9 +72,21 @@ class RepoSyncWorker:
             known = ", ".join(self._services) or "none configured"
             raise KeyError(f"no external service named {name!r} (known: {known})") from None
 
-    async def register_services(self) -> None:
+    async def register_services(self, *, retire_unconfigured: bool = False) -> list[str]:
+        """Register every configured service. With ``retire_unconfigured`` (only a process
+        that loaded the whole config may ask: ``serve``, ``sync`` without ``--service``),
+        retire the live services the config no longer has; returns their names."""
         for svc in self._services.values():
             self.external_service_ids[svc.name] = await self._repo_syncer.register(svc)
+        if not retire_unconfigured:
+            return []
+        async with self._engine.connect() as conn:
+            gone = await service_store.unconfigured_services(conn, self._services)
+        retired = []
+        for external_service_id, name in gone:
+            if await self._repo_syncer.retire(external_service_id, name):
+                retired.append(name)
+        return retired
 
     async def sync_service(self, name: str, progress: ProgressCallback | None = None) -> SyncResult:
         """Sync one service now, without claiming it (tests, benchmarks)."""
@@ -82,6 +101,7 @@ class RepoSyncWorker:
     async def sync_due_services(self) -> list[SyncResult]:
         """Sync, concurrently, every configured service whose next sync is due and that no
         other worker is syncing right now. One service's failure does not stop the others."""
+        started = self._health.started()
         async with self._engine.connect() as conn:
             due = set(await service_store.due_services(conn, self._clock()))
         names = [name for name in self._services if name in due]
@@ -90,9 +110,14 @@ class RepoSyncWorker:
         )
         results = []
         for name, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome
             if isinstance(outcome, BaseException):
-                log.error("repo sync of %s failed: %s", name, type(outcome).__name__)
+                if is_unavailable(outcome):
+                    raise outcome  # the round failed: the loop backs off
+                self._health.failed(f"repo sync of {name}", outcome)
             elif outcome is not None:
+                self._health.succeeded(f"repo sync of {name}", started)
                 results.append(outcome)
         return results
 
@@ -102,7 +127,7 @@ class RepoSyncWorker:
         """Sync a service unless another run (here or in another process) holds its claim;
         then return None. The claim is renewed while the sync runs; if it is lost anyway
         the sync is abandoned before it could remove anything."""
-        lease = timedelta(seconds=SERVICE_LEASE_SECONDS)
+        lease = self._lease
         external_service_id = self.external_service_ids[name]
         token = f"{self.worker_id}/{uuid.uuid4().hex[:12]}"
         now = self._clock()
@@ -118,21 +143,29 @@ class RepoSyncWorker:
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
-                raise  # we are being cancelled ourselves
+                raise  # we are being cancelled ourselves (shutdown): the finally releases
             raise ServiceClaimLost(
                 f"{name}: lost the claim on the service; sync abandoned"
             ) from None
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await renewer
-            sync.cancel()
-            with contextlib.suppress(Exception):
-                async with self._engine.begin() as conn:
-                    await service_store.release_service(conn, external_service_id, token=token)
+            for task in (renewer, sync):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task  # a page being written rolls back before the claim goes
+            # Released even when we are being cancelled (SIGTERM, Ctrl-C), so the next run
+            # need not wait for the lease to run out.
+            await asyncio.shield(self._release(external_service_id, token))
         level = logging.INFO if result.changed_anything else logging.DEBUG
         log.log(level, "%s", result.summary())
         return result
+
+    async def _release(self, external_service_id: int, token: str) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                await service_store.release_service(conn, external_service_id, token=token)
+        except Exception as exc:  # the lease runs out on its own
+            log.warning("could not release the claim on service %d: %s", external_service_id,
+                        describe(exc))  # fmt: skip
 
     async def _keep_claim(
         self,
@@ -157,11 +190,13 @@ class RepoSyncWorker:
                 return
 
     async def run(self, stop: asyncio.Event, tick: float = 1.0) -> None:
-        """Sync due services every ``tick`` seconds until ``stop`` is set."""
+        """Sync due services every ``tick`` seconds until ``stop`` is set; while rounds fail
+        (the store is unreachable), back off (``service_layer.health``)."""
         while not stop.is_set():
+            wait, started = tick, self._health.started()
             try:
                 await self.sync_due_services()
-            except Exception:  # keep the loop alive; the error is logged with its cause
-                log.exception("repo sync round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=tick)
+                self._health.succeeded("repo sync", started)
+            except Exception as exc:  # keep the loop alive; logged once per outage
+                wait = max(tick, self._health.failed("repo sync", exc))
+            await pause(stop, wait)

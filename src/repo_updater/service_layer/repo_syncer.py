@@ -18,13 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from repo_updater.config import ServiceConfig
 from repo_updater.core import diff as d
 from repo_updater.core.domain import RepoEventKind, SourcedRepo
-from repo_updater.core.errors import SourceError
+from repo_updater.core.errors import RateLimited, SourceError, internal_error
 from repo_updater.core.ports import RepoSource
+from repo_updater.core.schedule import next_service_sync_at
 from repo_updater.service_layer.repo_changes import notify_changesets
 from repo_updater.store import events as event_store
 from repo_updater.store import external_services as service_store
 from repo_updater.store import permissions as permission_store
 from repo_updater.store import repos as repo_store
+from repo_updater.store.db import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class SyncResult:
     archived: list[str] = field(default_factory=list)
     unarchived: list[str] = field(default_factory=list)
     changeset_syncs_requested: int = 0
+    retry_after: float | None = None  # seconds: the host rate-limited the listing
     rechecked: int = 0  # unseen repos listed a second time before removal
     rows_written: int = 0  # repo, link and event rows inserted or updated
 
@@ -103,15 +106,48 @@ class RepoSyncer:
         self._wake = on_changeset_syncs_requested
 
     async def register(self, service: ServiceConfig) -> int:
+        """Register a configured service; returns its id. When its code host's URL changed
+        (same name and kind: http -> https, a new port), its repos move to the new URL in the
+        same transaction, so each stays one row with its id and changesets (invariant 8); the
+        store names derived from the new URL follow on the next sync, as renames."""
+        now = self._clock()
         async with self._engine.begin() as conn:
-            return await service_store.upsert_external_service(
+            reg = await service_store.upsert_external_service(
                 conn,
                 name=service.name,
                 kind=service.kind,
                 url=service.url,
                 config_hash=service.config_hash(),
-                now=self._clock(),
+                now=now,
             )
+            if reg.moved_from is not None:
+                moved = await repo_store.move_host(
+                    conn, reg.id, service.kind, reg.moved_from, service.url, now
+                )
+                log.info(
+                    "%s: code host URL changed from %s to %s; %d repos moved",
+                    service.name, reg.moved_from, service.url, len(moved),
+                )  # fmt: skip
+        return reg.id
+
+    async def retire(self, external_service_id: int, name: str) -> bool:
+        """Retire a service the config no longer has, in one transaction: it is marked
+        deleted (no longer listed or synced), its repos are unlinked, and those no other
+        service links are removed, with their ``RepoDeleted`` events and their changesets'
+        consequences (``repo_changes``). If it comes back in the config, registering it
+        revives it and its next sync revives its repos. False if it was retired already."""
+        now, result = self._clock(), SyncResult(name)
+        async with self._engine.begin() as conn:
+            if not await service_store.mark_retired(conn, external_service_id, now):
+                return False
+            linked = await repo_store.linked_repo_ids(conn, external_service_id)
+            orphans = await repo_store.unlink(conn, external_service_id, linked)
+            await self._remove(conn, result, external_service_id, orphans, "service removed", now)
+        log.warning(
+            "%s: no longer in the config: retired; %d repos unlinked, %d removed",
+            name, len(linked), result.removed,
+        )  # fmt: skip
+        return True
 
     async def sync(
         self,
@@ -142,31 +178,66 @@ class RepoSyncer:
                     progress(prog)
             result.complete = True
         except SourceError as exc:
-            result.error = str(exc)
+            self._failed(result, exc, str(exc))
             log.warning(
                 "%s: listing failed after %d pages; nothing removed: %s",
                 service.name, result.pages, exc,
             )  # fmt: skip
         except Exception as exc:  # a bug or a database error: record it, remove nothing
-            result.error = f"internal error: {type(exc).__name__}"
-            log.error("%s: sync failed after %d pages; nothing removed: %s",
-                      service.name, result.pages, result.error)  # fmt: skip
+            self._failed(result, exc, internal_error(exc))
+            # An unreachable store is logged once per outage by the loop (service_layer.health).
+            level = logging.DEBUG if is_unavailable(exc) else logging.ERROR
+            log.log(level, "%s: sync failed after %d pages; nothing removed: %s",
+                    service.name, result.pages, result.error)  # fmt: skip
             log.debug("traceback", exc_info=True)
         if result.complete:
             try:
                 await self._remove_unseen(run)
             except SourceError as exc:
                 result.complete = False
-                result.error = f"re-check of unseen repos failed, nothing removed: {exc}"
-        now = self._clock()
-        async with self._engine.begin() as conn:
-            await service_store.record_service_sync(
-                conn, run.external_service_id, now=now, error=result.error,
-                next_at=started + timedelta(seconds=interval),
-            )  # fmt: skip
+                why = f"re-check of unseen repos failed, nothing removed: {exc}"
+                self._failed(result, exc, why)
+            except Exception as exc:
+                result.complete = False
+                self._failed(result, exc, internal_error(exc))
+                log.error("%s: removing unlisted repos failed: %s", service.name, result.error)
+                log.debug("traceback", exc_info=True)
+        await self._record(run, started, timedelta(seconds=interval))
         if result.changeset_syncs_requested and self._wake is not None:
             self._wake()
         return result
+
+    @staticmethod
+    def _failed(result: SyncResult, exc: Exception, error: str) -> None:
+        result.error = error
+        if isinstance(exc, RateLimited):
+            result.retry_after = exc.retry_after
+
+    async def _record(self, run: _Run, started: datetime, interval: timedelta) -> None:
+        """Record the sync and schedule the next one (``core.schedule``): backing off while
+        the service fails, honouring a rate limit's retry-after, gently less often while
+        it stays unchanged."""
+        result, now = run.result, self._clock()
+        async with self._engine.begin() as conn:
+            before = await service_store.sync_counters(conn, run.external_service_id)
+            if result.complete:
+                unchanged = 0 if result.rows_written else before.unchanged + 1
+                counters = service_store.SyncCounters(failures=0, unchanged=unchanged)
+            else:
+                counters = service_store.SyncCounters(before.failures + 1, before.unchanged)
+            retry_after = result.retry_after
+            next_at = next_service_sync_at(
+                started=started,
+                now=now,
+                interval=interval,
+                failures=counters.failures,
+                unchanged=counters.unchanged,
+                retry_after=None if retry_after is None else timedelta(seconds=retry_after),
+            )
+            await service_store.record_service_sync(
+                conn, run.external_service_id, now=now, error=result.error,
+                next_at=next_at, counters=counters,
+            )  # fmt: skip
 
     async def _apply_page(self, run: _Run, page: Sequence[SourcedRepo]) -> None:
         async with self._engine.connect() as conn:
@@ -199,7 +270,7 @@ class RepoSyncer:
         result.duplicates += repeats
         result.listed -= repeats
         if conflicts:
-            gone = await self._remove(conn, run, conflicts, "name conflict", now)
+            gone = await self._remove(conn, result, svc_id, conflicts, "name conflict", now)
             result.name_conflicts += len(gone)
 
         changed = diff.revived + diff.modified
@@ -216,6 +287,7 @@ class RepoSyncer:
         changed_ids = [c.stored.id for c in changed]
         await permission_store.request_permission_syncs(conn, changed_ids, "modified", now)
         for kind, changes in (
+            (RepoEventKind.RESTORED, diff.revived),
             (RepoEventKind.RENAMED, diff.renamed),
             (RepoEventKind.ARCHIVED, diff.archived),
             (RepoEventKind.UNARCHIVED, diff.unarchived),
@@ -235,18 +307,22 @@ class RepoSyncer:
         result.unarchived.extend(c.new_name for c in diff.unarchived)
         result.rows_written += len(changed) + len(new_ids) + len(linked) + len(events)
 
+    @staticmethod
     async def _remove(
-        self, conn: AsyncConnection, run: _Run, repo_ids: Sequence[int], reason: str, now: datetime
+        conn: AsyncConnection,
+        result: SyncResult,
+        external_service_id: int,
+        repo_ids: Sequence[int],
+        reason: str,
+        now: datetime,
     ) -> list[int]:
-        """Soft-delete repos (in the caller's transaction), with their events and a sync
-        request for every changeset on them; returns the ids that were live."""
+        """Soft-delete repos (in the caller's transaction), with their events, and stop
+        syncing their changesets (``repo_changes``); returns the ids that were live."""
         gone = await repo_store.soft_delete(conn, repo_ids, now)
-        events = d.deleted_events(gone, run.service, reason)
-        await event_store.add_events(conn, run.external_service_id, events, now)
-        run.result.removed += len(gone)
-        run.result.changeset_syncs_requested += await notify_changesets(
-            conn, RepoEventKind.DELETED, gone, now
-        )
+        events = d.deleted_events(gone, result.service, reason)
+        await event_store.add_events(conn, external_service_id, events, now)
+        result.removed += len(gone)
+        await notify_changesets(conn, RepoEventKind.DELETED, gone, now, why=reason)
         return gone
 
     async def _remove_unseen(self, run: _Run) -> None:
@@ -273,5 +349,7 @@ class RepoSyncer:
         now = self._clock()
         async with self._engine.begin() as conn:
             deleted = await repo_store.unlink(conn, run.external_service_id, gone)
-            removed = await self._remove(conn, run, deleted, "not listed", now)
+            removed = await self._remove(
+                conn, run.result, run.external_service_id, deleted, "not listed", now
+            )
         run.result.rows_written += len(gone) + 2 * len(removed)

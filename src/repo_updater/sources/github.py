@@ -180,14 +180,15 @@ class GitHubSource(RestSource):
         """One listing page: its repos (selection applied) and the next page's URL."""
         cached = self._pages.get(url)
         headers = {"If-None-Match": cached.etag} if cached is not None else None
-        response = await self.client.request("GET", url, kind="list_repos", headers=headers)
+        data, response = await self.client.request_json(
+            "GET", url, kind="list_repos", headers=headers
+        )
         if response.status_code == 304 and cached is not None:
             # A 304 that repeats the Link header tells where the listing goes now (a page
             # may have been added or removed behind this one); one without it, what we saw.
             if "link" in response.headers:
                 return cached.repos, parse_next_link(response.headers)
             return cached.repos, cached.next_url
-        data = decode_json(response, self.client.redact(url))
         if not isinstance(data, list):
             raise HostError(f"GET {self.client.redact(url)}: expected a list of repositories")
         repos = [r for r in map(self._sourced, data) if not self.selection.excluded(r.name)]
@@ -245,10 +246,12 @@ class GitHubSource(RestSource):
         url = f"/repos/{quote(full_name, safe='/')}"
         cached = self._pages.get(url)
         headers = {"If-None-Match": cached.etag} if cached is not None else None
-        response = await self.client.request("GET", url, kind="get_repo", headers=headers)
+        data, response = await self.client.request_json(
+            "GET", url, kind="get_repo", headers=headers
+        )
         if response.status_code == 304 and cached is not None:
             return cached.repos, None
-        repo = self._sourced(decode_json(response, self.client.redact(url)))
+        repo = self._sourced(data)
         repos = [] if self.selection.excluded(repo.name) else [repo]
         etag = response.headers.get("etag")
         if etag:
@@ -289,10 +292,10 @@ class GitHubSource(RestSource):
     ) -> list[ChangesetSnapshot]:
         query, aliases = build_query(refs)
         where = self.graphql_url
-        response = await self.client.request(
-            "POST", self.graphql_url, kind="graphql", json={"query": query}
+        # A query reads only: a truncated answer is retried like a 5xx.
+        body, response = await self.client.request_json(
+            "POST", self.graphql_url, kind="graphql", retry_invalid=True, json={"query": query}
         )
-        body = decode_json(response, where)
         if not isinstance(body, dict):
             raise HostError(f"{where}: malformed response")
         # A rate limit comes as HTTP 200 with an error in the body, often without data.

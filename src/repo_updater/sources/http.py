@@ -86,6 +86,37 @@ class HostClient:
         Only URLs on the host's own origin are requested (a ``Link`` or redirect to another
         host would carry the token there). Same-origin redirects (renamed repositories answer
         301) are followed, up to 5 hops."""
+        _, response = await self._send(method, url, kind=kind, parse=False, **kwargs)
+        return response
+
+    async def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        kind: str = "request",
+        retry_invalid: bool | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, httpx.Response]:
+        """``request``, and the decoded JSON body (None for a 304). A 2xx whose body is not
+        valid JSON (a page cut short by a proxy or a dropped connection) is retried like a
+        5xx when ``retry_invalid`` (default: for GET and HEAD, which are safe to repeat; a
+        GraphQL query passes True), then raises ``HostError``."""
+        if retry_invalid is None:
+            retry_invalid = method in ("GET", "HEAD")
+        return await self._send(method, url, kind=kind, parse=True, retry_invalid=retry_invalid,
+                                **kwargs)  # fmt: skip
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        kind: str,
+        parse: bool,
+        retry_invalid: bool = False,
+        **kwargs: Any,
+    ) -> tuple[Any, httpx.Response]:
         self._check_origin(method, url)
         attempt = 0
         while True:
@@ -100,11 +131,19 @@ class HostClient:
                 retryable = True
                 error = HostError(f"{method} {self.redact(url)}: {self.redact(str(exc))}")
             else:
-                if response.is_success or response.status_code == 304:
-                    return response
-                # Only server-side failures are worth another try; a 4xx will not change.
-                retryable = response.status_code >= 500
-                error = self._map(response)
+                if response.status_code == 304:
+                    return None, response
+                if response.is_success:
+                    if not parse:
+                        return None, response
+                    try:
+                        return decode_json(response, self.redact(url), method), response
+                    except HostError as invalid:
+                        retryable, error = retry_invalid, invalid
+                else:
+                    # Only server-side failures are worth another try; a 4xx will not change.
+                    retryable = response.status_code >= 500
+                    error = self._map(response)
             if isinstance(error, RateLimited):
                 if error.retry_after <= self.retry.max_rate_limit_wait and attempt <= 5:
                     log.warning(
@@ -156,15 +195,15 @@ class HostClient:
     async def get_json(
         self, url: str, *, kind: str = "request", **kwargs: Any
     ) -> tuple[Any, httpx.Response]:
-        response = await self.request("GET", url, kind=kind, **kwargs)
-        return decode_json(response, self.redact(url)), response
+        """GET JSON; an invalid (truncated) body is retried like a 5xx."""
+        return await self.request_json("GET", url, kind=kind, **kwargs)
 
 
-def decode_json(response: httpx.Response, where: str) -> Any:
+def decode_json(response: httpx.Response, where: str, method: str = "GET") -> Any:
     try:
         return json.loads(response.content)
     except ValueError:
-        raise HostError(f"GET {where}: response is not valid JSON (truncated?)") from None
+        raise HostError(f"{method} {where}: response is not valid JSON (truncated?)") from None
 
 
 def response_message(response: httpx.Response, *, limit: int = 200) -> str:

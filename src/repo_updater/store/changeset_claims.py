@@ -11,7 +11,9 @@ claim, which also keeps several tasks of one SQLite process apart.
 A sync request (``changeset_sync_requests``) is claimed by recording its ``generation``. On
 success it is deleted only if nothing re-requested it meanwhile (same generation, still ours);
 on failure it stays, parked until the retry time unless a new request arrives. A request is
-therefore never dropped.
+therefore never dropped, except with its repository: changesets on a removed (soft-deleted)
+repo are never claimed, and the removal consumes their requests
+(:func:`stop_syncs_for_repos`), so none waits forever.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from repo_updater.core.batching import chunks
 from repo_updater.core.changeset_state import is_terminal, last_change
 from repo_updater.core.domain import ChangesetRef, ChangesetSnapshot, HostKind, PublicationState
 from repo_updater.core.schedule import next_sync_at, retry_at
-from repo_updater.store.changesets import in_open_batch_change, rederive
+from repo_updater.store.changesets import in_open_batch_change, rederive, request_syncs_for_repos
 from repo_updater.store.schema import (
     UTCDateTime,
     changeset_events,
@@ -96,7 +98,8 @@ async def claim_work(
 ) -> list[ClaimedChangeset]:
     """Claim up to ``limit`` changesets to sync: requested ones first (oldest request first),
     then due ones (oldest ``next_sync_at`` first). Only published changesets of open batch
-    changes, not claimed by a live claim, not on ``skip_hosts`` (hosts backing off)."""
+    changes on live repos, not claimed by a live claim, not on ``skip_hosts`` (hosts backing
+    off)."""
     if limit < 1:
         return []
     c, q = changesets, changeset_sync_requests
@@ -178,9 +181,10 @@ def _claim_free(now: datetime) -> sa.ColumnElement[bool]:
 def _candidates(
     now: datetime, skip_hosts: Collection[HostKey], source: sa.FromClause
 ) -> sa.Select[Any]:
-    """Claimable changesets of ``source`` (which includes ``changesets``): published, of an
-    open batch change, not under a live claim, not on ``skip_hosts``; locked on PostgreSQL
-    with SKIP LOCKED so concurrent workers pick disjoint changesets."""
+    """Claimable changesets of ``source`` (which includes ``changesets``): published, on a
+    live (not soft-deleted) repo, of an open batch change, not under a live claim, not on
+    ``skip_hosts``; locked on PostgreSQL with SKIP LOCKED so concurrent workers pick disjoint
+    changesets."""
     c, r = changesets, repos
     stmt = (
         sa.select(
@@ -198,6 +202,7 @@ def _candidates(
         .select_from(source.join(r, r.c.id == c.c.repo_id))
         .where(
             c.c.publication_state == PublicationState.PUBLISHED.value,
+            r.c.deleted_at.is_(None),  # a removed repo's changesets are not synced
             _claim_free(now),
             in_open_batch_change(),
         )
@@ -360,3 +365,53 @@ async def release_claims(
         .values(claimed_by=None, claimed_until=None, claimed_generation=None),
         params,
     )
+
+
+# --- changesets of removed repositories -----------------------------------------------------------
+
+# What ``sync_error`` says of a changeset whose repository was removed from the store.
+REPO_REMOVED = "not synced: its repository was removed ({why})"
+
+
+async def stop_syncs_for_repos(
+    conn: AsyncConnection, repo_ids: Collection[int], why: str, now: datetime
+) -> int:
+    """Changesets whose repositories were just removed (``why``: "not listed", "name
+    conflict", "service removed") are no longer synced: their pending sync requests are
+    consumed, their claims and schedule cleared, and ``sync_error`` says why, so a user sees
+    it. Their last known states stay. Call it in the transaction that removes the repos.
+    Returns how many changesets were stopped."""
+    stopped = 0
+    message = REPO_REMOVED.format(why=why)
+    for part in chunks(sorted(set(repo_ids))):
+        ids = sa.select(changesets.c.id).where(changesets.c.repo_id.in_(part))
+        await conn.execute(
+            changeset_sync_requests.delete().where(changeset_sync_requests.c.changeset_id.in_(ids))
+        )
+        result = await conn.execute(
+            changesets.update()
+            .where(changesets.c.repo_id.in_(part))
+            .values(
+                sync_error=message,
+                next_sync_at=None,
+                claimed_by=None,
+                claimed_until=None,
+                updated_at=now,
+            )
+        )
+        stopped += int(result.rowcount)
+    return stopped
+
+
+async def resume_syncs_for_repos(
+    conn: AsyncConnection, repo_ids: Collection[int], reason: str, now: datetime
+) -> int:
+    """The other way: repos listed again. Their changesets are due now and requested (the
+    first sync clears the ``sync_error`` left by :func:`stop_syncs_for_repos`)."""
+    for part in chunks(sorted(set(repo_ids))):
+        await conn.execute(
+            changesets.update()
+            .where(changesets.c.repo_id.in_(part), changesets.c.next_sync_at.is_(None))
+            .values(next_sync_at=now, updated_at=now)
+        )
+    return await request_syncs_for_repos(conn, repo_ids, reason, now)

@@ -100,6 +100,16 @@ def in_open_batch_change() -> sa.Exists:
     )
 
 
+def on_live_repo() -> sa.Exists:
+    """True for a changeset (correlated with ``changesets``) whose repository is not
+    soft-deleted: only those are synced."""
+    return (
+        sa.select(sa.literal(1))
+        .where(repos.c.id == changesets.c.repo_id, repos.c.deleted_at.is_(None))
+        .exists()
+    )
+
+
 def _derived_state_sql() -> sa.ColumnElement[str]:
     """``derive_external_state`` in SQL, from the stored host state and the repo's CURRENT
     archived flag. Host and external states share their names (tests check both agree)."""
@@ -367,7 +377,11 @@ async def _upsert_requests(
         sa.literal(reason, sa.String),
         sa.literal(now, UTCDateTime()),
         sa.literal(1, sa.Integer),
-    ).where(changesets.c.publication_state == PublicationState.PUBLISHED.value, *where)
+    ).where(
+        changesets.c.publication_state == PublicationState.PUBLISHED.value,
+        on_live_repo(),
+        *where,
+    )
     insert = dialect_insert(conn, q).from_select(
         ["changeset_id", "reason", "requested_at", "generation"], source
     )
@@ -381,7 +395,8 @@ async def _upsert_requests(
 async def request_sync(
     conn: AsyncConnection, changeset_ids: Iterable[int], reason: str, now: datetime
 ) -> int:
-    """Request a sync of these changesets (unknown and unpublished ids are ignored).
+    """Request a sync of these changesets (unknown and unpublished ids, and changesets whose
+    repository was removed, are ignored: nothing would ever consume their request).
     Duplicates collapse into one row per changeset. Returns the number of changesets that
     now have a pending request."""
     total = 0

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -92,3 +95,40 @@ async def migrate(engine: AsyncEngine) -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(run)
+
+
+# PostgreSQL SQLSTATE classes that mean "the server cannot be used right now" rather than "the
+# statement is wrong": connection exceptions, insufficient resources (too many connections),
+# operator intervention (shutting down, starting up, connection terminated).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store cannot be reached or used at the moment (a refused or
+    dropped connection, a server shutting down, an SQLite file that cannot be opened or is
+    locked), as opposed to a bad statement or a bug. Callers retry these later."""
+    if isinstance(exc, (OSError, sa_exc.TimeoutError, TimeoutError)):
+        return True  # asyncpg's refused connect is a plain ConnectionRefusedError
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = getattr(exc.orig, "sqlstate", None)
+        return isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES)
+    return False
+
+
+async def dispose_after_failure(engine: AsyncEngine) -> None:
+    """Dispose of an engine whose first connection or migration failed.
+
+    On SQLite, aiosqlite (0.22) hands a failed connection's worker thread its stop order
+    without waiting for it; the thread then reports back to an event loop that may be closed
+    by then, and prints "Event loop is closed" at exit under the CLI's one-line error. Wait
+    (briefly, off the loop) for such threads to end while the loop still runs."""
+    await engine.dispose()
+    if not is_sqlite(engine):
+        return
+    for thread in threading.enumerate():
+        if thread.name.endswith("(_connection_worker_thread)"):
+            await asyncio.to_thread(thread.join, 2.0)

@@ -57,3 +57,16 @@ async def list_events(
         Event(id=r.id, kind=r.kind, repo_id=r.repo_id, payload=r.payload, created_at=r.created_at)
         for r in await conn.execute(query)
     ]
+
+
+async def prune_events(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` events created before ``before`` (oldest first, on the
+    ``created_at`` index); returns how many. The caller loops in short transactions."""
+    oldest = (
+        sa.select(events.c.id)
+        .where(events.c.created_at < before)
+        .order_by(events.c.created_at, events.c.id)
+        .limit(limit)
+    )
+    result = await conn.execute(events.delete().where(events.c.id.in_(oldest.scalar_subquery())))
+    return int(result.rowcount)

@@ -4,6 +4,7 @@ takes an ``AsyncConnection``: the caller owns the transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,9 +18,20 @@ from repo_updater.store.sql import insert_ignore
 # --- external services ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A registered service: its id, and where it was before when this registration changed
+    its code host's URL (same name and kind): the caller moves its repos along."""
+
+    id: int
+    moved_from: str | None = None
+
+
 async def upsert_external_service(
     conn: AsyncConnection, *, name: str, kind: HostKind, url: str, config_hash: str, now: datetime
-) -> int:
+) -> Registration:
+    """Register a configured service (insert, or update its kind, URL and config, reviving it
+    if it had been retired)."""
     row = (
         await conn.execute(
             sa.select(
@@ -41,16 +53,43 @@ async def upsert_external_service(
         new_id = await conn.execute(
             sa.select(external_services.c.id).where(external_services.c.name == name)
         )
-        return int(new_id.scalar_one())
-    if (row.kind, row.url, row.config_hash, row.deleted_at) != (str(kind), url, config_hash, None):
+        return Registration(int(new_id.scalar_one()))
+    if (row.kind, row.url, row.config_hash, row.deleted_at) == (str(kind), url, config_hash, None):
+        return Registration(int(row.id))
+    await conn.execute(
+        external_services.update()
+        .where(external_services.c.id == row.id)
+        .values(
+            kind=str(kind),
+            url=url,
+            config_hash=config_hash,
+            deleted_at=None,
+            next_sync_at=None,
+            sync_failures=0,
+            unchanged_syncs=0,
+        )
+    )
+    moved = row.kind == str(kind) and row.url != url
+    return Registration(int(row.id), moved_from=row.url if moved else None)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCounters:
+    """What the schedule of a service's next sync depends on (``core.schedule``)."""
+
+    failures: int
+    unchanged: int
+
+
+async def sync_counters(conn: AsyncConnection, external_service_id: int) -> SyncCounters:
+    row = (
         await conn.execute(
-            external_services.update()
-            .where(external_services.c.id == row.id)
-            .values(
-                kind=str(kind), url=url, config_hash=config_hash, deleted_at=None, next_sync_at=None
+            sa.select(external_services.c.sync_failures, external_services.c.unchanged_syncs).where(
+                external_services.c.id == external_service_id
             )
         )
-    return int(row.id)
+    ).one()
+    return SyncCounters(failures=row.sync_failures, unchanged=row.unchanged_syncs)
 
 
 async def record_service_sync(
@@ -60,11 +99,23 @@ async def record_service_sync(
     now: datetime,
     error: str | None,
     next_at: datetime,
+    counters: SyncCounters,
 ) -> None:
+    """Record a finished sync: ``last_sync_at`` always, ``last_success_at`` when it had no
+    error, the counters and the next sync time the caller computed from them."""
+    values: dict[str, object] = {
+        "last_sync_at": now,
+        "last_sync_error": error,
+        "next_sync_at": next_at,
+        "sync_failures": counters.failures,
+        "unchanged_syncs": counters.unchanged,
+    }
+    if error is None:
+        values["last_success_at"] = now
     await conn.execute(
         external_services.update()
         .where(external_services.c.id == external_service_id)
-        .values(last_sync_at=now, last_sync_error=error, next_sync_at=next_at)
+        .values(values)
     )
 
 
@@ -75,9 +126,11 @@ class ServiceStatus:
     kind: str
     url: str
     repo_count: int
-    last_sync_at: datetime | None
+    last_sync_at: datetime | None  # the last sync, failed or not
+    last_success_at: datetime | None  # the last complete sync
     last_sync_error: str | None
     next_sync_at: datetime | None
+    sync_failures: int  # consecutive failed syncs (the backoff)
 
 
 async def list_services(conn: AsyncConnection) -> list[ServiceStatus]:
@@ -99,8 +152,10 @@ async def list_services(conn: AsyncConnection) -> list[ServiceStatus]:
             url=r.url,
             repo_count=r.repo_count,
             last_sync_at=r.last_sync_at,
+            last_success_at=r.last_success_at,
             last_sync_error=r.last_sync_error,
             next_sync_at=r.next_sync_at,
+            sync_failures=r.sync_failures,
         )
         for r in rows
     ]
@@ -167,5 +222,33 @@ async def due_services(conn: AsyncConnection, now: datetime) -> list[str]:
 async def request_service_sync(conn: AsyncConnection, name: str, now: datetime) -> bool:
     result = await conn.execute(
         external_services.update().where(external_services.c.name == name).values(next_sync_at=now)
+    )
+    return result.rowcount == 1
+
+
+# --- retiring services the config no longer has ---------------------------------------------------
+
+
+async def unconfigured_services(
+    conn: AsyncConnection, configured: Collection[str]
+) -> list[tuple[int, str]]:
+    """Live services whose names are not in ``configured``: (id, name)."""
+    rows = await conn.execute(
+        sa.select(external_services.c.id, external_services.c.name)
+        .where(external_services.c.deleted_at.is_(None))
+        .order_by(external_services.c.id)
+    )
+    return [(r.id, r.name) for r in rows if r.name not in configured]
+
+
+async def mark_retired(conn: AsyncConnection, external_service_id: int, now: datetime) -> bool:
+    """Mark a live service deleted (no longer listed or synced); False if it was not live."""
+    result = await conn.execute(
+        external_services.update()
+        .where(
+            external_services.c.id == external_service_id,
+            external_services.c.deleted_at.is_(None),
+        )
+        .values(deleted_at=now, claimed_by=None, claimed_until=None)
     )
     return result.rowcount == 1

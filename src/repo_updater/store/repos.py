@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from repo_updater.core.batching import chunks
 from repo_updater.core.diff import Change, StoredRepo
 from repo_updater.core.domain import HostKind, Repo, SourcedRepo
-from repo_updater.store.schema import external_service_repos, repos
+from repo_updater.store.schema import external_service_repos, external_services, repos
 from repo_updater.store.sql import insert_ignore
 
 # --- reading for the diff ---------------------------------------------------------------------
@@ -233,6 +233,59 @@ async def unlink(
         }
         orphans.extend(rid for rid in part if rid not in still_linked)
     return orphans
+
+
+async def move_host(
+    conn: AsyncConnection,
+    external_service_id: int,
+    host_kind: HostKind,
+    old_url: str,
+    new_url: str,
+    now: datetime,
+) -> list[int]:
+    """Move the repos a service links on ``(host_kind, old_url)`` to ``new_url``: its code
+    host's URL changed (http -> https, a new port) but the repos are the same, so each keeps
+    its row, id and changesets. Left where they are: repos another live service still links
+    at the old URL (it still lists them there), and repos whose key is taken at the new URL
+    (an earlier version may have added them anew; the next complete sync removes the old
+    row as unlisted). Returns the moved ids."""
+    link, svc = external_service_repos, external_services
+    other_old_url = (
+        sa.select(sa.literal(1))
+        .select_from(link.join(svc, svc.c.id == link.c.external_service_id))
+        .where(
+            link.c.repo_id == repos.c.id,
+            link.c.external_service_id != external_service_id,
+            svc.c.deleted_at.is_(None),
+            svc.c.kind == str(host_kind),
+            svc.c.url == old_url,
+        )
+        .exists()
+    )
+    taken = sa.alias(repos, "taken")
+    key_taken = (
+        sa.select(sa.literal(1))
+        .where(
+            taken.c.host_kind == str(host_kind),
+            taken.c.host_url == new_url,
+            taken.c.external_id == repos.c.external_id,
+        )
+        .exists()
+    )
+    linked = sa.select(link.c.repo_id).where(link.c.external_service_id == external_service_id)
+    result = await conn.execute(
+        repos.update()
+        .where(
+            repos.c.host_kind == str(host_kind),
+            repos.c.host_url == old_url,
+            repos.c.id.in_(linked),
+            ~other_old_url,
+            ~key_taken,
+        )
+        .values(host_url=new_url, updated_at=now)
+        .returning(repos.c.id)
+    )
+    return sorted(r[0] for r in result)
 
 
 async def set_archived_flag(

@@ -45,9 +45,13 @@ external_services = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("url", sa.String(500), nullable=False),
     sa.Column("config_hash", sa.String(64), nullable=False, server_default=""),
-    sa.Column("last_sync_at", UTCDateTime, nullable=True),
+    sa.Column("last_sync_at", UTCDateTime, nullable=True),  # the last sync, failed or not
     sa.Column("last_sync_error", sa.Text, nullable=True),
+    sa.Column("last_success_at", UTCDateTime, nullable=True),  # the last complete sync
     sa.Column("next_sync_at", UTCDateTime, nullable=True),
+    # consecutive failed syncs (backoff) and unchanged complete syncs (idle): core.schedule
+    sa.Column("sync_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("unchanged_syncs", sa.Integer, nullable=False, server_default="0"),
     # A repo sync of this service is under way by ``claimed_by`` until ``claimed_until``.
     sa.Column("claimed_by", sa.String(200), nullable=True),
     sa.Column("claimed_until", UTCDateTime, nullable=True),
@@ -113,6 +117,7 @@ events = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 sa.Index("events_kind_idx", events.c.kind, events.c.id)
+sa.Index("events_created_idx", events.c.created_at)  # retention prunes by age
 
 # Pending permissions syncs: one row per repo at most (duplicates collapse).
 permission_sync_requests = sa.Table(

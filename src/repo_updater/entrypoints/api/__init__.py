@@ -13,7 +13,7 @@ Routes:
                                        or {"changesets": [{"repo", "number"}, ...]} (bulk)
   GET  /api/changesets?batch_change=&state=
   POST /api/changesets/{id}/sync       request an immediate sync
-  GET  /healthz
+  GET  /healthz                        readiness: 503 while the store is unreachable
   GET  /metrics                        Prometheus text format
 
 Bad input answers 400 with ``{"error": "..."}`` and changes nothing.
@@ -51,7 +51,12 @@ def build_api(app: App) -> web.Application:
 
 @contextlib.asynccontextmanager
 async def running_api(app: App, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    runner = web.AppRunner(build_api(app), access_log=None)
+    # aiohttp arms its keep-alive timer when a connection opens and only a complete request
+    # head disarms it: a client that has not sent one within ``header_timeout`` (a slowloris)
+    # is disconnected, as is one idling that long between keep-alive requests.
+    runner = web.AppRunner(
+        build_api(app), access_log=None, keepalive_timeout=app.config.api.header_timeout
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

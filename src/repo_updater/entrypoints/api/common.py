@@ -10,8 +10,10 @@ from aiohttp import web
 
 from repo_updater.bootstrap import App
 from repo_updater.core.domain import MAX_INT
+from repo_updater.core.errors import describe
 from repo_updater.entrypoints.render import json_default
 from repo_updater.store import changesets as cs_store
+from repo_updater.store.db import is_unavailable
 
 APP_KEY = web.AppKey("repo_updater_app", App)
 
@@ -105,3 +107,11 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         return error(str(exc), 404)
     except (cs_store.BatchChangeExists, cs_store.BatchChangeClosed) as exc:
         return error(str(exc), 409)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        # The store is unreachable: a JSON 503 the client may retry, not a 500.
+        the_app(request).health.store_failed(describe(exc))
+        response = error(f"store unavailable: {describe(exc)}", 503)
+        response.headers["Retry-After"] = "5"
+        return response

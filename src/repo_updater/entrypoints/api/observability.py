@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import sqlalchemy as sa
 from aiohttp import web
 
-from repo_updater.entrypoints.api.common import ok, the_app
+from repo_updater.core.errors import describe
+from repo_updater.entrypoints.api.common import error, ok, the_app
 from repo_updater.store.counts import store_counts
 
 routes = web.RouteTableDef()
+
+HEALTH_TIMEOUT = 5.0  # seconds for the store to answer a health check
 
 
 def _label(value: str) -> str:
@@ -50,4 +56,15 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """Readiness: the store answers a trivial query within ``HEALTH_TIMEOUT`` (503 JSON
+    with the cause otherwise; the loops' own view of an outage is kept in step)."""
+    app = the_app(request)
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT), app.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        cause = describe(exc) if not isinstance(exc, TimeoutError) else "no answer in time"
+        app.health.store_failed(cause)
+        return error(f"store unavailable: {cause}", 503)
+    app.health.store_reached()
     return ok({"ok": True})

@@ -76,7 +76,7 @@ def database_url(args: argparse.Namespace, config: Config | None) -> str:
 async def open_store(args: argparse.Namespace) -> AsyncEngine:
     """The migrated store the command's options name (the caller disposes of it)."""
     from repo_updater.config import load_config
-    from repo_updater.store.db import create_engine, migrate
+    from repo_updater.store.db import create_engine, dispose_after_failure, migrate
 
     path = config_path(args)
     config = load_config(Path(path), os.environ) if path else None
@@ -84,7 +84,7 @@ async def open_store(args: argparse.Namespace) -> AsyncEngine:
     try:
         await migrate(engine)
     except BaseException:
-        await engine.dispose()
+        await dispose_after_failure(engine)
         raise
     return engine
 

@@ -11,9 +11,12 @@ from repo_updater.entrypoints.cli.common import print_rows, store_options, store
 def add_parser(sub: Any) -> None:
     group = sub.add_parser("services", help="external services (code-host connections)")
     actions = group.add_subparsers(dest="action", required=True)
-    p = actions.add_parser("list", help="list external services and their last sync")
+    p = actions.add_parser(
+        "list",
+        help="list external services: last sync (failed or not), last success, next sync, error",
+    )
     store_options(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=f"{__name__}:cmd_list")
 
 
@@ -22,6 +25,15 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
     async with store_transaction(args) as conn:
         rows = await service_store.list_services(conn)
-    columns = ["name", "kind", "url", "repo_count", "last_sync_at", "last_sync_error"]
+    columns = [
+        "name",
+        "kind",
+        "url",
+        "repo_count",
+        "last_sync_at",
+        "last_success_at",
+        "next_sync_at",
+        "last_sync_error",
+    ]
     print_rows(rows, args.json, columns)
     return 0
