@@ -154,8 +154,8 @@ def track_reads(monkeypatch: pytest.MonkeyPatch, log: ReadLog, *modules: Any) ->
 
     original = http.decode_json
 
-    def decode(response: httpx.Response, where: str) -> Any:
-        return log.wrap(original(response, where), response)
+    def decode(response: httpx.Response, where: str, method: str = "GET") -> Any:
+        return log.wrap(original(response, where, method), response)
 
     for module in (http, *modules):
         monkeypatch.setattr(module, "decode_json", decode)

@@ -19,7 +19,7 @@ from repo_updater.core.domain import (
 from repo_updater.core.errors import HostError
 from repo_updater.service_layer.changeset_syncer import ChangesetSyncer, SyncRound
 from repo_updater.store import changesets as store
-from repo_updater.store.schema import batch_change_changesets, changesets, repos
+from repo_updater.store.schema import batch_change_changesets, changesets
 from tests.support.fakes import T0, FakeClock, FakeSource, insert_repo, set_archived
 
 
@@ -184,19 +184,6 @@ async def test_unknown_diff_stats_keep_the_stored_ones(engine: AsyncEngine) -> N
     assert (await s.run_once()).synced == 1
     view = (await views(engine))[cid]
     assert (view.title, view.additions, view.deletions) == ("new", 7, 3)
-
-
-async def test_refs_say_whether_the_repo_syncer_removed_the_repo(engine: AsyncEngine) -> None:
-    gh, clock = FakeSource(), FakeClock()
-    kept = await track(engine, gh, "acme/kept", range(1, 2))
-    gone = await track(engine, gh, "acme/gone", range(1, 2))
-    async with engine.begin() as conn:
-        await conn.execute(
-            repos.update().where(repos.c.external_name == "acme/gone").values(deleted_at=T0)
-        )
-    await syncer(engine, clock, gh).run_once()
-    flags = {ref.repo_name: ref.repo_deleted for ref in gh.calls[0]}
-    assert flags == {"acme/kept": False, "acme/gone": True} and len(kept + gone) == 2
 
 
 async def test_host_errors_are_recorded_and_requests_kept(

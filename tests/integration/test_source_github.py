@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -337,12 +336,12 @@ async def test_load_changesets_batches_graphql_requests(emu: RunningEmulator) ->
     assert await make_source(emu, Selection()).load_changesets([]) == []
 
 
-async def test_missing_pull_request_is_deleted_missing_repo_only_when_confirmed(
+async def test_missing_pull_request_is_deleted_missing_repo_is_retried(
     emu: RunningEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A pull request its repository does not have is deleted. A repository NOT_FOUND may be
-    lost access: its pull requests are left out (retried) until the repo syncer confirms the
-    repository is gone (``repo_deleted``)."""
+    lost access: its pull requests are left out (retried); only the repo syncer removes the
+    repository, and then its changesets stop syncing (tests/e2e/test_reliability.py)."""
     host(emu).add_repo("acme", "app")
     host(emu).add_pull("acme/app", title="kept")
     source = make_source(emu, Selection())
@@ -354,10 +353,7 @@ async def test_missing_pull_request_is_deleted_missing_repo_only_when_confirmed(
     ]
     assert snapshots[0].title == "kept"
     assert "acme/gone not found or not visible to the token" in caplog.text
-    confirmed = dataclasses.replace(refs[2], repo_deleted=True)
-    again = await source.load_changesets([confirmed])
     await source.aclose()
-    assert [(s.changeset_id, s.state) for s in again] == [(3, HostPullState.DELETED)]
 
 
 async def test_state_review_check_and_events_mapping(emu: RunningEmulator) -> None:

@@ -164,9 +164,6 @@ class ChangesetRef:
     repo_name: str  # host-relative full name, e.g. "acme/widgets"
     repo_external_id: str
     number: int
-    # The repo syncer no longer lists the repository (a complete listing and a second look
-    # agreed): a host answering "not found" for it confirms that its pull requests are gone.
-    repo_deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -319,9 +319,6 @@ class GitHubSource(RestSource):
                 repo_node = data.get(repo_alias)
                 if not isinstance(repo_node, dict):
                     error = repo_missing(ref, unreachable.get(repo_alias))
-                    if error is None:
-                        snapshots.append(deleted(ref))
-                        continue
                 elif (node := repo_node.get(pull_alias)) is None:
                     snapshots.append(deleted(ref))  # the repository answered: no such PR
                     continue

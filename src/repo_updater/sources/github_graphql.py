@@ -213,14 +213,12 @@ def alias_failures(
     return failed, unreachable
 
 
-def repo_missing(ref: ChangesetRef, message: str | None) -> str | None:
+def repo_missing(ref: ChangesetRef, message: str | None) -> str:
     """Why a repository that resolved to null is not reason enough to call its pull requests
-    deleted, or None when it is. GitHub answers NOT_FOUND alike for a deleted repository and
-    for one the token can no longer see (made private, access removed), so deletion needs a
-    second, independent signal: the repo syncer (a complete listing and a second look) no
-    longer lists the repository (``ref.repo_deleted``)."""
-    if ref.repo_deleted:
-        return None
+    deleted. GitHub answers NOT_FOUND alike for a deleted repository and for one the token can
+    no longer see (made private, access removed), so deletion needs a second, independent
+    signal: the repo syncer (a complete listing and a second look) removes the repository,
+    and its changesets then stop syncing, marked as such (``store.changeset_claims``)."""
     detail = message or "repository resolved to null"
     return (
         f"repository {ref.repo_name} not found or not visible to the token ({detail}); "

@@ -56,7 +56,6 @@ class ClaimedChangeset:
     claimed_by: str
     request_generation: int | None  # the sync request generation this claim satisfies
     sync_failures: int  # consecutive failures before this attempt
-    repo_deleted: bool = False  # the repo syncer removed the repository (soft delete)
 
     @property
     def host(self) -> HostKey:
@@ -68,7 +67,6 @@ class ClaimedChangeset:
             repo_name=self.repo_name,
             repo_external_id=self.repo_external_id,
             number=self.number,
-            repo_deleted=self.repo_deleted,
         )
 
 
@@ -166,7 +164,6 @@ async def claim_work(
             claimed_by=worker_id,
             request_generation=generations.get(row.id),
             sync_failures=row.sync_failures,
-            repo_deleted=row.repo_deleted_at is not None,
         )
         for row in candidates
         if row.id in won
@@ -197,7 +194,6 @@ def _candidates(
             r.c.host_kind,
             r.c.host_url,
             r.c.archived,
-            r.c.deleted_at.label("repo_deleted_at"),
         )
         .select_from(source.join(r, r.c.id == c.c.repo_id))
         .where(
