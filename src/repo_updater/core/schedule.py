@@ -63,3 +63,16 @@ def retry_at(
     # 2 ** 20 * 2 min is far beyond any sane max; cap the exponent to keep the number small.
     factor = 1 << min(failures - 1, 20)
     return now + min(max_delay, min_delay * factor)
+
+
+def forced_sync_due(
+    now: datetime, last_sync_at: datetime | None, min_gap: timedelta, *, running: bool
+) -> datetime:
+    """When a sync forced at ``now`` (an API call) may run: at least ``min_gap`` after the
+    last sync ended, so a burst of requests costs one sync per gap, not one each. While a sync
+    is running it may already have listed past the change the caller wants seen, so one more
+    follows, ``min_gap`` from now."""
+    base = now if running else last_sync_at
+    if base is None:
+        return now
+    return max(now, base + min_gap)

@@ -36,7 +36,7 @@ async def notify_changesets(
     if not repo_ids or kind not in SYNC_REASONS:
         return 0
     if kind in (RepoEventKind.ARCHIVED, RepoEventKind.UNARCHIVED):
-        await changeset_store.rederive_for_repos(conn, repo_ids)
+        await changeset_store.rederive_for_repos(conn, repo_ids, now=now)
     return await changeset_store.request_syncs_for_repos(conn, repo_ids, SYNC_REASONS[kind], now)
 
 

@@ -162,7 +162,7 @@ class RepoSyncer:
         async with self._engine.begin() as conn:
             await service_store.record_service_sync(
                 conn, run.external_service_id, now=now, error=result.error,
-                next_at=started + timedelta(seconds=interval),
+                next_at=started + timedelta(seconds=interval), started=started,
             )  # fmt: skip
         if result.changeset_syncs_requested and self._wake is not None:
             self._wake()

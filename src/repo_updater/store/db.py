@@ -52,13 +52,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout: float = 30.0,
+) -> AsyncEngine:
+    """An engine with its own connection pool (the syncers and the API each get one, so a
+    busy API never takes the syncers' connections)."""
     target = async_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if target.get_backend_name() == "sqlite":
-        engine = create_async_engine(target, echo=echo)
+        if target.database in (None, "", ":memory:"):
+            pool = {}  # one shared in-memory connection (a StaticPool)
+        engine = create_async_engine(target, echo=echo, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(target, echo=echo, pool_size=10, max_overflow=10)
+    return create_async_engine(target, echo=echo, **pool)
 
 
 def _alembic_config() -> AlembicConfig:

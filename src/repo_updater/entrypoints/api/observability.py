@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from repo_updater.entrypoints.api.common import ok, the_app
+from repo_updater.entrypoints.api.common import the_app
+from repo_updater.entrypoints.api.endpoint import Access, endpoint
+from repo_updater.entrypoints.api.models import Health, answer
 from repo_updater.store.counts import store_counts
 
 routes = web.RouteTableDef()
@@ -15,9 +17,10 @@ def _label(value: str) -> str:
 
 
 @routes.get("/metrics")
+@endpoint(Access.READ, "Prometheus metrics", content_type="text/plain")
 async def metrics(request: web.Request) -> web.Response:
     app = the_app(request)
-    async with app.engine.connect() as conn:
+    async with app.api_engine.connect() as conn:
         counts = await store_counts(conn)
     lines = ["# TYPE repo_updater_repos gauge"]
     lines += [f'repo_updater_repos{{state="{k}"}} {v}' for k, v in counts.repos.items()]
@@ -49,5 +52,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @routes.get("/healthz")
+@endpoint(Access.PUBLIC, "Liveness", response=Health)
 async def healthz(request: web.Request) -> web.Response:
-    return ok({"ok": True})
+    return answer(Health(ok=True))
