@@ -77,9 +77,10 @@ class ApiClient:
 
 
 @asynccontextmanager
-async def api_client(app: App, **kw: Any) -> AsyncIterator[ApiClient]:
-    """The app's API on a free loopback port, and a client holding a new write token."""
-    token = await make_token(app.api_engine)
+async def api_client(app: App, token: str | None = None, **kw: Any) -> AsyncIterator[ApiClient]:
+    """The app's API on a free loopback port, and a client holding ``token`` (default: a new
+    write token)."""
+    token = token if token is not None else await make_token(app.api_engine)
     async with (
         running_api(app, port=0) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as client,

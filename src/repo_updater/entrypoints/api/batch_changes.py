@@ -7,25 +7,26 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from repo_updater.core.burndown import MAX_POINTS, STATES
 from repo_updater.core.domain import MAX_BATCH_CHANGE_NAME, MAX_PULL_NUMBER, BatchChangeState
 from repo_updater.entrypoints.api.common import the_app
 from repo_updater.entrypoints.api.endpoint import MAX_BODY, Access, endpoint
 from repo_updater.entrypoints.api.inputs import (
+    ASCII_INT,
+    CLEAN,
+    JSON_INT,
     ApiError,
-    BodyInt,
     BodyModel,
     IdPath,
     PageQuery,
-    QueryInt,
     QueryModel,
-    Text,
     json_body,
     no_body,
     path_params,
     query_params,
+    text,
 )
 from repo_updater.entrypoints.api.models import (
     BatchChangeOut,
@@ -54,28 +55,23 @@ def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
-def _strip(value: object) -> object:
-    return value.strip() if isinstance(value, str) else value
-
-
 class BatchChangeQuery(PageQuery):
     state: Annotated[BatchChangeState, BeforeValidator(_upper)] | None = Field(
         None, description="case-insensitive"
     )
-    name: Annotated[Text, Field(max_length=MAX_BATCH_CHANGE_NAME)] | None = Field(
+    name: Annotated[str, text(MAX_BATCH_CHANGE_NAME), CLEAN] | None = Field(
         None, description="the exact name (names are unique)"
     )
 
 
 class NewBatchChange(BodyModel):
-    name: Annotated[
-        Text, BeforeValidator(_strip), Field(min_length=1, max_length=MAX_BATCH_CHANGE_NAME)
-    ]
-    description: Annotated[Text, Field(max_length=MAX_DESCRIPTION)] = ""
+    model_config = ConfigDict(str_strip_whitespace=True)
+    name: Annotated[str, text(MAX_BATCH_CHANGE_NAME, min_length=1), CLEAN]
+    description: Annotated[str, text(MAX_DESCRIPTION), CLEAN] = ""
 
 
-RepoName = Annotated[Text, Field(min_length=1, max_length=500)]
-PullNumber = Annotated[BodyInt, Field(ge=1, le=MAX_PULL_NUMBER)]
+RepoName = Annotated[str, text(500, min_length=1), CLEAN]
+PullNumber = Annotated[int, Field(strict=True, ge=1, le=MAX_PULL_NUMBER), JSON_INT]
 
 
 class PullRef(BodyModel):
@@ -83,9 +79,17 @@ class PullRef(BodyModel):
     number: PullNumber
 
 
+ONE_FORM: list[Any] = [{"required": ["repo", "number"]}, {"required": ["changesets"]}]
+
+
 class TrackBody(BodyModel):
     """``repo`` and ``number`` for one pull request, or ``changesets`` for many."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [{"required": ["repo", "number"]}, {"required": ["changesets"]}]
+        }
+    )
     repo: RepoName | None = None
     number: PullNumber | None = None
     changesets: Annotated[list[PullRef], Field(min_length=1, max_length=MAX_BULK)] | None = None
@@ -109,7 +113,7 @@ class TrackBody(BodyModel):
 
 
 class StatsQuery(QueryModel):
-    points: Annotated[QueryInt, Field(ge=2, le=MAX_POINTS)] = Field(
+    points: Annotated[int, Field(ge=2, le=MAX_POINTS), ASCII_INT] = Field(
         30, description="moments in the burndown series, evenly spaced up to now"
     )
     since: datetime | None = Field(None, description="start of the series (default: creation)")

@@ -19,6 +19,7 @@ from repo_updater.entrypoints.api.inputs import (
     Id,
     IdPath,
     PageQuery,
+    RankedCursor,
     no_body,
     path_params,
     query_params,
@@ -58,6 +59,7 @@ def _upper(value: object) -> object:
 
 
 class ChangesetQuery(PageQuery):
+    after: RankedCursor | None = None
     batch_change: Id | None = Field(None, description="only this batch change's changesets")
     state: Annotated[StateFilter, BeforeValidator(_upper)] | None = Field(
         None, description="external state, case-insensitive; UNSYNCED: never synced"
@@ -78,11 +80,12 @@ async def changesets(request: web.Request) -> web.Response:
         state=q.state.value if q.state is not None else None,
         errored=q.errored,
     )
+    ranked = q.order is ChangesetOrder.ATTENTION
+    after = after_key(q.after, ranked=ranked)
     async with app.api_engine.connect() as conn:
         rows = await queries.page_changesets(
-            conn, where, order=q.order, after=after_key(q.after), limit=q.limit + 1
+            conn, where, order=q.order, after=after, limit=q.limit + 1
         )
-    ranked = q.order is ChangesetOrder.ATTENTION
     items, next_cursor = cut(
         rows, q.limit, lambda r: f"{r[1][0]}.{r[1][1]}" if ranked else str(r[1][1])
     )

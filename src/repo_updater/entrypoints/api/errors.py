@@ -28,14 +28,22 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
     (cs_store.BatchChangeClosed, 409),
 ]
 
-# Failures of the database connection, not of a statement: retrying later can work.
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    sa_exc.TimeoutError,  # the API's pool stayed exhausted
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    ConnectionError,
-    TimeoutError,
-)
+# Words of an OperationalError that is about reaching the database, not about the statement
+# (SQLite reports "no such table" as an OperationalError too: that one is a 500).
+_UNAVAILABLE_WORDS = ("locked", "unable to open", "disk i/o", "connect", "timeout", "terminat")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """A failure to reach the database (down, restarting, locked, pool exhausted): retrying
+    later can work, so 503, not 500."""
+    if isinstance(exc, sa_exc.TimeoutError | OSError | TimeoutError | sa_exc.InterfaceError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa_exc.OperationalError):
+        text = str(exc.orig).lower()
+        return any(word in text for word in _UNAVAILABLE_WORDS)
+    return False
 
 
 def error(message: str, status: int, headers: dict[str, str] | None = None) -> web.Response:
@@ -69,14 +77,14 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
     except ApiError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return error(str(exc), exc.status, headers)
-    except UNAVAILABLE as exc:
-        log.warning("API %s %s: database unavailable: %s", request.method, request.path,
-                    type(exc).__name__)  # fmt: skip
-        return error("the database is unavailable or busy; try again shortly", 503,
-                     {"Retry-After": "5"})  # fmt: skip
     except Exception as exc:
         for kind, status in STATUS_OF:
             if isinstance(exc, kind):
                 return error(str(exc), status)
+        if unavailable(exc):
+            log.warning("API %s %s: database unavailable: %s", request.method, request.path,
+                        type(exc).__name__)  # fmt: skip
+            return error("the database is unavailable or busy; try again shortly", 503,
+                         {"Retry-After": "5"})  # fmt: skip
         log.exception("API %s %s failed", request.method, request.path)
         return error("internal error; the server logged the details", 500)

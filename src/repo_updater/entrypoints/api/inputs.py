@@ -64,25 +64,43 @@ def _clean_text(value: str) -> str:
     return value
 
 
-QueryInt = Annotated[int, BeforeValidator(_ascii_int)]
-Id = Annotated[int, BeforeValidator(_ascii_int), Field(ge=1, le=MAX_INT)]
-Text = Annotated[str, AfterValidator(_clean_text)]
-BodyInt = Annotated[int, Field(strict=True)]
+# Annotated order matters: constraints first, then the validators, so that pydantic applies the
+# constraints natively and documents them (minimum, maxLength, ...) in the JSON Schema.
+ASCII_INT = BeforeValidator(_ascii_int)
+CLEAN = AfterValidator(_clean_text)
+NO_NUL = "^[^\\u0000]*$"  # what CLEAN checks, as the JSON Schema documents it
+
+
+def text(max_length: int, min_length: int = 0, **kw: Any) -> Any:
+    """The constraints of a text field: ``Annotated[str, text(100), CLEAN]``."""
+    return Field(min_length=min_length, max_length=max_length,
+                 json_schema_extra={"pattern": NO_NUL}, **kw)  # fmt: skip
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_INT), ASCII_INT]
+
+
+def _json_int(value: object) -> object:
+    """JSON Schema counts 3.0 as an integer; true and false are not numbers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JSON_INT = BeforeValidator(_json_int)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 Limit = Annotated[
-    int,
-    BeforeValidator(_ascii_int),
-    Field(ge=1, le=MAX_LIMIT, description=f"page size (default {DEFAULT_LIMIT})"),
+    int, Field(ge=1, le=MAX_LIMIT, description=f"page size (default {DEFAULT_LIMIT})"), ASCII_INT
 ]
 Cursor = Annotated[
     str,
-    Field(
-        pattern=r"^([0-9]\.)?[0-9]{1,10}$",
-        max_length=12,
-        description="the `next` cursor of the previous page",
-    ),
+    Field(pattern=r"^[0-9]{1,10}$", description="the `next` cursor of the previous page"),
+]
+RankedCursor = Annotated[
+    str,
+    Field(pattern=r"^([0-9]\.)?[0-9]{1,10}$", description="the `next` cursor of the previous page"),
 ]
 
 

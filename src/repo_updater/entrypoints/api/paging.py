@@ -23,12 +23,16 @@ def after_id(cursor: str | None) -> int:
     return _bounded(int(cursor))
 
 
-def after_key(cursor: str | None) -> tuple[int, int] | None:
-    """``(rank, id)`` of a ranked cursor (a plain one has rank 0)."""
+def after_key(cursor: str | None, *, ranked: bool) -> tuple[int, int] | None:
+    """``(rank, id)`` of a cursor: ``rank.id`` in a ranked order, ``id`` (rank 0) in id order."""
     if cursor is None:
         return None
-    rank, _, last = cursor.rpartition(".")
-    return int(rank or 0), _bounded(int(last))
+    if not ranked:
+        return 0, after_id(cursor)
+    rank, dot, last = cursor.partition(".")
+    if not dot:
+        raise BadRequest("query parameter 'after': this cursor belongs to another order")
+    return int(rank), _bounded(int(last))
 
 
 def _bounded(value: int) -> int:

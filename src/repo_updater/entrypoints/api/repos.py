@@ -9,7 +9,7 @@ from pydantic import Field
 
 from repo_updater.entrypoints.api.common import the_app
 from repo_updater.entrypoints.api.endpoint import Access, endpoint
-from repo_updater.entrypoints.api.inputs import PageQuery, Text, query_params
+from repo_updater.entrypoints.api.inputs import CLEAN, PageQuery, query_params, text
 from repo_updater.entrypoints.api.models import EventOut, Page, RepoOut, answer
 from repo_updater.entrypoints.api.paging import after_id, cut
 from repo_updater.store import events as event_store
@@ -20,11 +20,11 @@ routes = web.RouteTableDef()
 
 class RepoQuery(PageQuery):
     archived: bool | None = None
-    name: Annotated[Text, Field(max_length=500, description="part of the name")] | None = None
+    name: Annotated[str, text(500), CLEAN] | None = Field(None, description="part of the name")
 
 
 class EventQuery(PageQuery):
-    kind: Annotated[Text, Field(max_length=64, description="e.g. RepoArchived")] | None = None
+    kind: Annotated[str, text(64), CLEAN] | None = Field(None, description="e.g. RepoArchived")
 
 
 @routes.get("/api/repos")

@@ -94,8 +94,13 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         n = len(config.external_services)
         print(f"serving {n} services; API on {url}; Ctrl-C to stop", flush=True)
 
+    from repo_updater.entrypoints.api import ExposureRefused
+
     async with open_app(config) as app:
-        await serve(app, stop, on_ready=ready)
+        try:
+            await serve(app, stop, on_ready=ready)
+        except ExposureRefused as exc:
+            raise CLIError(str(exc)) from None
     return 0
 
 
