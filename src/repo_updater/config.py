@@ -4,7 +4,13 @@ Example::
 
     database: sqlite:///repo-updater.db
     repo_sync_interval: 60          # seconds, default for every service
-    api: {host: 127.0.0.1, port: 7800}
+    api:
+      host: 127.0.0.1
+      port: 7800
+      open_reads: true              # default on loopback; reads need a token elsewhere
+      allowed_hosts: []             # extra Host names to answer to (a reverse proxy's)
+      forced_sync_min_gap: 10       # seconds between forced syncs of one service or changeset
+      pool_size: 5                  # the API's own database connections
     external_services:
       - name: github-main
         kind: github
