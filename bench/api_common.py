@@ -66,17 +66,19 @@ def child_env(src: Path | None) -> dict[str, str]:
     return env
 
 
-async def start_child(script: str, args: Sequence[str], src: Path | None) -> asyncio.subprocess.Process:
+async def start_child(
+    script: str, args: Sequence[str], src: Path | None
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-c", script, *args,
         env=child_env(src), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
 
-async def read_json_line(proc: asyncio.subprocess.Process, timeout: float = 120) -> dict[str, object]:
+async def read_json_line(proc: asyncio.subprocess.Process, wait: float = 120) -> dict[str, object]:
     """The next line the child prints, as JSON (it prints one when it is ready or done)."""
     assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    line = await asyncio.wait_for(proc.stdout.readline(), wait)
     if not line:
         err = b"" if proc.stderr is None else await proc.stderr.read()
         raise RuntimeError(f"child exited: {err.decode()[-2000:]}")

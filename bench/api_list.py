@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
-from bench.api_common import (
+from api_common import (
     BASELINE,
     ROOT,
     baseline_src,
@@ -142,7 +141,7 @@ async def one_rep(backend: str, src: Path | None, size: int, tmp: Path) -> Rep:
     rep = Rep()
     async with database(backend, tmp) as url:
         seed = await start_child(SEED, [url, str(size)], src)
-        await read_json_line(seed, timeout=600)
+        await read_json_line(seed, wait=600)
         await seed.wait()
         server = await start_child(SERVE, [url], src)
         try:
@@ -203,9 +202,11 @@ def report(results: dict[tuple[str, str], list[Rep]], size: int, reps: int) -> s
             return stats([getattr(r.single[variant], attr) for r in reps_])[1]
 
         for variant in ("default page", "limit=1000"):
-            t = med(after, variant, "seconds") / med(before, "all", "seconds")
-            b = after[0].single[variant].bytes / before[0].single["all"].bytes
-            lines.append(f"- {backend}, one call, {variant} vs all: time x{t:.3f}, bytes x{b:.4f}")
+            ratio = med(after, variant, "seconds") / med(before, "all", "seconds")
+            shrink = after[0].single[variant].bytes / before[0].single["all"].bytes
+            lines.append(
+                f"- {backend}, one call, {variant} vs all: time x{ratio:.3f}, bytes x{shrink:.4f}"
+            )
         c_after = stats([r.concurrent.seconds for r in after if r.concurrent])[1]
         c_before = stats([r.concurrent.seconds for r in before if r.concurrent])[1]
         m_after = stats([r.concurrent.peak_growth_mib for r in after if r.concurrent])[1]

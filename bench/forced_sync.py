@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from bench.api_common import (
+from api_common import (
     BASELINE,
     ROOT,
     baseline_src,
@@ -36,6 +35,7 @@ from bench.api_common import (
     stats,
     stop_child,
 )
+
 from repo_updater.core.domain import HostKind
 from repo_updater.emulator.server import running_emulator
 from repo_updater.emulator.state import EmulatorState

@@ -19,7 +19,7 @@ from repo_updater.core.domain import (
 from repo_updater.core.errors import HostError
 from repo_updater.service_layer.changeset_syncer import ChangesetSyncer, SyncRound
 from repo_updater.store import changesets as store
-from repo_updater.store.schema import batch_change_changesets, changesets
+from repo_updater.store.schema import batch_change_changesets, changesets, repos
 from tests.support.fakes import T0, FakeClock, FakeSource, insert_repo, set_archived
 
 
@@ -145,6 +145,58 @@ async def test_rate_limited_host_backs_off_while_another_proceeds(engine: AsyncE
     clock.advance(timedelta(seconds=1))
     assert (await s.run_once()).synced == 3
     assert await pending(engine) == {}
+
+
+async def test_rate_limit_mid_load_keeps_what_loaded_and_releases_the_rest(
+    engine: AsyncEngine,
+) -> None:
+    """A host that hits its limit part-way (GitHub's GraphQL budget) hands over what it
+    loaded: those are written, the rest wait for the reset, nothing is marked failed."""
+    gh, clock = FakeSource(rate_limit_for=300.0, rate_limit_after=2), FakeClock()
+    for n in range(1, 6):
+        gh.set_pull("acme/a", n, HostPullState.OPEN)
+    ids = await track(engine, gh, "acme/a", range(1, 6))
+    s = syncer(engine, clock, gh)
+    assert await s.run_once() == SyncRound(claimed=5, synced=2, failed=0, released=3, hosts=1)
+    v = await views(engine)
+    assert [v[i].external_state for i in ids] == [ExternalState.OPEN] * 2 + [None] * 3
+    assert all(v[i].sync_error is None for i in ids)
+    assert set(await pending(engine)) == set(ids[2:])
+    assert set(s.backing_off(clock.now)) == {gh.key}
+    gh.rate_limit_for = None
+    clock.advance(timedelta(seconds=300))
+    assert (await s.run_once()).failed == 0
+    v = await views(engine)
+    assert await pending(engine) == {}
+    assert all(v[i].external_state is ExternalState.OPEN for i in ids)
+
+
+async def test_unknown_diff_stats_keep_the_stored_ones(engine: AsyncEngine) -> None:
+    """A host answering from a list without diff stats (None) does not zero them."""
+    gh, clock = FakeSource(), FakeClock()
+    gh.set_pull("acme/a", 1, HostPullState.OPEN, additions=7, deletions=3)
+    [cid] = await track(engine, gh, "acme/a", range(1, 2))
+    s = syncer(engine, clock, gh)
+    await s.run_once()
+    gh.set_pull("acme/a", 1, HostPullState.OPEN, additions=None, deletions=None, title="new")
+    async with engine.begin() as conn:
+        await store.request_sync(conn, [cid], "api", clock.now)
+    assert (await s.run_once()).synced == 1
+    view = (await views(engine))[cid]
+    assert (view.title, view.additions, view.deletions) == ("new", 7, 3)
+
+
+async def test_refs_say_whether_the_repo_syncer_removed_the_repo(engine: AsyncEngine) -> None:
+    gh, clock = FakeSource(), FakeClock()
+    kept = await track(engine, gh, "acme/kept", range(1, 2))
+    gone = await track(engine, gh, "acme/gone", range(1, 2))
+    async with engine.begin() as conn:
+        await conn.execute(
+            repos.update().where(repos.c.external_name == "acme/gone").values(deleted_at=T0)
+        )
+    await syncer(engine, clock, gh).run_once()
+    flags = {ref.repo_name: ref.repo_deleted for ref in gh.calls[0]}
+    assert flags == {"acme/kept": False, "acme/gone": True} and len(kept + gone) == 2
 
 
 async def test_host_errors_are_recorded_and_requests_kept(

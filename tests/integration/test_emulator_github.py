@@ -260,6 +260,7 @@ async def test_middleware_gitlab_style_answers_429_with_ratelimit_headers() -> N
 PR_FIELDS = """
 number title url state isDraft additions deletions headRefName baseRefName updatedAt
 createdAt closedAt mergedAt reviewDecision
+latestOpinionatedReviews(last: 10) { nodes { state author { login } } }
 commits(last: 1) { nodes { commit { statusCheckRollup { state } } } }
 timelineItems(first: 50) {
   totalCount
@@ -285,8 +286,8 @@ async def test_graphql_aliases_states_reviews_checks_timeline(
     emu: RunningEmulator, gh: httpx.AsyncClient
 ) -> None:
     h = host(emu)
-    h.add_repo("acme", "a")
-    h.add_repo("acme", "b")
+    h.add_repo("acme", "a").review_required = True  # a branch rule: reviewDecision is set
+    h.add_repo("acme", "b")  # no rule: reviewDecision is null, as on GitHub
     h.add_pull("acme/a", title="draft", state=HostPullState.DRAFT)  # a#1
     h.add_pull("acme/a", title="reviewed")  # a#2
     h.add_review("acme/a", 2, author="ann", state=ReviewState.APPROVED)
@@ -330,7 +331,10 @@ async def test_graphql_aliases_states_reviews_checks_timeline(
     ]
     merged = y["m"]
     assert merged["state"] == "MERGED" and merged["mergedAt"] and merged["closedAt"]
-    assert merged["reviewDecision"] == "APPROVED"
+    assert merged["reviewDecision"] is None
+    assert merged["latestOpinionatedReviews"]["nodes"] == [
+        {"state": "APPROVED", "author": {"login": "ann"}}
+    ]
     assert merged["commits"]["nodes"][0]["commit"]["statusCheckRollup"]["state"] == "SUCCESS"
     assert [n["__typename"] for n in merged["timelineItems"]["nodes"]] == [
         "PullRequestReview",

@@ -8,6 +8,7 @@ import pytest
 
 from repo_updater.core.domain import (
     ChangesetRef,
+    CheckState,
     HostKind,
     HostPullState,
     ReviewState,
@@ -141,6 +142,8 @@ async def test_load_changesets_states_reviews_and_request_counts(emu: RunningEmu
     h.repo("org0/repo-1").pulls[2].reviews.append(
         EmulatedReview("ann", ReviewState.APPROVED, utcnow())
     )
+    pull.check_state = CheckState.FAILED
+    h.repo("org0/repo-1").pulls[2].check_state = CheckState.PASSED
     refs = refs_for(h, "org0/repo-0", [1, 2, 3, 42], 1) + refs_for(h, "org0/repo-1", [2], 10)
     refs += refs_for(h, "org0/repo-1", [1], 11)
     counter = RequestCounter()
@@ -161,8 +164,18 @@ async def test_load_changesets_states_reviews_and_request_counts(emu: RunningEmu
     assert snaps[1].events[0].kind == "merged" and snaps[2].events[0].kind == "closed"
     assert snaps[0].url.endswith("/projects/org0/repos/repo-0/pull-requests/1")
     assert snaps[0].head_ref == "batch/change-1" and snaps[0].base_ref == "main"
-    # repo-0: one listing page + one GET confirming #42 is gone; repo-1: one listing page.
-    assert counter.by_kind == {"load_changesets": 2, "load_changeset": 1}
+    # Build statuses of the head commits: FAILED, SUCCESSFUL, INPROGRESS; none when closed.
+    assert [s.check_state for s in snaps] == [
+        CheckState.FAILED,
+        CheckState.UNKNOWN,
+        CheckState.UNKNOWN,
+        CheckState.UNKNOWN,
+        CheckState.PASSED,
+        CheckState.PENDING,
+    ]
+    # repo-0: one listing page + one GET confirming #42 is gone; repo-1: one listing page;
+    # the build statuses of each of the 3 open PRs.
+    assert counter.by_kind == {"load_changesets": 2, "load_changeset": 1, "load_checks": 3}
 
 
 async def test_single_ref_uses_one_get_and_deleted_repo_is_deleted(emu: RunningEmulator) -> None:
@@ -179,7 +192,7 @@ async def test_single_ref_uses_one_get_and_deleted_repo_is_deleted(emu: RunningE
         HostPullState.DELETED,
         HostPullState.DELETED,
     ]
-    assert counter.by_kind == {"load_changeset": 3, "load_changesets": 1}
+    assert counter.by_kind == {"load_changeset": 3, "load_changesets": 1, "load_checks": 1}
 
 
 def test_is_a_repo_source() -> None:

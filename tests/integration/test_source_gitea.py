@@ -152,11 +152,20 @@ async def test_load_changesets_states_reviews_checks(emu: RunningEmulator) -> No
     assert snaps[0].review_state is ReviewState.APPROVED
     assert snaps[0].check_state is CheckState.FAILED
     assert snaps[3].check_state is CheckState.PENDING
-    assert snaps[1].events[0].kind == "merged" and snaps[0].additions == 10
-    # 1 listing page + 1 GET confirming #77 is gone + (reviews + status) for 2 open PRs.
+    assert snaps[1].events[0].kind == "merged"
+    # Gitea lists PRs without diff stats: the open ones are fetched singly for them, the
+    # others' are unknown (None: the store keeps what it knew), never 0.
+    assert [(s.additions, s.deletions) for s in snaps[:4]] == [
+        (10, 2),
+        (None, None),
+        (None, None),
+        (10, 2),
+    ]
+    # 1 listing page + 1 GET confirming #77 is gone + (single GET + reviews + status) for
+    # each of the 2 open PRs.
     assert counter.by_kind == {
         "load_changesets": 1,
-        "load_changeset": 1,
+        "load_changeset": 3,
         "load_reviews": 2,
         "load_checks": 2,
     }
@@ -170,7 +179,14 @@ async def test_load_changesets_prefers_single_gets_over_long_listings(
     # #1..#3 are old (on the last listing page of 6); newest first, #260 is on page 1.
     refs = refs_for(h, "org0/repo-0", [1, 2, 260], 1)
     counter = RequestCounter()
-    src = source(emu, Selection(), counter=counter, load_reviews=False, load_checks=False)
+    src = source(
+        emu,
+        Selection(),
+        counter=counter,
+        load_reviews=False,
+        load_checks=False,
+        load_diff_stats=False,
+    )
     snaps = await src.load_changesets(refs)
     await src.aclose()
     assert all(s.state is HostPullState.OPEN for s in snaps)
@@ -180,7 +196,14 @@ async def test_load_changesets_prefers_single_gets_over_long_listings(
     # is missing (a tie: the single GET is as cheap).
     many = refs_for(h, "org0/repo-0", list(range(1, 261, 13)), 10)
     counter2 = RequestCounter()
-    src = source(emu, Selection(), counter=counter2, load_reviews=False, load_checks=False)
+    src = source(
+        emu,
+        Selection(),
+        counter=counter2,
+        load_reviews=False,
+        load_checks=False,
+        load_diff_stats=False,
+    )
     snaps = await src.load_changesets(many)
     await src.aclose()
     assert all(s.state is HostPullState.OPEN for s in snaps) and len(snaps) == 20

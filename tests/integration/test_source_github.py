@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -101,7 +102,8 @@ async def test_lists_pages_of_an_org(emu: RunningEmulator) -> None:
 
 async def test_excludes_explicit_repos_and_user_fallback(emu: RunningEmulator) -> None:
     emu.state.seed(GH, orgs=2, repos_per_org=5)
-    host(emu).add_repo("alice", "dotfiles", fork=True, private=True, description="mine")
+    host(emu).add_repo("alice", "dotfiles", fork=True, description="mine")
+    host(emu).add_repo("alice", "diary", private=True)  # /users/alice/repos does not list it
     host(emu).users.add("alice")
     counter = RequestCounter()
     selection = Selection(
@@ -121,9 +123,30 @@ async def test_excludes_explicit_repos_and_user_fallback(emu: RunningEmulator) -
         "org1/repo-3",
     ]
     alice = repos[3]
-    assert (alice.fork, alice.private, alice.description) == (True, True, "mine")
-    # org0, alice (orgs 404 then users), three explicit repos; the excluded one is not fetched.
-    assert counter.by_kind == {"list_repos": 3, "get_repo": 3}
+    assert (alice.fork, alice.private, alice.description) == (True, False, "mine")
+    # org0, alice (orgs 404, who the token is, then users), three explicit repos; the excluded
+    # one is not fetched.
+    assert counter.by_kind == {"list_repos": 3, "get_viewer": 1, "get_repo": 3}
+
+
+async def test_token_owner_lists_own_private_repos(emu: RunningEmulator) -> None:
+    """``/users/{u}/repos`` lists public repos only; for the token's own user the source
+    lists ``/user/repos?affiliation=owner`` (private ones included, not other orgs')."""
+    h = host(emu)
+    h.add_repo("Alice", "dotfiles")
+    h.add_repo("Alice", "diary", private=True)
+    h.add_repo("bob", "notes", private=True)
+    h.add_repo("acme", "app")
+    h.users.update({"Alice", "bob"})
+    h.settings.viewer = "Alice"
+    counter = RequestCounter()
+    source = make_source(emu, Selection(owners=("alice", "bob")), token=TOKEN, counter=counter)
+    repos = await collect(source)
+    await source.aclose()
+    names = [(r.name, r.private) for r in repos]
+    assert names == [("Alice/dotfiles", False), ("Alice/diary", True)]
+    # bob is another user: public repos only, of which he has none. /user asked once.
+    assert counter.by_kind == {"list_repos": 4, "get_viewer": 1}
 
 
 async def test_unknown_owner_is_an_error_not_an_empty_listing(emu: RunningEmulator) -> None:
@@ -312,20 +335,27 @@ async def test_load_changesets_batches_graphql_requests(emu: RunningEmulator) ->
     assert await make_source(emu, Selection()).load_changesets([]) == []
 
 
-async def test_missing_pull_request_or_repo_is_deleted(emu: RunningEmulator) -> None:
+async def test_missing_pull_request_is_deleted_missing_repo_only_when_confirmed(
+    emu: RunningEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pull request its repository does not have is deleted. A repository NOT_FOUND may be
+    lost access: its pull requests are left out (retried) until the repo syncer confirms the
+    repository is gone (``repo_deleted``)."""
     host(emu).add_repo("acme", "app")
     host(emu).add_pull("acme/app", title="kept")
     source = make_source(emu, Selection())
-    snapshots = await source.load_changesets(
-        refs_for([("acme/app", 1), ("acme/app", 2), ("acme/gone", 1)])
-    )
-    await source.aclose()
-    assert [s.state for s in snapshots] == [
-        HostPullState.OPEN,
-        HostPullState.DELETED,
-        HostPullState.DELETED,
+    refs = refs_for([("acme/app", 1), ("acme/app", 2), ("acme/gone", 1)])
+    snapshots = await source.load_changesets(refs)
+    assert [(s.changeset_id, s.state) for s in snapshots] == [
+        (1, HostPullState.OPEN),
+        (2, HostPullState.DELETED),
     ]
-    assert snapshots[0].title == "kept" and snapshots[2].changeset_id == 3
+    assert snapshots[0].title == "kept"
+    assert "acme/gone not found or not visible to the token" in caplog.text
+    confirmed = dataclasses.replace(refs[2], repo_deleted=True)
+    again = await source.load_changesets([confirmed])
+    await source.aclose()
+    assert [(s.changeset_id, s.state) for s in again] == [(3, HostPullState.DELETED)]
 
 
 async def test_state_review_check_and_events_mapping(emu: RunningEmulator) -> None:

@@ -193,7 +193,14 @@ async def test_load_changesets_batches_one_request_per_project(emu: RunningEmula
     src = source(emu, Selection(), counter=counter)
     snaps = await src.load_changesets(refs)
     await src.aclose()
-    assert counter.count == 3  # one iids[] request per project
+    # One iids[] request per project; for each of the 5 open MRs: the single MR (GitLab lists
+    # MRs without head_pipeline), its reviewers and its approvals.
+    assert counter.by_kind == {
+        "load_changesets": 3,
+        "load_changeset_detail": 5,
+        "load_reviewers": 5,
+        "load_approvals": 5,
+    }
     assert [s.changeset_id for s in snaps] == [r.changeset_id for r in refs]
     states = [s.state for s in snaps]
     assert states == [
@@ -256,10 +263,11 @@ async def test_pipelines_and_approvals_from_per_mr_requests() -> None:
         await src.aclose()
     finally:
         await runner.cleanup()
-    # 1 list + (1 MR GET + 1 approvals GET) for each of the 2 open MRs; none for the merged one.
+    # 1 list + (MR, reviewers, approvals) for each of the 2 open MRs; none for the merged one.
     assert counter.by_kind == {
         "load_changesets": 1,
         "load_changeset_detail": 2,
+        "load_reviewers": 2,
         "load_approvals": 2,
     }
     assert snaps[0].check_state is CheckState.PASSED

@@ -68,6 +68,7 @@ class FakeSource:
     pulls: dict[tuple[str, int], ChangesetSnapshot] = field(default_factory=dict)
     page_size: int = 100
     rate_limit_for: float | None = None
+    rate_limit_after: int = 0  # refs loaded (and handed over) before the rate limit hits
     fail_with: Exception | None = None  # a SourceError, or anything to play a buggy source
     gate: asyncio.Event | None = None
     loading: asyncio.Event = field(default_factory=asyncio.Event)
@@ -104,12 +105,16 @@ class FakeSource:
             await self.gate.wait()
         if self.rate_limit_for is not None:
             self.requests.add("rate_limited")
-            raise RateLimited("API rate limit exceeded", retry_after=self.rate_limit_for)
+            loaded = self._snapshots(refs[: self.rate_limit_after])
+            raise RateLimited("API rate limit exceeded", self.rate_limit_for, loaded=loaded)
         if self.fail_with is not None:
             self.requests.add("failed")
             raise self.fail_with
         for _ in range(0, len(refs), self.page_size):
             self.requests.add("load_changesets")
+        return self._snapshots(refs)
+
+    def _snapshots(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
         out = []
         for ref in refs:
             pull = self.pulls.get((ref.repo_name, ref.number))

@@ -164,11 +164,17 @@ class ChangesetRef:
     repo_name: str  # host-relative full name, e.g. "acme/widgets"
     repo_external_id: str
     number: int
+    # The repo syncer no longer lists the repository (a complete listing and a second look
+    # agreed): a host answering "not found" for it confirms that its pull requests are gone.
+    repo_deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ChangesetSnapshot:
-    """A pull request as the code host reports it right now."""
+    """A pull request as the code host reports it right now.
+
+    ``additions`` / ``deletions`` are None when the answer did not say (list endpoints of
+    Gitea and GitHub's REST ``GET /pulls`` leave them out): the store keeps what it knew."""
 
     changeset_id: int
     number: int
@@ -177,8 +183,8 @@ class ChangesetSnapshot:
     url: str = ""
     review_state: ReviewState = ReviewState.PENDING
     check_state: CheckState = CheckState.UNKNOWN
-    additions: int = 0
-    deletions: int = 0
+    additions: int | None = None
+    deletions: int | None = None
     head_ref: str = ""
     base_ref: str = ""
     updated_at: datetime | None = None

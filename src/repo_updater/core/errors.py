@@ -17,15 +17,26 @@ Only ``HostError`` is worth retrying at once; ``RateLimited`` after ``retry_afte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from repo_updater.core.domain import ChangesetSnapshot
+
 
 class SourceError(Exception):
     """Base class for code-host failures."""
 
 
 class RateLimited(SourceError):
-    def __init__(self, message: str, retry_after: float) -> None:
+    """Wait ``retry_after`` seconds before asking the host again. ``loaded``: the snapshots a
+    ``load_changesets`` call got before the limit hit (the caller keeps them and hands the
+    rest back for later)."""
+
+    def __init__(
+        self, message: str, retry_after: float, loaded: Sequence[ChangesetSnapshot] = ()
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.loaded = tuple(loaded)
 
 
 class NotFound(SourceError):

@@ -7,7 +7,7 @@
 - ``GET    /_admin``                      hosts and their repo counts
 - ``GET    /_admin/{kind}/repos[?owner=]`` repos in id order
 - ``POST   /_admin/{kind}/repos``         ``{owner, name, archived?, fork?, private?,
-  description?, owner_type?: "org"|"user"}`` -> 201 repo
+  description?, owner_type?: "org"|"user", review_required?}`` -> 201 repo
 - ``POST   /_admin/{kind}/repo-actions``  ``{repo, action: archive|unarchive|rename|delete,
   new_name?}`` -> repo (``{"deleted": repo}`` for delete)
 - ``GET    /_admin/{kind}/pulls?repo=``   pull requests of a repo
@@ -19,6 +19,10 @@
 - ``PUT    /_admin/{kind}/faults``        partial ``Faults`` fields (unknown field: 400)
 - ``DELETE /_admin/{kind}/faults``        reset every switch
 - ``PUT    /_admin/{kind}/token``         ``{token: str|null}``: require a token, or not
+- ``GET    /_admin/{kind}/settings``      the host's configuration (``HostSettings``)
+- ``PUT    /_admin/{kind}/settings``      partial ``{external_url?, viewer?, max_page_size?}``:
+  the URL the host believes it has (paging links point there), GitHub's token user, Gitea's
+  ``MAX_RESPONSE_ITEMS``
 - ``POST   /_admin/{kind}/seed``          ``{orgs, repos_per_org, pulls_per_repo?,
   org_prefix?}`` -> ``{"created": n, "repos": total}``
 - ``GET    /_admin/{kind}/stats``         ``{request_count, repos, pulls}``
@@ -61,6 +65,7 @@ class NewRepo(_Body):
     private: bool = False
     description: str = ""
     owner_type: Literal["org", "user"] = "org"
+    review_required: bool = False
 
 
 class RepoAction(_Body):
@@ -103,6 +108,12 @@ class Token(_Body):
     token: str | None
 
 
+class Settings(_Body):
+    external_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+/?$")  # origin
+    viewer: str | None = Field(default=None, min_length=1)
+    max_page_size: int | None = Field(default=None, ge=1, le=1000)
+
+
 class AdminError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -133,6 +144,8 @@ def build_app(state: EmulatorState) -> web.Application:
         ("PUT", "faults", admin.set_faults),
         ("DELETE", "faults", admin.clear_faults),
         ("PUT", "token", admin.set_token),
+        ("GET", "settings", admin.get_settings),
+        ("PUT", "settings", admin.set_settings),
         ("POST", "seed", admin.seed),
         ("GET", "stats", admin.stats),
         ("DELETE", "stats", admin.reset_stats),
@@ -201,6 +214,7 @@ def repo_info(repo: EmulatedRepo) -> dict[str, Any]:
         "fork": repo.fork,
         "private": repo.private,
         "description": repo.description,
+        "review_required": repo.review_required,
         "pulls": len(repo.pulls),
     }
 
@@ -260,6 +274,7 @@ class _Admin:
             raise AdminError(400, str(error)) from None
         if body.owner_type == "user":
             host.users.add(body.owner)
+        repo.review_required = body.review_required
         return _json(repo_info(repo), status=201)
 
     async def repo_action(self, request: web.Request, host: HostState) -> web.Response:
@@ -357,6 +372,16 @@ class _Admin:
         body = await _body(request, Token)
         host.token = body.token or None
         return _json({"token_required": host.token is not None})
+
+    async def get_settings(self, _request: web.Request, host: HostState) -> web.Response:
+        return _json(dataclasses.asdict(host.settings))
+
+    async def set_settings(self, request: web.Request, host: HostState) -> web.Response:
+        body = await _body(request, Settings)
+        for name in body.model_fields_set:
+            value = getattr(body, name)
+            setattr(host.settings, name, value.rstrip("/") if name == "external_url" else value)
+        return _json(dataclasses.asdict(host.settings))
 
     async def seed(self, request: web.Request, host: HostState) -> web.Response:
         body = await _body(request, Seed)

@@ -95,6 +95,7 @@ class EmulatorAdmin:
         private: bool = False,
         description: str = "",
         owner_type: str = "org",
+        review_required: bool = False,
     ) -> dict[str, Any]:
         body = {
             "owner": owner,
@@ -104,6 +105,7 @@ class EmulatorAdmin:
             "private": private,
             "description": description,
             "owner_type": owner_type,
+            "review_required": review_required,
         }
         result: dict[str, Any] = await self._call("POST", kind, "repos", body)
         return result
@@ -199,6 +201,16 @@ class EmulatorAdmin:
 
     async def set_token(self, kind: HostKind | str, token: str | None) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("PUT", kind, "token", {"token": token})
+        return result
+
+    async def settings(self, kind: HostKind | str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", kind, "settings")
+        return result
+
+    async def set_settings(self, kind: HostKind | str, **fields: Any) -> dict[str, Any]:
+        """Change ``external_url`` (where the host's paging links point) or ``viewer``
+        (GitHub's token user); ``None`` clears one."""
+        result: dict[str, Any] = await self._call("PUT", kind, "settings", fields)
         return result
 
     async def seed(

@@ -4,8 +4,11 @@ under ``/rest/api/1.0``).
 Modelled: project repo listing and per-repo pull-request listing with Bitbucket's paged
 envelope (``size``, ``limit``, ``start``, ``isLastPage``, ``nextPageStart``, ``values``; limit
 capped at 1000), single repos (with the ``archived`` flag of Bitbucket 8+), single pull
-requests. Timestamps are epoch milliseconds. Errors use Bitbucket's ``{"errors": [...]}`` body.
-Project keys are the emulated repos' ``owner``.
+requests (``fromRef.latestCommit`` is the head commit), and the build statuses of a commit
+(``GET /rest/build-status/1.0/commits/{id}``, paged, one status per key: the pull request's
+check state as ``INPROGRESS``/``SUCCESSFUL``/``FAILED``). Timestamps are epoch milliseconds.
+Errors use Bitbucket's ``{"errors": [...]}`` body. Project keys are the emulated repos'
+``owner``; a project whose repos are all gone still exists and lists an empty page.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from repo_updater.core.domain import HostKind, HostPullState, ReviewState
+from repo_updater.core.domain import CheckState, HostKind, HostPullState, ReviewState
 from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.listing import epoch_ms, int_param
 from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, EmulatorState, HostState
@@ -31,6 +34,11 @@ _STATE = {
     HostPullState.MERGED: "MERGED",
 }
 _REVIEWER_STATUS = {ReviewState.APPROVED: "APPROVED", ReviewState.CHANGES_REQUESTED: "NEEDS_WORK"}
+_BUILD_STATE = {
+    CheckState.PENDING: "INPROGRESS",
+    CheckState.PASSED: "SUCCESSFUL",
+    CheckState.FAILED: "FAILED",
+}
 
 T = TypeVar("T")
 
@@ -126,6 +134,7 @@ class _Bitbucket:
             "fromRef": {
                 "id": f"refs/heads/{pull.head_ref}",
                 "displayId": pull.head_ref,
+                "latestCommit": commit_id(repo, pull),
                 "repository": ref,
             },
             "toRef": {
@@ -158,14 +167,14 @@ class _Bitbucket:
         key, slug = request.match_info["key"], request.match_info["slug"]
         repo = self.host.find_repo(f"{key}/{slug}")
         if repo is None:
-            return _no_repo(slug) if self.host.owner_repos(key) else _no_project(key)
+            return _no_repo(slug) if self.host.owner_exists(key) else _no_project(key)
         return repo
 
     async def project_repos(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
-        repos = self.host.owner_repos(key)
-        if not repos:
+        if not self.host.owner_exists(key):
             return _no_project(key)
+        repos = self.host.owner_repos(key)
         root = self.root(request)
         return _paged(request, repos, lambda r: self.repo_json(r, root))
 
@@ -200,6 +209,40 @@ class _Bitbucket:
             )
         return web.json_response(self.pull_json(repo, pull, self.root(request)))
 
+    async def build_statuses(self, request: web.Request) -> web.Response:
+        """``BuildStatusService.findAll``: newest first, one per key. A commit nobody built
+        (or unknown) has none: an empty page, not a 404."""
+        pull = self._pull_of_commit(request.match_info["commit"])
+        state = None if pull is None else _BUILD_STATE.get(pull.check_state)
+        statuses: list[dict[str, Any]] = []
+        if pull is not None and state is not None:
+            statuses.append(
+                {
+                    "state": state,
+                    "key": "ci",
+                    "name": "CI",
+                    "url": "https://ci.example.com/builds/1",
+                    "description": f"build {state.lower()}",
+                    "dateAdded": epoch_ms(pull.updated_at),
+                }
+            )
+        return _paged(request, statuses, lambda s: s)
+
+    def _pull_of_commit(self, commit: str) -> EmulatedPull | None:
+        if len(commit) != 40:
+            return None
+        try:
+            repo_id, number = int(commit[:8], 16), int(commit[8:], 16)
+        except ValueError:
+            return None
+        repo = self.host.repos.get(repo_id)
+        return None if repo is None else repo.pulls.get(number)
+
+
+def commit_id(repo: EmulatedRepo, pull: EmulatedPull) -> str:
+    """The emulated head commit of a pull request (the repo id and number, hex, 40 chars)."""
+    return f"{repo.id:08x}{pull.number:032x}"
+
 
 def build_app(state: EmulatorState) -> web.Application:
     host = state.host(HostKind.BITBUCKET_SERVER)
@@ -210,4 +253,5 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get(repo, bb.get_repo)
     app.router.add_get(repo + "/pull-requests", bb.list_pulls)
     app.router.add_get(repo + "/pull-requests/{id}", bb.get_pull)
+    app.router.add_get("/rest/build-status/1.0/commits/{commit}", bb.build_statuses)
     return app

@@ -13,9 +13,10 @@
    and ``truncate_next`` (the handler's JSON body cut in half, sent as a well-formed
    response);
 4. enforces the primary limit ``faults.rate_limit_remaining`` (None = unlimited): each
-   request that is not a 304 consumes one; at 0 GitHub answers 403 "API rate limit exceeded",
-   others 429. The window resets ``rate_limit_reset_in`` seconds after it started, restoring
-   ``rate_limit_total``;
+   request that is not a 304 consumes one; at 0 GitHub answers 403 "API rate limit exceeded"
+   (GraphQL: HTTP 200 with an error of type ``faults.graphql_rate_limit_type`` and no data,
+   as GitHub does), others 429. The window resets ``rate_limit_reset_in`` seconds after it
+   started, restoring ``rate_limit_total``;
 5. adds an ``ETag`` to GET responses with a body and answers ``304 Not Modified`` when
    ``If-None-Match`` matches;
 6. adds the style's rate-limit headers to every answer.
@@ -29,7 +30,7 @@ import binascii
 import hashlib
 import math
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -64,6 +65,8 @@ def fault_middleware(host: HostState, style: RateLimitStyle) -> Middleware:
             faults.rate_limited_next -= 1
             return _secondary_limit(host, style)
         if faults.rate_limit_remaining is not None and faults.rate_limit_remaining <= 0:
+            if style == "github" and request.path.endswith("/graphql"):
+                return _graphql_limit(host)
             return _primary_limit(host, style)
         if targeted and faults.errors_next > 0:
             faults.errors_next -= 1
@@ -201,6 +204,20 @@ def _primary_limit(host: HostState, style: RateLimitStyle) -> web.Response:
         wait = max(0, _reset_epoch(host) - math.floor(time.time()))
         response.headers["Retry-After"] = str(wait)
     _add_rate_headers(response, host, style)
+    return response
+
+
+def _graphql_limit(host: HostState) -> web.Response:
+    """GitHub GraphQL's exhausted primary limit: 200, an error, ``x-ratelimit-remaining: 0``."""
+    error: dict[str, Any] = {
+        "message": "API rate limit already exceeded for user ID 1.",
+    }
+    kind = host.faults.graphql_rate_limit_type
+    if kind:
+        error = {"type": kind, "code": "graphql_rate_limit", **error}
+    response = web.json_response({"errors": [error]})
+    _add_rate_headers(response, host, "github")
+    response.headers["X-RateLimit-Resource"] = "graphql"
     return response
 
 

@@ -1,9 +1,12 @@
 """Gitea API v1 emulator routes (mounted under ``/gitea``; API under ``/api/v1``).
 
 Modelled: org and user repo listings (``page``/``limit``, limit capped at 50 like Gitea's
-``MAX_RESPONSE_ITEMS``, ``Link`` and ``X-Total-Count`` headers), single repos, pull requests
-(paged listing, GET, PATCH, POST, GET by base and head branch), PR reviews and the combined
-commit status of a PR head.
+``MAX_RESPONSE_ITEMS``, ``Link`` and ``X-Total-Count`` headers; ``Link`` URLs start with
+``settings.external_url`` when set, as Gitea's start with its ``ROOT_URL``), single repos, pull
+requests (paged listing without ``additions``/``deletions``, which Gitea leaves out of lists;
+GET, PATCH, POST, GET by base and head branch), PR reviews (paged: ``page``, ``limit`` default
+30, ``X-Total-Count``, no ``Link``) and the combined commit status of a PR head (an empty
+``CombinedStatus`` with ``state: ""`` when there are no statuses).
 Writes to archived repos answer ``423 Locked`` with ``"<Repository 5:org/name> is archived"``,
 as Gitea's ``mustNotBeArchived`` does.
 
@@ -30,7 +33,13 @@ from repo_updater.emulator.listing import (
     link_header,
     page_url,
 )
-from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, EmulatorState, HostState
+from repo_updater.emulator.state import (
+    EmulatedPull,
+    EmulatedRepo,
+    EmulatedReview,
+    EmulatorState,
+    HostState,
+)
 
 API = "/api/v1"
 MAX_LIMIT = 50
@@ -74,7 +83,7 @@ class _Gitea:
         full = repo.full_name
         return {
             "id": repo.id,
-            "owner": {"id": 0, "login": repo.owner, "username": repo.owner},
+            "owner": {"id": 0, "login": repo.owner},
             "name": repo.name,
             "full_name": full,
             "description": repo.description,
@@ -92,11 +101,16 @@ class _Gitea:
             "updated_at": iso(repo.updated_at),
         }
 
-    def pull_json(self, repo: EmulatedRepo, pull: EmulatedPull, root: str) -> dict[str, Any]:
+    def pull_json(
+        self, repo: EmulatedRepo, pull: EmulatedPull, root: str, *, listed: bool = False
+    ) -> dict[str, Any]:
+        """A ``PullRequest``; ``listed``: as ``GET /pulls`` shows it, without the diff stats
+        (``ToAPIPullRequests``: "Do not provide ChangeFiles/Additions/Deletions for the PR
+        list")."""
         closed = pull.state in (HostPullState.CLOSED, HostPullState.MERGED)
         merged = pull.state is HostPullState.MERGED
         full = repo.full_name
-        return {
+        data: dict[str, Any] = {
             "id": repo.id * 100_000 + pull.number,
             "url": f"{root}{API}/repos/{full}/pulls/{pull.number}",
             "number": pull.number,
@@ -114,32 +128,45 @@ class _Gitea:
             "updated_at": iso(pull.updated_at),
             "additions": pull.additions,
             "deletions": pull.deletions,
+            "changed_files": 1 if pull.additions or pull.deletions else 0,
             "head": {"label": pull.head_ref, "ref": pull.head_ref, "sha": _sha(repo, pull)},
             "base": {"label": pull.base_ref, "ref": pull.base_ref, "repo_id": repo.id},
             "comments": 0,
             "review_comments": len(pull.reviews),
         }
+        if listed:
+            for key in ("additions", "deletions", "changed_files"):
+                data.pop(key, None)
+        return data
 
-    @staticmethod
     def page(
-        request: web.Request, items: Sequence[T], render: Callable[[T], dict[str, Any]]
+        self,
+        request: web.Request,
+        items: Sequence[T],
+        render: Callable[[T], dict[str, Any]],
+        *,
+        links: bool = True,
     ) -> web.Response:
-        limit = int_param(request, "limit", DEFAULT_LIMIT, lo=1, hi=MAX_LIMIT)
+        cap = self.host.settings.max_page_size or MAX_LIMIT  # MAX_RESPONSE_ITEMS
+        limit = int_param(request, "limit", min(DEFAULT_LIMIT, cap), lo=1, hi=cap)
         page = int_param(request, "page", 1, lo=1, hi=1 << 30)
         total = len(items)
         last = max(1, -(-total // limit))
         start = (page - 1) * limit
         body = [render(x) for x in items[start : start + limit]]
-        links: dict[str, str] = {}
+        external = self.host.settings.external_url
+
+        def link(n: int) -> str:
+            return page_url(request, external=external, page=n, limit=limit)
+
+        rels: dict[str, str] = {}
         if page < last:
-            links["next"] = page_url(request, page=page + 1, limit=limit)
-            links["last"] = page_url(request, page=last, limit=limit)
+            rels["next"], rels["last"] = link(page + 1), link(last)
         if page > 1:
-            links["first"] = page_url(request, page=1, limit=limit)
-            links["prev"] = page_url(request, page=page - 1, limit=limit)
+            rels["first"], rels["prev"] = link(1), link(page - 1)
         headers = {"X-Total-Count": str(total)}
-        if links:
-            headers["Link"] = link_header(links)
+        if rels and links:
+            headers["Link"] = link_header(rels)
         return web.json_response(body, headers=headers)
 
     def owner_repos(self, request: web.Request, repos: Sequence[EmulatedRepo]) -> web.Response:
@@ -206,7 +233,7 @@ class _Gitea:
             done = (HostPullState.CLOSED, HostPullState.MERGED)
             pulls = [p for p in pulls if (p.state in done) == (state == "closed")]
         root = self.root(request)
-        return self.page(request, pulls, lambda p: self.pull_json(repo, p, root))
+        return self.page(request, pulls, lambda p: self.pull_json(repo, p, root, listed=True))
 
     async def get_pull(self, request: web.Request) -> web.Response:
         found = self._pull(request)
@@ -228,17 +255,19 @@ class _Gitea:
         found = self._pull(request)
         if isinstance(found, web.Response):
             return found
-        body = [
-            {
-                "id": i + 1,
+        numbered = list(enumerate(found[1].reviews, start=1))
+
+        def render(item: tuple[int, EmulatedReview]) -> dict[str, Any]:
+            ident, r = item
+            return {
+                "id": ident,
                 "user": {"login": r.author},
                 "state": _REVIEW[r.state],
                 "dismissed": r.state is ReviewState.DISMISSED,
                 "submitted_at": iso(r.at),
             }
-            for i, r in enumerate(found[1].reviews)
-        ]
-        return web.json_response(body)
+
+        return self.page(request, numbered, render, links=False)
 
     async def commit_status(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
@@ -250,9 +279,23 @@ class _Gitea:
         except ValueError:
             pull = None
         status = "" if pull is None else _STATUS.get(pull.check_state, "")
-        statuses = [{"context": "ci", "status": status}] if status else []
+        if not status:  # Gitea: no statuses -> an empty CombinedStatus{}
+            empty = {"state": "", "sha": "", "total_count": 0, "statuses": None,
+                     "repository": None, "commit_url": "", "url": ""}  # fmt: skip
+            return web.json_response(empty)
+        root = self.root(request)
+        api = f"{root}{API}/repos/{repo.full_name}"
+        statuses = [{"id": 1, "context": "ci", "status": status}]
         return web.json_response(
-            {"state": status, "sha": ref, "total_count": len(statuses), "statuses": statuses}
+            {
+                "state": status,
+                "sha": ref,
+                "total_count": len(statuses),
+                "statuses": statuses,
+                "repository": self.repo_json(repo, root),
+                "commit_url": f"{api}/commits/{ref}",
+                "url": f"{api}/commits/{ref}/status",
+            }
         )
 
     async def edit_pull(self, request: web.Request) -> web.Response:

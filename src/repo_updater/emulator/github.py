@@ -4,13 +4,21 @@ Routes (relative to the sub-app, like https://api.github.com):
 
 - ``GET /orgs/{org}/repos``, ``GET /users/{user}/repos``: ``per_page`` (max 100, default 30)
   and ``page``, id order, ``Link`` header with ``rel="prev"/"next"/"last"/"first"``.
-  An org that exists but holds no repos lists ``[]``; an unknown owner is 404.
+  An org that exists but holds no repos lists ``[]``; an unknown owner is 404. Like GitHub,
+  ``/users/{user}/repos`` lists public repositories only.
+- ``GET /user`` (the token's user, ``settings.viewer``; 401 without one) and
+  ``GET /user/repos`` (``affiliation``, ``visibility``; ``type`` with either is 422): the
+  viewer's own repositories, private ones included, and (``organization_member``) those of
+  every org.
 - ``GET /repos/{owner}/{repo}``
 - ``GET /repos/{owner}/{repo}/pulls`` (``state``, ``head``, ``per_page``, ``page``),
   ``POST /repos/{owner}/{repo}/pulls``
 - ``GET /repos/{owner}/{repo}/pulls/{number}``, ``PATCH /repos/{owner}/{repo}/pulls/{number}``
 - the same under ``/repositories/{id}`` (where renamed repositories redirect to)
 - ``POST /graphql`` (see ``github_graphql``)
+
+Every route is also served GitHub Enterprise Server style: REST under ``/api/v3`` and GraphQL
+at ``/api/graphql`` (``{emulator}/github/api/v3`` is then the base URL).
 
 Writes to an archived repository answer 403 "Repository was archived so is read-only.".
 A request for a renamed repository's old name answers ``301 Moved Permanently`` (GET/HEAD) or
@@ -27,7 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from repo_updater.core.domain import HostKind, HostPullState
-from repo_updater.emulator.faults import fault_middleware
+from repo_updater.emulator.faults import fault_middleware, request_token
 from repo_updater.emulator.github_graphql import GraphQLEndpoint, github_time
 from repo_updater.emulator.state import (
     EmulatedPull,
@@ -38,6 +46,7 @@ from repo_updater.emulator.state import (
 )
 
 PREFIX = "/github"
+GHES_API = "/api/v3"  # GitHub Enterprise Server's REST root
 ARCHIVED_MESSAGE = "Repository was archived so is read-only."
 _DOCS = "https://docs.github.com/rest"
 
@@ -47,15 +56,19 @@ def build_app(state: EmulatorState) -> web.Application:
     app = web.Application(middlewares=[fault_middleware(host, "github")])
     api = _GitHubRest(host)
     graphql = GraphQLEndpoint(host)
-    app.router.add_get("/orgs/{owner}/repos", api.org_repos)
-    app.router.add_get("/users/{owner}/repos", api.user_repos)
-    for repo in ("/repos/{owner}/{repo}", "/repositories/{id}"):
-        app.router.add_get(repo, api.get_repo)
-        app.router.add_get(repo + "/pulls", api.list_pulls)
-        app.router.add_post(repo + "/pulls", api.create_pull)
-        app.router.add_get(repo + "/pulls/{number}", api.get_pull)
-        app.router.add_patch(repo + "/pulls/{number}", api.update_pull)
+    for root in ("", GHES_API):
+        app.router.add_get(root + "/orgs/{owner}/repos", api.org_repos)
+        app.router.add_get(root + "/users/{owner}/repos", api.user_repos)
+        app.router.add_get(root + "/user", api.viewer)
+        app.router.add_get(root + "/user/repos", api.viewer_repos)
+        for repo in ("/repos/{owner}/{repo}", "/repositories/{id}"):
+            app.router.add_get(root + repo, api.get_repo)
+            app.router.add_get(root + repo + "/pulls", api.list_pulls)
+            app.router.add_post(root + repo + "/pulls", api.create_pull)
+            app.router.add_get(root + repo + "/pulls/{number}", api.get_pull)
+            app.router.add_patch(root + repo + "/pulls/{number}", api.update_pull)
     app.router.add_post("/graphql", graphql.handle)
+    app.router.add_post("/api/graphql", graphql.handle)  # GHES
     return app
 
 
@@ -63,8 +76,15 @@ def node_id(kind: str, ident: int) -> str:
     return base64.b64encode(f"{kind}{ident}".encode()).decode()
 
 
-def api_base(request: web.Request) -> str:
+def web_base(request: web.Request) -> str:
+    """Where the host's web pages are (``html_url``)."""
     return f"{request.scheme}://{request.host}{PREFIX}"
+
+
+def api_base(request: web.Request) -> str:
+    """The REST root the request came in on (``/api/v3`` on the GHES-style routes)."""
+    ghes = request.path.startswith(PREFIX + GHES_API + "/")
+    return web_base(request) + (GHES_API if ghes else "")
 
 
 def json_response(body: Any, *, status: int = 200) -> web.Response:
@@ -84,8 +104,9 @@ def not_found() -> web.Response:
 
 
 def repo_json(repo: EmulatedRepo, base: str, *, user: bool = False) -> dict[str, Any]:
+    """``base``: the REST root; web URLs drop a GHES ``/api/v3``."""
     full = repo.full_name
-    html = f"{base}/{full}"
+    html = f"{base.removesuffix(GHES_API)}/{full}"
     owner_type = "User" if user else "Organization"
     return {
         "id": repo.id,
@@ -109,15 +130,19 @@ def repo_json(repo: EmulatedRepo, base: str, *, user: bool = False) -> dict[str,
     }
 
 
-def pull_json(repo: EmulatedRepo, pull: EmulatedPull, base: str) -> dict[str, Any]:
+def pull_json(
+    repo: EmulatedRepo, pull: EmulatedPull, base: str, *, simple: bool = False
+) -> dict[str, Any]:
+    """The ``pull-request`` schema; ``simple``: ``pull-request-simple`` (what ``GET /pulls``
+    lists), which has no ``merged``, ``additions``, ``deletions``, ``changed_files``."""
     closed = pull.state in (HostPullState.CLOSED, HostPullState.MERGED)
     ident = repo.id * 1_000_000 + pull.number
-    return {
+    data: dict[str, Any] = {
         "id": ident,
         "node_id": node_id("011:PullRequest", ident),
         "number": pull.number,
         "url": f"{base}/repos/{repo.full_name}/pulls/{pull.number}",
-        "html_url": f"{base}/{repo.full_name}/pull/{pull.number}",
+        "html_url": f"{base.removesuffix(GHES_API)}/{repo.full_name}/pull/{pull.number}",
         "state": "closed" if closed else "open",
         "draft": pull.state is HostPullState.DRAFT,
         "merged": pull.state is HostPullState.MERGED,
@@ -126,13 +151,17 @@ def pull_json(repo: EmulatedRepo, pull: EmulatedPull, base: str) -> dict[str, An
         "user": {"login": pull.author},
         "head": {"ref": pull.head_ref, "label": f"{repo.owner}:{pull.head_ref}"},
         "base": {"ref": pull.base_ref, "label": f"{repo.owner}:{pull.base_ref}"},
-        "additions": pull.additions,
-        "deletions": pull.deletions,
         "created_at": github_time(pull.created_at),
         "updated_at": github_time(pull.updated_at),
         "closed_at": github_time(pull.closed_at),
         "merged_at": github_time(pull.merged_at),
     }
+    if not simple:
+        data["additions"], data["deletions"] = pull.additions, pull.deletions
+        data["changed_files"] = 1 if pull.additions or pull.deletions else 0
+    else:
+        del data["merged"]
+    return data
 
 
 def _int_param(request: web.Request, name: str, default: int) -> int:
@@ -237,7 +266,34 @@ class _GitHubRest:
         owner = request.match_info["owner"]
         if not self.host.owner_exists(owner):
             return not_found()
-        return self._list(request, self.host.owner_repos(owner))
+        public = [r for r in self.host.owner_repos(owner) if not r.private]
+        return self._list(request, public)
+
+    async def viewer(self, request: web.Request) -> web.Response:
+        login = self.host.settings.viewer
+        if login is None or request_token(request) is None:
+            return message(401, "Requires authentication")
+        return json_response({"login": login, "id": 1, "type": "User", "site_admin": False})
+
+    async def viewer_repos(self, request: web.Request) -> web.Response:
+        login = self.host.settings.viewer
+        if login is None or request_token(request) is None:
+            return message(401, "Requires authentication")
+        query = request.query
+        if "type" in query and ("visibility" in query or "affiliation" in query):
+            return _validation_failed("type cannot be used with visibility or affiliation")
+        default = "owner,collaborator,organization_member"
+        affiliation = set(query.get("affiliation", default).split(","))
+        visibility = query.get("visibility", "all")
+        repos = [
+            r
+            for r in sorted(self.host.repos.values(), key=lambda r: r.id)
+            if ("owner" in affiliation and r.owner.lower() == login.lower())
+            or ("organization_member" in affiliation and r.owner not in self.host.users)
+        ]
+        if visibility in ("public", "private"):
+            repos = [r for r in repos if r.private == (visibility == "private")]
+        return self._list(request, repos)
 
     async def get_repo(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
@@ -263,7 +319,7 @@ class _GitHubRest:
             pulls.append(pull)
         chunk, link = paginate(request, pulls)
         base = api_base(request)
-        response = json_response([pull_json(repo, p, base) for p in chunk])
+        response = json_response([pull_json(repo, p, base, simple=True) for p in chunk])
         if link:
             response.headers["Link"] = link
         return response

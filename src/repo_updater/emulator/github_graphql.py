@@ -1,15 +1,16 @@
 """GitHub GraphQL API emulator: a real schema (``graphql-core``) for the subset a changeset
 syncer needs, served at ``POST /github/graphql``.
 
-Supported: ``repository(owner, name) { pullRequest(number) { ... } }`` with state, draft,
-diff stats, refs, timestamps, ``reviewDecision``, ``commits(last: 1)`` with the status check
-rollup, ``timelineItems(first|last, itemTypes)`` (reviews, closed, merged, reopened events),
-and ``rateLimit { cost limit remaining used resetAt }``. Aliases work, so one query can load
-many pull requests from many repositories. A missing repository or pull request yields null
-at its path plus an error ``{"type": "NOT_FOUND", "path": [...], "message": ...}``, like
-GitHub; a repository flagged ``forbidden`` yields null plus a ``FORBIDDEN`` error (GitHub's
-answer under SAML enforcement or an IP allow list). ``repository(owner, name)`` follows
-renames: an old name resolves to the renamed repository, as on GitHub.
+Supported: ``repository(owner, name) { pullRequest(number) { ... } }`` with state, draft, diff
+stats, refs, timestamps, ``reviewDecision`` (null unless the repo's ``review_required``, as on
+GitHub without a branch rule), ``latestOpinionatedReviews``, ``commits(last: 1)`` with the
+status check rollup, ``timelineItems(first|last, itemTypes)`` (reviews, closed, merged, reopened
+events), and ``rateLimit { cost limit remaining used resetAt }``. Aliases work, so one query can
+load many pull requests from many repositories. A missing repository or pull request yields null
+at its path plus an error ``{"type": "NOT_FOUND", "path": [...], "message": ...}``, like GitHub;
+a repository flagged ``forbidden`` yields null plus a ``FORBIDDEN`` error (GitHub's answer under
+SAML enforcement or an IP allow list). ``repository(owner, name)`` follows renames: an old name
+resolves to the renamed repository, as on GitHub.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from graphql import (
 
 from repo_updater.core.domain import CheckState, HostPullState, ReviewState
 from repo_updater.emulator.github_schema import SDL
-from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, HostState
+from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, EmulatedReview, HostState
 
 _CHECK_TO_STATUS = {
     CheckState.PASSED: "SUCCESS",
@@ -85,14 +86,24 @@ def _actor(login: str) -> dict[str, str]:
     return {"__typename": "User", "login": login}
 
 
-def review_decision(pull: EmulatedPull) -> str:
-    """GitHub's decision: the latest decisive review of each reviewer counts."""
-    latest: dict[str, ReviewState] = {}
+def latest_opinionated(pull: EmulatedPull) -> dict[str, EmulatedReview]:
+    """Each reviewer's latest review that is not a comment or pending (a dismissed one stays,
+    as DISMISSED), in the order they were submitted."""
+    latest: dict[str, EmulatedReview] = {}
     for review in pull.reviews:
-        if review.state in (ReviewState.APPROVED, ReviewState.CHANGES_REQUESTED):
-            latest[review.author] = review.state
-        elif review.state is ReviewState.DISMISSED:
-            latest.pop(review.author, None)
+        if review.state in (ReviewState.COMMENTED, ReviewState.PENDING):
+            continue
+        latest.pop(review.author, None)
+        latest[review.author] = review
+    return latest
+
+
+def review_decision(repo: EmulatedRepo, pull: EmulatedPull) -> str | None:
+    """GitHub's decision: null unless the base branch requires reviews; then the latest
+    decisive review of each reviewer counts."""
+    if not repo.review_required:
+        return None
+    latest = {a: r.state for a, r in latest_opinionated(pull).items()}
     if ReviewState.CHANGES_REQUESTED in latest.values():
         return "CHANGES_REQUESTED"
     if ReviewState.APPROVED in latest.values():
@@ -115,9 +126,12 @@ def _page_size(first: int | None, last: int | None, what: str) -> tuple[int, boo
 # --- resolvers -------------------------------------------------------------------------------
 
 
-def _repository(_root: Any, info: GraphQLResolveInfo[Any], owner: str, name: str) -> EmulatedRepo:
+def _repository(
+    _root: Any, info: GraphQLResolveInfo[Any], owner: str, name: str, followRenames: bool = True
+) -> EmulatedRepo:
     host: HostState = info.context["host"]
-    repo = host.resolve_repo(f"{owner}/{name}")
+    full = f"{owner}/{name}"
+    repo = host.resolve_repo(full) if followRenames else host.find_repo(full)
     if repo is None:
         raise NotFoundError(f"Could not resolve to a Repository with the name '{owner}/{name}'.")
     if repo.forbidden:
@@ -135,11 +149,13 @@ def _pull_request(repo: EmulatedRepo, _info: GraphQLResolveInfo[Any], number: in
     return _PR(repo, pull)
 
 
-def _rate_limit(_root: Any, info: GraphQLResolveInfo[Any]) -> dict[str, Any]:
+def _rate_limit(_root: Any, info: GraphQLResolveInfo[Any], **_args: Any) -> dict[str, Any]:
     host: HostState = info.context["host"]
     faults = host.faults
     limit = faults.rate_limit_total
-    remaining = limit if faults.rate_limit_remaining is None else faults.rate_limit_remaining
+    # What remains after this query (cost 1; the fault middleware counts it once answered).
+    left = faults.rate_limit_remaining
+    remaining = limit if left is None else max(0, left - 1)
     reset_at = host.rate_limit_reset_at or time.time() + faults.rate_limit_reset_in
     return {
         "cost": 1,
@@ -148,6 +164,23 @@ def _rate_limit(_root: Any, info: GraphQLResolveInfo[Any]) -> dict[str, Any]:
         "used": limit - remaining,
         "resetAt": _time(datetime.fromtimestamp(reset_at, UTC)),
     }
+
+
+def _latest_reviews(pr: _PR, _info: GraphQLResolveInfo[Any], **args: Any) -> dict[str, Any]:
+    size, from_start = _page_size(args.get("first"), args.get("last"), "latestOpinionatedReviews")
+    base = pr.repo.id * 1_000_000 + pr.pull.number
+    nodes = [
+        {
+            "__typename": "PullRequestReview",
+            "id": f"PRR_{base}_{author}",
+            "state": review.state.value,
+            "author": _actor(author),
+            "submittedAt": _time(review.at),
+        }
+        for author, review in latest_opinionated(pr.pull).items()
+    ]
+    page = nodes[:size] if from_start else nodes[max(0, len(nodes) - size) :]
+    return {"nodes": page, "totalCount": len(nodes)}
 
 
 def _commits(pr: _PR, _info: GraphQLResolveInfo[Any], **args: Any) -> dict[str, Any]:
@@ -247,7 +280,8 @@ _PULL_FIELDS: dict[str, Any] = {
     "updatedAt": lambda p, _i: _time(p.pull.updated_at),
     "closedAt": lambda p, _i: _time(p.pull.closed_at),
     "mergedAt": lambda p, _i: _time(p.pull.merged_at),
-    "reviewDecision": lambda p, _i: review_decision(p.pull),
+    "reviewDecision": lambda p, _i: review_decision(p.repo, p.pull),
+    "latestOpinionatedReviews": _latest_reviews,
     "author": lambda p, _i: _actor(p.pull.author),
     "repository": lambda p, _i: p.repo,
     "commits": _commits,

@@ -1,11 +1,14 @@
 """The SDL of the GitHub GraphQL subset the emulator serves (see ``github_graphql``): the
-types and fields a changeset syncer selects, named and typed as in GitHub's public schema."""
+types and fields a changeset syncer selects, named and typed as in GitHub's public schema.
+``tests/conformance`` checks that it is a subset of the public schema's excerpt in
+``tests/conformance/specs/github.graphql`` (same types, fields, argument types)."""
 
 from __future__ import annotations
 
 SDL = """
 scalar DateTime
 scalar URI
+scalar GitObjectID
 
 enum PullRequestState { OPEN CLOSED MERGED }
 enum PullRequestReviewDecision { APPROVED CHANGES_REQUESTED REVIEW_REQUIRED }
@@ -19,8 +22,8 @@ interface Actor { login: String! }
 type User implements Actor { login: String! }
 
 type Query {
-  repository(owner: String!, name: String!): Repository
-  rateLimit: RateLimit
+  repository(owner: String!, name: String!, followRenames: Boolean = true): Repository
+  rateLimit(dryRun: Boolean = false): RateLimit
 }
 
 type RateLimit { cost: Int! limit: Int! remaining: Int! used: Int! resetAt: DateTime! }
@@ -61,6 +64,9 @@ type PullRequest {
   closedAt: DateTime
   mergedAt: DateTime
   reviewDecision: PullRequestReviewDecision
+  latestOpinionatedReviews(
+    first: Int, last: Int, writersOnly: Boolean = false
+  ): PullRequestReviewConnection
   author: Actor
   repository: Repository!
   commits(first: Int, last: Int): PullRequestCommitConnection!
@@ -69,9 +75,10 @@ type PullRequest {
   ): PullRequestTimelineItemsConnection!
 }
 
+type PullRequestReviewConnection { nodes: [PullRequestReview] totalCount: Int! }
 type PullRequestCommitConnection { nodes: [PullRequestCommit] totalCount: Int! }
 type PullRequestCommit { commit: Commit! }
-type Commit { oid: String! statusCheckRollup: StatusCheckRollup }
+type Commit { oid: GitObjectID! statusCheckRollup: StatusCheckRollup }
 type StatusCheckRollup { state: StatusState! }
 
 type PullRequestReview {

@@ -1,17 +1,21 @@
 """GitLab REST v4 emulator routes (mounted under ``/gitlab``; API under ``/api/v4``).
 
 Modelled: group project listing (``include_subgroups``, offset pagination with GitLab's
-``Link``/``X-*`` headers, ``X-Total`` omitted above 10,000 like GitLab), single projects by id or
-URL-encoded path, merge requests (batched ``iids[]`` listing, single GET, PUT with
-``state_event``, POST) and MR approvals. Writes to archived projects answer
+``Link``/``X-*`` headers, ``X-Total`` omitted above 10,000 like GitLab; ``Link`` URLs carry the
+host and port of ``settings.external_url`` like GitLab's ``gitlab.host``), single projects by
+id or URL-encoded path, merge requests (batched ``iids[]`` listing, single GET, PUT with
+``state_event``, POST), MR reviewers (``state``: unreviewed, reviewed, requested_changes,
+approved, unapproved) and MR approvals. Writes to archived projects answer
 ``403 {"message": "403 Forbidden"}`` as GitLab does: the body does not say why.
+``detailed_merge_status`` is CE's (no ``requested_changes``, which only EE reports).
 
-Unlike real GitLab, the MR *list* includes ``head_pipeline`` (GitLab only returns it from the
-single-MR GET); ``build_app(state, list_pipelines=False)`` emulates the real behaviour.
+Like GitLab, the MR *list* leaves ``head_pipeline`` out (only the single-MR GET has it);
+``build_app(state, list_pipelines=True)`` puts it in (fewer requests, not GitLab's behaviour).
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +30,13 @@ from repo_updater.emulator.listing import (
     link_header,
     page_url,
 )
-from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, EmulatorState, HostState
+from repo_updater.emulator.state import (
+    EmulatedPull,
+    EmulatedRepo,
+    EmulatedReview,
+    EmulatorState,
+    HostState,
+)
 
 API = "/api/v4"
 MAX_PER_PAGE = 100
@@ -53,6 +63,28 @@ def _repos_fingerprint(host: HostState) -> tuple[int, int, str]:
     if not host.repos:
         return (0, 0, "")
     return (len(host.repos), next(reversed(host.repos)), next(reversed(host.by_full_name)))
+
+
+# MergeRequestReviewer#state, by each reviewer's latest review.
+_REVIEWER_STATE = {
+    ReviewState.PENDING: "unreviewed",
+    ReviewState.COMMENTED: "reviewed",
+    ReviewState.CHANGES_REQUESTED: "requested_changes",
+    ReviewState.APPROVED: "approved",
+    ReviewState.DISMISSED: "unapproved",
+}
+
+
+def _latest_reviews(pull: EmulatedPull) -> dict[str, EmulatedReview]:
+    latest: dict[str, EmulatedReview] = {}
+    for review in pull.reviews:
+        latest[review.author] = review
+    return latest
+
+
+def _user(username: str) -> dict[str, Any]:
+    ident = zlib.crc32(username.encode()) % 100_000  # stable across runs, unlike hash()
+    return {"id": ident, "username": username, "name": username, "state": "active"}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -127,18 +159,14 @@ class _GitLab:
         self, repo: EmulatedRepo, pull: EmulatedPull, root: str, *, pipeline: bool
     ) -> dict[str, Any]:
         draft = pull.state is HostPullState.DRAFT
-        changes_requested = any(r.state is ReviewState.CHANGES_REQUESTED for r in pull.reviews)
-        approved = any(r.state is ReviewState.APPROVED for r in pull.reviews)
         if pull.state not in (HostPullState.OPEN, HostPullState.DRAFT):
             merge_status = "not_open"
         elif draft:
             merge_status = "draft_status"
-        elif changes_requested:
-            merge_status = "requested_changes"
         elif pull.check_state is CheckState.PENDING:
             merge_status = "ci_still_running"
         else:
-            merge_status = "mergeable" if approved else "not_approved"
+            merge_status = "mergeable"
         data: dict[str, Any] = {
             "id": repo.id * 100_000 + pull.number,
             "iid": pull.number,
@@ -183,18 +211,23 @@ class _GitLab:
         root = self.root(request)
         start = (page - 1) * per_page
         body = [self.project_json(r, root) for r in repos[start : start + per_page]]
-        links = {"first": page_url(request, page=1, per_page=per_page)}
+        external = self.host.settings.external_url
+
+        def link(n: int) -> str:
+            return page_url(request, external=external, keep_scheme=True, page=n, per_page=per_page)
+
+        links = {"first": link(1)}
         headers = {"X-Page": str(page), "X-Per-Page": str(per_page), "X-Next-Page": ""}
         headers["X-Prev-Page"] = str(page - 1) if page > 1 else ""
         if page < last:
             headers["X-Next-Page"] = str(page + 1)
-            links["next"] = page_url(request, page=page + 1, per_page=per_page)
+            links["next"] = link(page + 1)
         if page > 1:
-            links["prev"] = page_url(request, page=page - 1, per_page=per_page)
+            links["prev"] = link(page - 1)
         if total <= TOTAL_HEADERS_LIMIT:
             headers["X-Total"] = str(total)
             headers["X-Total-Pages"] = str(last)
-            links["last"] = page_url(request, page=last, per_page=per_page)
+            links["last"] = link(last)
         if self.host.faults.drop_link_next > 0:
             self.host.faults.drop_link_next -= 1
         else:
@@ -234,7 +267,9 @@ class _GitLab:
         headers = {"X-Page": str(page), "X-Per-Page": str(per_page), "X-Total": str(len(pulls))}
         headers["X-Next-Page"] = str(page + 1) if start + per_page < len(pulls) else ""
         if headers["X-Next-Page"]:
-            headers["Link"] = link_header({"next": page_url(request, page=page + 1)})
+            external = self.host.settings.external_url
+            url = page_url(request, external=external, keep_scheme=True, page=page + 1)
+            headers["Link"] = link_header({"next": url})
         return web.json_response(body, headers=headers)
 
     def _mr(self, request: web.Request) -> tuple[EmulatedRepo, EmulatedPull] | web.Response:
@@ -254,15 +289,31 @@ class _GitLab:
         repo, pull = found
         return web.json_response(self.mr_json(repo, pull, self.root(request), pipeline=True))
 
+    async def reviewers(self, request: web.Request) -> web.Response:
+        """``MergeRequestReviewer`` entities: each reviewer's user and review ``state``."""
+        found = self._mr(request)
+        if isinstance(found, web.Response):
+            return found
+        _, pull = found
+        body = [
+            {
+                "user": _user(author),
+                "state": _REVIEWER_STATE[review.state],
+                "created_at": iso(review.at, millis=True),
+            }
+            for author, review in _latest_reviews(pull).items()
+        ]
+        return web.json_response(body, headers={"X-Total": str(len(body))})
+
     async def approvals(self, request: web.Request) -> web.Response:
         found = self._mr(request)
         if isinstance(found, web.Response):
             return found
         _, pull = found
         by = [
-            {"user": {"username": r.author}}
-            for r in pull.reviews
-            if r.state is ReviewState.APPROVED
+            {"user": _user(author)}
+            for author, review in _latest_reviews(pull).items()
+            if review.state is ReviewState.APPROVED
         ]
         return web.json_response(
             {"iid": pull.number, "approved": bool(by), "approved_by": by, "approvals_left": 0}
@@ -329,9 +380,9 @@ class _GitLab:
         return web.json_response(body, status=201)
 
 
-def build_app(state: EmulatorState, *, list_pipelines: bool = True) -> web.Application:
-    """The GitLab sub-application. ``list_pipelines=False`` leaves ``head_pipeline`` out of MR
-    lists, as real GitLab does."""
+def build_app(state: EmulatorState, *, list_pipelines: bool = False) -> web.Application:
+    """The GitLab sub-application. ``list_pipelines=True`` puts ``head_pipeline`` in MR lists,
+    which real GitLab does not."""
     host = state.host(HostKind.GITLAB)
     gl = _GitLab(host, list_pipelines=list_pipelines)
     app = web.Application(middlewares=[fault_middleware(host, "gitlab")])
@@ -343,4 +394,5 @@ def build_app(state: EmulatorState, *, list_pipelines: bool = True) -> web.Appli
     app.router.add_get(mr + "/{iid}", gl.get_mr)
     app.router.add_put(mr + "/{iid}", gl.update_mr)
     app.router.add_get(mr + "/{iid}/approvals", gl.approvals)
+    app.router.add_get(mr + "/{iid}/reviewers", gl.reviewers)
     return app

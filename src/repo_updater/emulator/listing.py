@@ -24,9 +24,25 @@ def int_param(request: web.Request, name: str, default: int, *, lo: int, hi: int
     return max(lo, min(hi, value))
 
 
-def page_url(request: web.Request, **params: int | str) -> str:
-    """The request's absolute URL with some query parameters replaced."""
+def page_url(
+    request: web.Request,
+    *,
+    external: str | None = None,
+    keep_scheme: bool = False,
+    **params: int | str,
+) -> str:
+    """The request's absolute URL with some query parameters replaced.
+
+    ``external``: the URL the host is configured with (``HostSettings.external_url``). Hosts
+    build paging links from it, not from the URL the client used: GitLab's
+    ``OffsetHeaderBuilder`` takes host and port from its config and keeps the request's scheme
+    and path (``keep_scheme``); Gitea's ``genAPILinks`` puts ``ROOT_URL`` before the path."""
     url: URL = request.url.update_query({k: str(v) for k, v in params.items()})
+    if external is not None:
+        ext = URL(external)
+        url = url.with_host(ext.host or "").with_port(ext.explicit_port)
+        if not keep_scheme:
+            url = url.with_scheme(ext.scheme)
     return str(url)
 
 

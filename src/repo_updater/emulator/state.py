@@ -71,6 +71,9 @@ class EmulatedRepo:
     # The token may not read this repo (SAML enforcement, IP allow list): GitHub GraphQL
     # answers a ``FORBIDDEN`` error at the repository's path.
     forbidden: bool = False
+    # The base branch requires reviews (a branch protection rule): without one, GitHub's
+    # ``reviewDecision`` is null.
+    review_required: bool = False
 
     @property
     def full_name(self) -> str:
@@ -101,6 +104,22 @@ class Faults:
     # GitLab group listing: send the next pages without their ``Link`` header (as a proxy
     # that strips it would), leaving only ``X-Next-Page`` to say where the listing goes.
     drop_link_next: int = 0
+    # GitHub GraphQL answers an exhausted primary limit with HTTP 200 and an error of this
+    # ``type`` (both RATE_LIMITED and RATE_LIMIT are seen; "" sends only the message).
+    graphql_rate_limit_type: str = "RATE_LIMITED"
+
+
+@dataclass(slots=True)
+class HostSettings:
+    """How a host is configured, as its admin would set it (not a fault)."""
+
+    # The host's own idea of its URL (GitLab ``external_url``, Gitea ``ROOT_URL``): paging
+    # ``Link`` headers point there, whatever URL the client used. None: the request's origin.
+    external_url: str | None = None
+    # GitHub: the login of the token's user (``GET /user``); None: ``/user`` answers 401.
+    viewer: str | None = None
+    # Gitea: ``[api] MAX_RESPONSE_ITEMS``, the page size ``limit`` is capped at (None: 50).
+    max_page_size: int | None = None
 
 
 @dataclass(slots=True)
@@ -110,6 +129,7 @@ class HostState:
     repos: dict[int, EmulatedRepo] = field(default_factory=dict)
     by_full_name: dict[str, int] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
+    settings: HostSettings = field(default_factory=HostSettings)
     request_count: int = 0
     users: set[str] = field(default_factory=set)  # owners that are users, not orgs (GitHub)
     # Every org/group/project key that has ever held a repo (and a group's parents): it still

@@ -121,13 +121,18 @@ class ChangesetSyncer:
         except RateLimited as exc:
             until = self._clock() + timedelta(seconds=max(exc.retry_after, 0.0))
             self._backoff[host] = until
+            # What loaded before the limit hit is written; the rest waits for the reset.
+            loaded = {s.changeset_id: s for s in exc.loaded}
+            done = [SyncOutcome(c, snapshot=loaded[c.changeset_id]) for c in items
+                    if c.changeset_id in loaded]  # fmt: skip
+            rest = [c for c in items if c.changeset_id not in loaded]
             log.warning(
                 "%s %s rate-limited us; backing off until %s (%d changesets released)",
-                host[0], host[1], until.isoformat(), len(items),
+                host[0], host[1], until.isoformat(), len(rest),
             )  # fmt: skip
             async with self._transaction() as conn:
-                await release_claims(conn, items, until)
-            return SyncRound(released=len(items))
+                await release_claims(conn, rest, until)
+            return await self._write(done) + SyncRound(released=len(rest))
         except SourceError as exc:
             log.warning("loading %d changesets from %s failed: %s", len(items), host[1], exc)
             return await self._write([SyncOutcome(c, error=str(exc)) for c in items])

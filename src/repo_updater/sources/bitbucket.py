@@ -8,8 +8,16 @@ Changesets, per repo: one ref -> ``GET /pull-requests/{id}``. Several -> pages o
 ``GET /pull-requests?state=ALL&order=NEWEST`` while fewer pages have been read than refs are
 still missing (Bitbucket sends no total, so this caps the listing at about the cost of single
 GETs), then a single GET for each ref not seen (404 -> DELETED). Batch-change PRs are recent,
-so that is usually one request per repo. Reviews come from ``reviewers[].status``; build status
-lives in a separate plugin API and is not loaded (check state UNKNOWN). This source does not
+so that is usually one request per repo. Reviews come from ``reviewers[].status``.
+
+Check state of an open PR (``load_builds``, on by default: +1 request per open PR): the build
+statuses of its head commit, ``GET /rest/build-status/1.0/commits/{fromRef.latestCommit}`` (a
+core REST API beside ``/rest/api/1.0``; one status per build key, newest first). Any
+``FAILED`` or ``CANCELLED`` -> FAILED, else any ``INPROGRESS`` -> PENDING, else any
+``SUCCESSFUL`` -> PASSED, else (none, or only ``UNKNOWN``) UNKNOWN.
+
+An existing project with no repositories (or none the token may read) lists an empty page
+(``200``, ``isLastPage: true``); only an unknown project key is a 404. This source does not
 write (no create/close yet).
 """
 
@@ -22,6 +30,7 @@ from urllib.parse import quote
 from repo_updater.core.domain import (
     ChangesetEvent,
     ChangesetSnapshot,
+    CheckState,
     HostKind,
     HostPullState,
     ReviewState,
@@ -41,6 +50,7 @@ DEFAULT_LIMIT = 100
 PULLS_LIMIT = 50
 _STATES = {"OPEN": HostPullState.OPEN, "DECLINED": HostPullState.CLOSED}
 _STATES["MERGED"] = HostPullState.MERGED
+BUILD_STATUS_API = "/rest/build-status/1.0"
 
 
 def _repo_path(full_name: str) -> str:
@@ -56,6 +66,7 @@ class BitbucketServerSource(PerRepoPullLoader, RestSource):
         self,
         *,
         limit: int = DEFAULT_LIMIT,
+        load_builds: bool = True,
         concurrency: int = DEFAULT_CONCURRENCY,
         **options: Unpack[SourceOptions],
     ) -> None:
@@ -65,6 +76,9 @@ class BitbucketServerSource(PerRepoPullLoader, RestSource):
             **options,
         )
         self.limit = max(1, limit)
+        self.load_builds = load_builds
+        # Absolute (same origin as the API root): it is not under /rest/api/1.0.
+        self._builds_root = self.host_url.removesuffix(self.api_suffix) + BUILD_STATUS_API
 
     async def _paged(
         self, url: str, start: int, limit: int, kind: str, **params: str
@@ -149,6 +163,30 @@ class BitbucketServerSource(PerRepoPullLoader, RestSource):
             return None
         return as_dict(data)
 
+    async def _complete(self, repo_name: str, pull: dict[str, Any]) -> None:
+        """Add the build statuses of an open PR's head commit, in place."""
+        sha = as_dict(pull.get("fromRef")).get("latestCommit")
+        if not self.load_builds or pull.get("state") != "OPEN" or not isinstance(sha, str):
+            return
+        url = f"{self._builds_root}/commits/{quote(sha, safe='')}"
+        states: list[Any] = []
+        start: int | None = 0
+        while start is not None:
+            values, start = await self._paged(url, start, DEFAULT_LIMIT, "load_checks")
+            states.extend(as_dict(v).get("state") for v in values)
+        pull["_builds"] = states
+
+
+def _check_state(pull: dict[str, Any]) -> CheckState:
+    states = set(as_list(pull.get("_builds")))
+    if states & {"FAILED", "CANCELLED"}:
+        return CheckState.FAILED
+    if "INPROGRESS" in states:
+        return CheckState.PENDING
+    if "SUCCESSFUL" in states:
+        return CheckState.PASSED
+    return CheckState.UNKNOWN
+
 
 def _review_state(pull: dict[str, Any]) -> ReviewState:
     statuses = {as_dict(r).get("status") for r in as_list(pull.get("reviewers"))}
@@ -182,6 +220,7 @@ def _snapshot(changeset_id: int, pull: dict[str, Any]) -> ChangesetSnapshot:
         title=str(pull.get("title") or ""),
         url=str(as_dict(links[0]).get("href") or "") if links else "",
         review_state=_review_state(pull),
+        check_state=_check_state(pull),
         head_ref=str(as_dict(pull.get("fromRef")).get("displayId") or ""),
         base_ref=str(as_dict(pull.get("toRef")).get("displayId") or ""),
         updated_at=parse_epoch_ms(pull.get("updatedDate")),

@@ -1,8 +1,12 @@
 """Gitea source (API v1).
 
 Listing: ``GET /orgs/{owner}/repos`` per owner, falling back to ``GET /users/{owner}/repos``
-when the org does not exist (50 per page, Gitea's maximum; ``Link: rel="next"``, else
-``X-Total-Count``), then ``GET /repos/{owner}/{name}`` per explicit repo.
+when the org does not exist, paged by page number on the configured URL (``page``, ``limit``
+50, Gitea's default maximum): ``Link`` URLs start with Gitea's own ``ROOT_URL``, which need not
+be the URL we reach it at, so a ``Link: rel="next"`` only says that there is a next page, as
+``X-Total-Count`` does. The page size is what page 1 held when the server capped ``limit``
+lower (an admin may lower ``MAX_RESPONSE_ITEMS``). Then ``GET /repos/{owner}/{name}`` per
+explicit repo.
 
 Changesets, per repo: one ref -> ``GET /pulls/{index}``. Several -> the first page of
 ``GET /pulls?state=all`` (newest first); if the rest of the listing (``X-Total-Count``) costs
@@ -10,8 +14,17 @@ fewer requests than fetching the refs not yet found one by one, the source pages
 GETs them singly. A ref the listing did not show is confirmed with a single GET before it is
 reported DELETED (listings shift while paged). So a repo costs ``min(pages, 1 + missing)``
 requests. Gitea puts neither reviews nor CI status on a PR, so for each open PR the source
-also GETs ``/pulls/{index}/reviews`` (``load_reviews``) and the head commit's combined status
-(``load_checks``): +2 requests per open PR when both are on (the default).
+also GETs every page of ``/pulls/{index}/reviews`` (``load_reviews``) and the head commit's
+combined status (``load_checks``): +2 requests per open PR when both are on (the default).
+
+Diff stats: PR lists never carry ``additions``/``deletions`` (Gitea's ``ToAPIPullRequests``
+leaves them out; they are slow to compute), and only newer servers put them on the single GET.
+An open PR seen only in a list is fetched singly for them (``load_diff_stats``) unless the
+server showed it never sends them; otherwise they are unknown (the store keeps its values).
+
+Combined status ``state`` -> check state: ``success``, ``warning`` (success on Gitea < 1.26),
+``skipped`` -> PASSED; ``failure``, ``error``, ``running_with_failure`` (forks) -> FAILED;
+``pending``, ``running`` (Gitea <= 1.20) -> PENDING; ``""`` (no statuses) and others -> UNKNOWN.
 
 Writes to archived repos answer ``423 Locked`` -> ``RepoArchived``.
 """
@@ -19,6 +32,7 @@ Writes to archived repos answer ``423 Locked`` -> ``RepoArchived``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, Unpack
 from urllib.parse import quote
 
@@ -47,8 +61,9 @@ from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOpt
 
 MAX_LIMIT = 50
 WIP_PREFIXES = ("wip:", "[wip]")
-_CHECKS = {"success": CheckState.PASSED, "warning": CheckState.PASSED}
-_CHECKS |= {"failure": CheckState.FAILED, "error": CheckState.FAILED, "pending": CheckState.PENDING}
+_CHECKS = dict.fromkeys(("success", "warning", "skipped"), CheckState.PASSED)
+_CHECKS |= dict.fromkeys(("failure", "error", "running_with_failure"), CheckState.FAILED)
+_CHECKS |= dict.fromkeys(("pending", "running"), CheckState.PENDING)
 
 
 def _repo_path(full_name: str) -> str:
@@ -67,6 +82,7 @@ class GiteaSource(PerRepoPullLoader, RestSource):
         limit: int = MAX_LIMIT,
         load_reviews: bool = True,
         load_checks: bool = True,
+        load_diff_stats: bool = True,
         concurrency: int = DEFAULT_CONCURRENCY,
         **options: Unpack[SourceOptions],
     ) -> None:
@@ -79,6 +95,8 @@ class GiteaSource(PerRepoPullLoader, RestSource):
         self.limit = max(1, min(MAX_LIMIT, limit))
         self.load_reviews = load_reviews
         self.load_checks = load_checks
+        self.load_diff_stats = load_diff_stats
+        self._single_has_stats: bool | None = None  # does this server put them on a GET?
 
     # --- repositories ------------------------------------------------------------------------
 
@@ -93,21 +111,34 @@ class GiteaSource(PerRepoPullLoader, RestSource):
             base = f"/users/{quote(owner, safe='')}/repos"
             first = await self._page(base, 1)
         data, response = first
+        size = self._page_size(data, response)
         page = 1
         while True:
             yield [self._repo(r) for r in data]
             # An empty page is not the end: only the absence of both next markers is.
-            next_url = parse_next_link(response.headers)
-            total = response.headers.get("x-total-count", "").strip()
-            if total and not total.isdigit():
-                raise HostError(f"GET {base}: malformed X-Total-Count {total[:20]!r}")
-            if next_url is None and not (total and page * self.limit < int(total)):
+            if not self._more(response, page * size, base):
                 return
             page += 1
-            if next_url is not None:
-                data, response = await self._list(next_url, None)
-            else:
-                data, response = await self._page(base, page)
+            data, response = await self._page(base, page)
+
+    def _page_size(self, first_page: list[Any], response: httpx.Response) -> int:
+        """Items per page as the server pages: ``limit``, or fewer when page 1 of a longer
+        listing held fewer (the server caps ``limit`` at its ``MAX_RESPONSE_ITEMS``)."""
+        total = _total(response)
+        if first_page and len(first_page) < self.limit and total > len(first_page):
+            return len(first_page)
+        return self.limit
+
+    @staticmethod
+    def _more(response: httpx.Response, seen: int, where: str) -> bool:
+        """Whether a page follows: ``X-Total-Count`` says so, or a ``Link: rel="next"`` (its
+        URL is not followed: it starts with Gitea's ROOT_URL, see the module docstring)."""
+        total = response.headers.get("x-total-count", "").strip()
+        if total and not total.isdigit():
+            raise HostError(f"GET {where}: malformed X-Total-Count {total[:20]!r}")
+        if parse_next_link(response.headers) is not None:
+            return True
+        return bool(total) and seen < int(total)
 
     async def _page(self, url: str, page: int) -> tuple[list[Any], httpx.Response]:
         return await self._list(url, {"page": str(page), "limit": str(self.limit)})
@@ -149,7 +180,7 @@ class GiteaSource(PerRepoPullLoader, RestSource):
     ) -> None:
         """Page through the repo's pulls while that is cheaper than single GETs."""
         url = _repo_path(repo_name) + "/pulls"
-        page = 1
+        page, size = 1, MAX_LIMIT
         while True:
             params = {"state": "all", "page": str(page), "limit": str(MAX_LIMIT)}
             try:
@@ -160,8 +191,10 @@ class GiteaSource(PerRepoPullLoader, RestSource):
                 number = as_dict(item).get("number")
                 if number in wanted:
                     pulls[number] = item
-            total = response.headers.get("x-total-count", "")
-            pages_left = -(-int(total) // MAX_LIMIT) - page if total.isdigit() else 0
+            total = _total(response)
+            if page == 1 and data and len(data) < size and total > len(data):
+                size = len(data)  # the server caps limit lower
+            pages_left = -(-total // size) - page
             if not data or pages_left <= 0 or pages_left >= len(wanted - pulls.keys()):
                 return
             page += 1
@@ -176,19 +209,39 @@ class GiteaSource(PerRepoPullLoader, RestSource):
         return as_dict(data)
 
     async def _complete(self, repo_name: str, pull: dict[str, Any]) -> None:
-        """Add reviews and the combined CI status to an open PR, in place."""
+        """Add diff stats, reviews and the combined CI status to an open PR, in place."""
         if pull.get("state") != "open":
             return
         base = _repo_path(repo_name)
+        number = pull.get("number")
+        if self.load_diff_stats and "additions" not in pull and self._single_has_stats is not False:
+            single = await self._get_pull(repo_name, int(number or 0))
+            if single is not None:
+                self._single_has_stats = "additions" in single
+                for key in ("additions", "deletions"):
+                    if key in single:
+                        pull[key] = single[key]
         if self.load_reviews:
-            reviews, _ = await self._get(
-                f"{base}/pulls/{pull.get('number')}/reviews", kind="load_reviews"
-            )
-            pull["_reviews"] = as_list(reviews)
+            pull["_reviews"] = await self._reviews(f"{base}/pulls/{number}/reviews")
         sha = as_dict(pull.get("head")).get("sha")
         if self.load_checks and isinstance(sha, str) and sha:
             status, _ = await self._get(f"{base}/commits/{quote(sha)}/status", kind="load_checks")
             pull["_checks"] = as_dict(status).get("state")
+
+    async def _reviews(self, url: str) -> list[Any]:
+        """Every page of a PR's reviews (``X-Total-Count``; no ``Link``), oldest first."""
+        reviews: list[Any] = []
+        page = 1
+        while True:
+            params = {"page": str(page), "limit": str(MAX_LIMIT)}
+            data, response = await self._list(url, params, kind="load_reviews")
+            reviews.extend(data)
+            counted = "x-total-count" in response.headers
+            if not data or (len(reviews) >= _total(response) if counted else len(data) < MAX_LIMIT):
+                break
+            page += 1
+        # The last verdict per reviewer counts: order by submission, not by server order.
+        return sorted(reviews, key=_review_order)
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -213,6 +266,22 @@ class GiteaSource(PerRepoPullLoader, RestSource):
         url = f"{_repo_path(repo_name)}/pulls/{number}"
         response = await self._client.request("PATCH", url, kind="write", json={"state": "closed"})
         return _snapshot(0, as_dict(response.json()))
+
+
+def _total(response: httpx.Response) -> int:
+    value = response.headers.get("x-total-count", "").strip()
+    return int(value) if value.isdigit() else 0
+
+
+def _review_order(review: Any) -> tuple[datetime, int]:
+    r = as_dict(review)
+    ident = r.get("id")
+    at = parse_iso(r.get("submitted_at")) or datetime.min.replace(tzinfo=UTC)
+    return at, ident if isinstance(ident, int) and not isinstance(ident, bool) else 0
+
+
+def _optional_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _review_state(reviews: list[Any]) -> ReviewState:
@@ -251,6 +320,7 @@ def _snapshot(changeset_id: int, pull: dict[str, Any]) -> ChangesetSnapshot:
     else:
         state = HostPullState.OPEN
     checks = pull.get("_checks")
+    head = as_dict(pull.get("head"))
     return ChangesetSnapshot(
         changeset_id=changeset_id,
         number=number,
@@ -261,9 +331,10 @@ def _snapshot(changeset_id: int, pull: dict[str, Any]) -> ChangesetSnapshot:
         check_state=_CHECKS.get(checks, CheckState.UNKNOWN)
         if isinstance(checks, str)
         else CheckState.UNKNOWN,
-        additions=int(pull.get("additions") or 0),
-        deletions=int(pull.get("deletions") or 0),
-        head_ref=str(as_dict(pull.get("head")).get("ref") or ""),
+        additions=_optional_int(pull.get("additions")),  # lists never have them
+        deletions=_optional_int(pull.get("deletions")),
+        # ``label`` is the branch name; ``ref`` is ``refs/pull/N/head`` once the branch is gone
+        head_ref=str(head.get("label") or head.get("ref") or ""),
         base_ref=str(as_dict(pull.get("base")).get("ref") or ""),
         updated_at=parse_iso(pull.get("updated_at")),
         events=events,

@@ -2,13 +2,23 @@
 and opens/closes pull requests over REST.
 
 Listing remembers each page's ``ETag`` so that an unchanged page costs a ``304`` (which GitHub
-does not count against the rate limit) and no parsing.
+does not count against the rate limit) and no parsing. An owner that is not an organization is
+listed with ``/users/{owner}/repos`` (public repositories only, by GitHub's design), except the
+token's own user: ``/user/repos?affiliation=owner`` includes its private repositories.
+
+Endpoints: ``https://api.github.com`` (REST) and ``https://api.github.com/graphql``. A base URL
+ending in ``/api/v3`` is GitHub Enterprise Server, whose GraphQL endpoint is ``/api/graphql``.
+
+GraphQL rate limits (``github_ratelimit``): GitHub answers an exhausted limit with HTTP 200 and
+an error in the body; the source raises ``RateLimited`` then, and also before the next batch
+when ``rateLimit.remaining`` says it would not fit, keeping what it loaded so far.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -34,7 +44,15 @@ from repo_updater.core.errors import (
     SourceError,
     Unauthorized,
 )
-from repo_updater.sources.github_graphql import build_query, snapshot_from_node
+from repo_updater.core.selection import normalise_base_url
+from repo_updater.sources.common import deleted
+from repo_updater.sources.github_graphql import (
+    alias_failures,
+    build_query,
+    repo_missing,
+    snapshot_from_node,
+)
+from repo_updater.sources.github_ratelimit import GraphQLBudget, rate_limit_error
 from repo_updater.sources.http import (
     HostClient,
     decode_json,
@@ -48,6 +66,7 @@ log = logging.getLogger(__name__)
 
 PER_PAGE = 100
 _ARCHIVED = "archived so is read-only"
+GHES_REST_SUFFIX = "/api/v3"
 
 
 class _PullRequestExists(SourceError):
@@ -83,10 +102,19 @@ class GitHubSource(RestSource):
         self,
         *,
         batch_size: int = 50,
+        rate_limit_reserve: int = 10,
         **options: Unpack[SourceOptions],
     ) -> None:
+        """``rate_limit_reserve``: GraphQL points left unused for others sharing the token;
+        the source backs off when the next batch would eat into them."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        base = normalise_base_url(options["base_url"])
+        # GHES serves GraphQL beside REST (/api/graphql), not under it (/api/v3/graphql).
+        if base.endswith(GHES_REST_SUFFIX):
+            self.graphql_url = base[: -len(GHES_REST_SUFFIX)] + "/api/graphql"
+        else:
+            self.graphql_url = base + "/graphql"
         super().__init__(
             headers={
                 "Accept": "application/vnd.github+json",
@@ -96,7 +124,9 @@ class GitHubSource(RestSource):
             **options,
         )
         self.batch_size = batch_size
+        self.budget = GraphQLBudget(reserve=max(0, rate_limit_reserve))
         self._pages: dict[str, _CachedPage] = {}
+        self._viewer: str | None = None  # the token's login; "" once known to be none
 
     @property
     def client(self) -> HostClient:
@@ -173,11 +203,26 @@ class GitHubSource(RestSource):
             return await self._page(org_url)
         except NotFound:
             pass
+        if owner.lower() == (await self._viewer_login()).lower():
+            # /users/{u}/repos lists public repositories only, even the token owner's own.
+            return await self._page(f"/user/repos?affiliation=owner&per_page={PER_PAGE}")
         user_url = f"/users/{quote(owner, safe='')}/repos?per_page={PER_PAGE}"
         try:
             return await self._page(user_url)
         except NotFound:
             raise NotFound(f"{self.host_url}: no organization or user {owner!r}") from None
+
+    async def _viewer_login(self) -> str:
+        """The login of the token's user, asked once; "" without one (no token, or a GitHub
+        App installation token, which ``GET /user`` refuses)."""
+        if self._viewer is None:
+            try:
+                data, _ = await self.client.get_json("/user", kind="get_viewer")
+            except (Unauthorized, NotFound):
+                data = None
+            login = data.get("login") if isinstance(data, dict) else None
+            self._viewer = login if isinstance(login, str) else ""
+        return self._viewer
 
     async def list_repos(self) -> AsyncIterator[Sequence[SourcedRepo]]:
         for owner in self.selection.owners:
@@ -214,13 +259,27 @@ class GitHubSource(RestSource):
 
     async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:
         """Snapshots of ``refs``, in order. A ref whose repository or pull request GitHub
-        answered with an error (e.g. ``FORBIDDEN`` under SAML enforcement) is left out and
-        logged, so one bad repository does not fail the others; the caller retries the
-        missing ones. Rate limits propagate, and so does the error when every ref failed."""
+        answered with an error (e.g. ``FORBIDDEN`` under SAML enforcement, or a repository
+        not found that the repo syncer still lists) is left out and logged, so one bad
+        repository does not fail the others; the caller retries the missing ones. Rate limits
+        raise ``RateLimited`` carrying what was loaded before; so does a budget too low for
+        the next batch. When every ref failed, the first error is raised."""
         out: list[ChangesetSnapshot] = []
         failures: list[str] = []
         for start in range(0, len(refs), self.batch_size):
-            out.extend(await self._load_batch(refs[start : start + self.batch_size], failures))
+            wait = self.budget.wait_before_query(time.time())
+            if wait is not None:
+                raise RateLimited(
+                    f"{self.graphql_url}: GraphQL rate limit nearly used up "
+                    f"({self.budget.remaining} points left); waiting for the reset",
+                    wait,
+                    loaded=out,
+                )
+            try:
+                batch = refs[start : start + self.batch_size]
+                out.extend(await self._load_batch(batch, failures))
+            except RateLimited as exc:
+                raise RateLimited(str(exc), exc.retry_after, loaded=out) from None
         if refs and not out and failures:
             raise HostError(failures[0])
         return out
@@ -229,78 +288,55 @@ class GitHubSource(RestSource):
         self, refs: Sequence[ChangesetRef], failures: list[str]
     ) -> list[ChangesetSnapshot]:
         query, aliases = build_query(refs)
+        where = self.graphql_url
         response = await self.client.request(
-            "POST", "/graphql", kind="graphql", json={"query": query}
+            "POST", self.graphql_url, kind="graphql", json={"query": query}
         )
-        body = decode_json(response, "/graphql")
+        body = decode_json(response, where)
         if not isinstance(body, dict):
-            raise HostError(f"{self.host_url}/graphql: malformed response")
-        failed = self._failed_aliases(body.get("errors"), aliases, response)
+            raise HostError(f"{where}: malformed response")
+        # A rate limit comes as HTTP 200 with an error in the body, often without data.
+        limited = rate_limit_error(body, response.headers, time.time())
+        if limited is not None:
+            text, wait = limited
+            self.budget.exhausted(time.time() + wait)
+            raise RateLimited(f"{where}: {self.client.redact(text)}", wait)
         data = body.get("data")
+        self.budget.update(data, response.headers, time.time())
+        failed, unreachable = alias_failures(
+            body.get("errors"), aliases, where=where, redact=self.client.redact
+        )
         if not isinstance(data, dict):
-            raise HostError(f"{self.host_url}/graphql: response without data")
+            raise HostError(f"{where}: response without data")
         snapshots = []
         failed_by_repo: dict[str, tuple[int, str]] = {}
         for ref, (repo_alias, pull_alias) in zip(refs, aliases, strict=True):
             error = failed.get((repo_alias, pull_alias)) or failed.get((repo_alias, ""))
             if error is None:
                 repo_node = data.get(repo_alias)
-                node = repo_node.get(pull_alias) if isinstance(repo_node, dict) else None
-                if node is None:
-                    snapshots.append(
-                        ChangesetSnapshot(
-                            changeset_id=ref.changeset_id,
-                            number=ref.number,
-                            state=HostPullState.DELETED,
-                        )
-                    )
+                if not isinstance(repo_node, dict):
+                    error = repo_missing(ref, unreachable.get(repo_alias))
+                    if error is None:
+                        snapshots.append(deleted(ref))
+                        continue
+                elif (node := repo_node.get(pull_alias)) is None:
+                    snapshots.append(deleted(ref))  # the repository answered: no such PR
                     continue
-                try:
-                    snapshots.append(snapshot_from_node(ref.changeset_id, node))
-                    continue
-                except (KeyError, TypeError, ValueError) as exc:
-                    error = f"malformed pull request #{ref.number}: {exc!r}"[:300]
+                else:
+                    try:
+                        snapshots.append(snapshot_from_node(ref.changeset_id, node))
+                        continue
+                    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                        error = f"malformed pull request #{ref.number}: {exc!r}"[:300]
             count, first = failed_by_repo.get(ref.repo_name, (0, error))
             failed_by_repo[ref.repo_name] = (count + 1, first)
         for repo_name, (count, error) in failed_by_repo.items():
             log.warning(
-                "%s/graphql: could not load %d pull request(s) of %s, left for a retry: %s",
-                self.host_url, count, repo_name, error,
+                "%s: could not load %d pull request(s) of %s, left for a retry: %s",
+                where, count, repo_name, error,
             )  # fmt: skip
-            failures.append(f"{self.host_url}/graphql: {repo_name}: {error}")
+            failures.append(f"{where}: {repo_name}: {error}")
         return snapshots
-
-    def _failed_aliases(
-        self, errors: Any, aliases: Sequence[tuple[str, str]], response: httpx.Response
-    ) -> dict[tuple[str, str], str]:
-        """Map GraphQL ``errors`` onto the aliases they hit: ``(repo alias, pull alias)``, or
-        ``(repo alias, "")`` for all of a repository. ``NOT_FOUND`` is no failure (null data
-        means deleted). Raises ``RateLimited``, and ``HostError`` for an error that hit the
-        whole query (no path into a repository alias)."""
-        if errors is None:
-            return {}
-        if not isinstance(errors, list):
-            raise HostError(f"{self.host_url}/graphql: malformed errors in response")
-        repo_aliases = {repo for repo, _ in aliases}
-        pull_aliases = set(aliases)
-        failed: dict[tuple[str, str], str] = {}
-        for error in errors:
-            if not isinstance(error, dict) or error.get("type") == "NOT_FOUND":
-                continue
-            text = self.client.redact(str(error.get("message", error)))[:300]
-            kind = error.get("type")
-            if kind == "RATE_LIMITED":
-                wait = retry_after_seconds(response.headers)
-                raise RateLimited(f"{self.host_url}/graphql: {text}", wait)
-            path = error.get("path")
-            repo = path[0] if isinstance(path, list) and path else None
-            if repo not in repo_aliases:
-                raise HostError(f"{self.host_url}/graphql: {text}")
-            assert isinstance(path, list) and isinstance(repo, str)
-            pull = path[1] if len(path) > 1 and (repo, path[1]) in pull_aliases else ""
-            label = f"{kind}: {text}" if isinstance(kind, str) else text
-            failed.setdefault((repo, pull), label)
-        return failed
 
     async def create_changeset(self, spec: NewChangesetSpec) -> ChangesetSnapshot:
         """Open a pull request (or return the open one for the same head branch).
@@ -354,14 +390,19 @@ def _snapshot_from_rest(raw: Any) -> ChangesetSnapshot:
             state=state,
             title=str(raw.get("title", "")),
             url=str(raw.get("html_url", "")),
-            additions=int(raw.get("additions") or 0),
-            deletions=int(raw.get("deletions") or 0),
+            # ``GET /pulls`` answers the "simple" schema, without diff stats: unknown, not 0.
+            additions=_optional_int(raw.get("additions")),
+            deletions=_optional_int(raw.get("deletions")),
             head_ref=str((raw.get("head") or {}).get("ref", "")),
             base_ref=str((raw.get("base") or {}).get("ref", "")),
             updated_at=datetime.fromisoformat(updated) if updated else None,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise HostError(f"malformed pull request in response: {error!r}") from None
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _errors_text(response: httpx.Response) -> str:

@@ -1,10 +1,11 @@
-"""GitHub GraphQL for changesets: one aliased query per batch of pull requests, and the mapping
-of a ``PullRequest`` node onto a ``ChangesetSnapshot`` (pure, no I/O)."""
+"""GitHub GraphQL for changesets: one aliased query per batch of pull requests, the mapping of a
+``PullRequest`` node onto a ``ChangesetSnapshot``, and of the answer's ``errors`` onto the
+aliases they hit (pure, no I/O)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,13 +17,18 @@ from repo_updater.core.domain import (
     HostPullState,
     ReviewState,
 )
+from repo_updater.core.errors import HostError
 
 TIMELINE_ITEMS = 100  # GitHub's maximum page size; the most recent items matter most
+REVIEWERS = 100  # latest opinionated review per reviewer; more reviewers than this is rare
 
+# ``reviewDecision`` is null when the base branch has no "require reviews" rule; the reviewers'
+# latest opinionated reviews (writers only, as for the decision) then give the review state.
 PULL_REQUEST_FRAGMENT = f"""
 fragment pr on PullRequest {{
   number title url state isDraft additions deletions headRefName baseRefName updatedAt
   reviewDecision
+  latestOpinionatedReviews(last: {REVIEWERS}, writersOnly: true) {{ nodes {{ state }} }}
   commits(last: 1) {{ nodes {{ commit {{ statusCheckRollup {{ state }} }} }} }}
   timelineItems(
     last: {TIMELINE_ITEMS}
@@ -97,6 +103,21 @@ def host_state(node: dict[str, Any]) -> HostPullState:
     raise ValueError(f"unknown pull request state {state!r}")
 
 
+def review_state(node: dict[str, Any]) -> ReviewState:
+    """``reviewDecision`` when GitHub made one (REVIEW_REQUIRED: PENDING); when it is null (no
+    review rule on the base branch), each reviewer's latest opinionated review: any change
+    request wins, then any approval, then a comment; dismissed reviews count for nothing."""
+    decision = node.get("reviewDecision")
+    if decision is not None:
+        return _REVIEWS.get(str(decision), ReviewState.PENDING)
+    reviews = (node.get("latestOpinionatedReviews") or {}).get("nodes") or []
+    states = {r.get("state") for r in reviews if isinstance(r, dict)}
+    for state in ("CHANGES_REQUESTED", "APPROVED", "COMMENTED"):
+        if state in states:
+            return ReviewState(state)
+    return ReviewState.PENDING
+
+
 def check_state(node: dict[str, Any]) -> CheckState:
     commits = (node.get("commits") or {}).get("nodes") or []
     if not commits or not isinstance(commits[-1], dict):
@@ -142,7 +163,7 @@ def snapshot_from_node(changeset_id: int, node: dict[str, Any]) -> ChangesetSnap
         state=host_state(node),
         title=str(node.get("title") or ""),
         url=str(node.get("url") or ""),
-        review_state=_REVIEWS.get(str(node.get("reviewDecision")), ReviewState.PENDING),
+        review_state=review_state(node),
         check_state=check_state(node),
         additions=int(node.get("additions") or 0),
         deletions=int(node.get("deletions") or 0),
@@ -150,4 +171,58 @@ def snapshot_from_node(changeset_id: int, node: dict[str, Any]) -> ChangesetSnap
         base_ref=str(node.get("baseRefName") or ""),
         updated_at=_time(node.get("updatedAt")),
         events=events(node),
+    )
+
+
+def alias_failures(
+    errors: Any,
+    aliases: Sequence[tuple[str, str]],
+    *,
+    where: str,
+    redact: Callable[[str], str],
+) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
+    """Map GraphQL ``errors`` onto the aliases they hit: ``(repo alias, pull alias)``, or
+    ``(repo alias, "")`` for all of a repository; and, apart, the repository aliases GitHub
+    could not resolve (``NOT_FOUND`` at ``[rN]``). ``NOT_FOUND`` at a pull request is no
+    failure (null data means deleted). Raises ``HostError`` for an error that hit the whole
+    query (no path into a repository alias)."""
+    if errors is None:
+        return {}, {}
+    if not isinstance(errors, list):
+        raise HostError(f"{where}: malformed errors in response")
+    repo_aliases = {repo for repo, _ in aliases}
+    pull_aliases = set(aliases)
+    failed: dict[tuple[str, str], str] = {}
+    unreachable: dict[str, str] = {}
+    for error in errors:
+        if not isinstance(error, dict):
+            continue
+        text = redact(str(error.get("message", error)))[:300]
+        kind = error.get("type")
+        path = error.get("path")
+        repo = path[0] if isinstance(path, list) and path else None
+        if not isinstance(path, list) or not isinstance(repo, str) or repo not in repo_aliases:
+            raise HostError(f"{where}: {text}")
+        if kind == "NOT_FOUND":
+            if len(path) == 1:
+                unreachable.setdefault(repo, f"NOT_FOUND: {text}")
+            continue
+        pull = path[1] if len(path) > 1 and (repo, path[1]) in pull_aliases else ""
+        label = f"{kind}: {text}" if isinstance(kind, str) else text
+        failed.setdefault((repo, pull), label)
+    return failed, unreachable
+
+
+def repo_missing(ref: ChangesetRef, message: str | None) -> str | None:
+    """Why a repository that resolved to null is not reason enough to call its pull requests
+    deleted, or None when it is. GitHub answers NOT_FOUND alike for a deleted repository and
+    for one the token can no longer see (made private, access removed), so deletion needs a
+    second, independent signal: the repo syncer (a complete listing and a second look) no
+    longer lists the repository (``ref.repo_deleted``)."""
+    if ref.repo_deleted:
+        return None
+    detail = message or "repository resolved to null"
+    return (
+        f"repository {ref.repo_name} not found or not visible to the token ({detail}); "
+        "its pull requests are kept until a repo sync confirms it is gone"
     )

@@ -1,15 +1,33 @@
 """GitLab source (REST v4).
 
 Listing: ``GET /groups/{path}/projects?include_subgroups=true`` per configured group (100 per
-page, ``order_by=id``, following ``Link: rel="next"`` or ``X-Next-Page``), then
+page, ``order_by=id``), paged by ``X-Next-Page`` on the configured URL; only without it (keyset
+paging) does the source follow ``Link: rel="next"``, re-based on the configured URL (GitLab
+builds links from its own ``external_url``, which need not be the URL we reach it at). Then
 ``GET /projects/{path}`` per explicit project.
 
 Changesets: one ``GET /projects/{id}/merge_requests?iids[]=..&state=all`` per project and up to
-100 merge requests. Real GitLab leaves ``head_pipeline`` out of MR *lists*, so for open MRs
-whose list entry lacks it the source GETs the single MR (``load_pipelines``, default on; the
-emulator includes it, making that one request per project). Reviews come from
-``detailed_merge_status`` (``requested_changes``); with ``load_approvals`` the source also GETs
-``/approvals`` per open MR to report APPROVED.
+100 merge requests. GitLab leaves ``head_pipeline`` out of MR *lists*, so for open MRs whose
+list entry lacks it the source GETs the single MR (``load_pipelines``, default on). For each
+open MR it also GETs ``/reviewers`` (``load_reviewers``) and ``/approvals``
+(``load_approvals``), both on by default and both in GitLab CE.
+
+Review state of an open MR: any reviewer whose ``state`` is ``requested_changes`` (or, on EE,
+``detailed_merge_status == "requested_changes"``) -> CHANGES_REQUESTED; else a reviewer in
+state ``approved`` or anyone in ``/approvals``' ``approved_by`` -> APPROVED; else a reviewer
+in state ``reviewed`` -> COMMENTED; else PENDING.
+
+Check state, from ``head_pipeline.status`` (``Ci::HasStatus``)::
+
+    success                                                        PASSED
+    failed, canceled, canceling (it ends canceled)                 FAILED
+    created, waiting_for_resource, preparing, waiting_for_callback,
+    pending, running, scheduled (a delayed job starts by itself)   PENDING
+    manual (blocked on a person's action), skipped, none, unknown  UNKNOWN
+
+MR states: ``opened`` -> OPEN (DRAFT when ``draft``), ``merged`` -> MERGED, ``closed`` and
+``locked`` -> CLOSED (``locked``, as in Sourcegraph: GitLab locks an MR while merging it or
+when an admin locks it; it takes no changes either way).
 
 Writes to archived projects answer a bare ``403 {"message": "403 Forbidden"}``; the source then
 GETs the project and raises ``RepoArchived`` if it is archived.
@@ -45,21 +63,26 @@ from repo_updater.core.errors import (
 )
 from repo_updater.sources.common import (
     as_dict,
+    as_list,
     deleted,
     gather_all,
     list_selection,
     load_groups,
     parse_iso,
 )
-from repo_updater.sources.http import parse_next_link
+from repo_updater.sources.http import parse_next_link, rebase_link
 from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 
 MAX_PER_PAGE = 100
-_STATES = {"opened": HostPullState.OPEN, "locked": HostPullState.OPEN}
+_STATES = {"opened": HostPullState.OPEN, "locked": HostPullState.CLOSED}
 _STATES |= {"closed": HostPullState.CLOSED, "merged": HostPullState.MERGED}
-_PIPELINE_PASSED = {"success"}
-_PIPELINE_FAILED = {"failed", "canceled"}
-_PIPELINE_UNKNOWN = {"skipped"}
+_PIPELINES = {"success": CheckState.PASSED}
+_PIPELINES |= dict.fromkeys(("failed", "canceled", "canceling"), CheckState.FAILED)
+_PIPELINES |= dict.fromkeys(
+    ("created", "waiting_for_resource", "preparing", "waiting_for_callback", "pending",
+     "running", "scheduled"),
+    CheckState.PENDING,
+)  # fmt: skip
 
 
 def _path(name: str) -> str:
@@ -75,7 +98,8 @@ class GitLabSource(RestSource):
         *,
         per_page: int = MAX_PER_PAGE,
         load_pipelines: bool = True,
-        load_approvals: bool = False,
+        load_reviewers: bool = True,
+        load_approvals: bool = True,
         oauth: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
         **options: Unpack[SourceOptions],
@@ -90,6 +114,7 @@ class GitLabSource(RestSource):
         )
         self.per_page = max(1, min(MAX_PER_PAGE, per_page))
         self.load_pipelines = load_pipelines
+        self.load_reviewers = load_reviewers
         self.load_approvals = load_approvals
 
     # --- repositories ------------------------------------------------------------------------
@@ -106,10 +131,10 @@ class GitLabSource(RestSource):
             "sort": "asc",
             "per_page": str(self.per_page),
         }
-        url: str | None = base
-        params: dict[str, str] | None = query
+        url: str = base
+        params: dict[str, str] | None = dict(query)
         requested: set[str] = set()
-        while url is not None:
+        while True:
             key = f"{url}?{params}"
             if key in requested:  # a host that points back would keep us here forever
                 raise HostError(f"GET {url}: the listing of {group} loops back to a page")
@@ -119,14 +144,16 @@ class GitLabSource(RestSource):
                 raise HostError(f"GET {url}: expected a list of projects")
             yield [self._repo(p) for p in data]
             # An empty page is not the end: only the absence of both next markers is.
-            url = parse_next_link(response.headers)
             next_page = response.headers.get("x-next-page", "").strip()
-            if url is not None:
-                params = None  # the Link URL carries the query
-            elif next_page:
+            if next_page:
                 if not next_page.isdigit():
                     raise HostError(f"GET {base}: malformed X-Next-Page {next_page[:20]!r}")
                 url, params = base, {**query, "page": next_page}
+                continue
+            link = parse_next_link(response.headers)
+            if link is None:
+                return
+            url, params = rebase_link(link, self.api_suffix), None  # carries its query
 
     async def _get_project(self, name: str) -> SourcedRepo:
         data, _ = await self._get(f"/projects/{_path(name)}", kind="get_repo")
@@ -182,13 +209,19 @@ class GitLabSource(RestSource):
         return out
 
     async def _complete(self, project: str, mr: dict[str, Any]) -> None:
-        """Add what the list leaves out (pipeline, approvals) to an open MR, in place."""
-        if mr.get("state") not in ("opened", "locked"):
+        """Add what the list leaves out (pipeline, reviewers, approvals) to an open MR, in
+        place."""
+        if mr.get("state") != "opened":
             return
         base = f"/projects/{_path(project)}/merge_requests/{mr['iid']}"
         if self.load_pipelines and "head_pipeline" not in mr:
             full, _ = await self._get(base, kind="load_changeset_detail")
             mr["head_pipeline"] = as_dict(full).get("head_pipeline")
+        if self.load_reviewers:
+            reviewers, _ = await self._get(
+                base + "/reviewers", kind="load_reviewers", params={"per_page": "100"}
+            )
+            mr["_reviewer_states"] = [as_dict(r).get("state") for r in as_list(reviewers)]
         if self.load_approvals:
             approvals, _ = await self._get(base + "/approvals", kind="load_approvals")
             mr["_approved"] = bool(as_dict(approvals).get("approved_by"))
@@ -239,22 +272,23 @@ class GitLabSource(RestSource):
 
 
 def _check_state(mr: dict[str, Any]) -> CheckState:
-    pipeline = mr.get("head_pipeline")
-    status = as_dict(pipeline).get("status")
-    if not isinstance(status, str) or status in _PIPELINE_UNKNOWN:
+    """The head pipeline's status, mapped as the module docstring's table says."""
+    status = as_dict(mr.get("head_pipeline")).get("status")
+    if not isinstance(status, str):
         return CheckState.UNKNOWN
-    if status in _PIPELINE_PASSED:
-        return CheckState.PASSED
-    if status in _PIPELINE_FAILED:
-        return CheckState.FAILED
-    return CheckState.PENDING  # created, pending, running, manual, scheduled...
+    return _PIPELINES.get(status, CheckState.UNKNOWN)
 
 
 def _review_state(mr: dict[str, Any]) -> ReviewState:
-    if mr.get("detailed_merge_status") == "requested_changes":
+    """From the reviewers' states (``MergeRequestReviewer``: unreviewed, reviewed,
+    requested_changes, approved, unapproved, review_started) and the approvals."""
+    states = set(as_list(mr.get("_reviewer_states")))
+    if "requested_changes" in states or mr.get("detailed_merge_status") == "requested_changes":
         return ReviewState.CHANGES_REQUESTED
-    if mr.get("_approved"):
+    if "approved" in states or mr.get("_approved"):
         return ReviewState.APPROVED
+    if "reviewed" in states:
+        return ReviewState.COMMENTED
     return ReviewState.PENDING
 
 

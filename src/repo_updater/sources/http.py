@@ -257,3 +257,19 @@ def parse_next_link(headers: Mapping[str, str]) -> str | None:
         if any("next" in rel.split() for rel in rels):
             return str(url)
     return None
+
+
+def rebase_link(url: str, api_suffix: str) -> str:
+    """A pagination link (``Link: rel="next"``) made relative to the client's configured API
+    root: the part of its path after ``api_suffix`` (e.g. ``/api/v4``), with its query.
+
+    Hosts build these links from their own configured external URL (GitLab's ``gitlab.host``,
+    Gitea's ``ROOT_URL``), which need not be the URL we reach them at (an internal name, a
+    port-forward, a proxy): followed as is, page 2 would be "another origin". Re-based, the
+    request goes to the configured origin, the only one that ever gets the token."""
+    target = httpx.URL(url)
+    path = target.raw_path.decode("ascii", errors="replace")  # path and query
+    index = path.find(api_suffix + "/")
+    if index < 0:
+        raise HostError(f"pagination link {url[:200]!r} does not point into {api_suffix}")
+    return path[index + len(api_suffix) :]

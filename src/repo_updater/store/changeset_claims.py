@@ -54,6 +54,7 @@ class ClaimedChangeset:
     claimed_by: str
     request_generation: int | None  # the sync request generation this claim satisfies
     sync_failures: int  # consecutive failures before this attempt
+    repo_deleted: bool = False  # the repo syncer removed the repository (soft delete)
 
     @property
     def host(self) -> HostKey:
@@ -65,6 +66,7 @@ class ClaimedChangeset:
             repo_name=self.repo_name,
             repo_external_id=self.repo_external_id,
             number=self.number,
+            repo_deleted=self.repo_deleted,
         )
 
 
@@ -161,6 +163,7 @@ async def claim_work(
             claimed_by=worker_id,
             request_generation=generations.get(row.id),
             sync_failures=row.sync_failures,
+            repo_deleted=row.repo_deleted_at is not None,
         )
         for row in candidates
         if row.id in won
@@ -190,6 +193,7 @@ def _candidates(
             r.c.host_kind,
             r.c.host_url,
             r.c.archived,
+            r.c.deleted_at.label("repo_deleted_at"),
         )
         .select_from(source.join(r, r.c.id == c.c.repo_id))
         .where(
@@ -236,8 +240,9 @@ async def complete_syncs(
                 url=_b("b_url", sa.String),
                 head_ref=_b("b_head", sa.String),
                 base_ref=_b("b_base", sa.String),
-                additions=_b("b_add", sa.Integer),
-                deletions=_b("b_del", sa.Integer),
+                # None: the host did not say (a list endpoint); keep what we knew.
+                additions=sa.func.coalesce(_b("b_add", sa.Integer), c.c.additions),
+                deletions=sa.func.coalesce(_b("b_del", sa.Integer), c.c.deletions),
                 external_updated_at=_b("b_updated", UTCDateTime()),
                 next_sync_at=_b("b_next", UTCDateTime()),
                 last_synced_at=now,

@@ -52,6 +52,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _check_sqlite_directory(target: sa.URL) -> None:
+    """Fail before connecting when a SQLite file's directory does not exist: aiosqlite's
+    worker thread would otherwise race the closing event loop and print a traceback."""
+    if not target.database or target.database == ":memory:":
+        return
+    directory = Path(target.database).expanduser().resolve().parent
+    if not directory.is_dir():
+        raise OSError(f"database: unable to open database file: {directory} is not a directory")
+
+
 def create_engine(
     url: str,
     *,
@@ -65,6 +75,7 @@ def create_engine(
     target = async_url(url)
     pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if target.get_backend_name() == "sqlite":
+        _check_sqlite_directory(target)
         if target.database in (None, "", ":memory:"):
             pool = {}  # one shared in-memory connection (a StaticPool)
         engine = create_async_engine(target, echo=echo, **pool)
