@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -50,9 +51,10 @@ from repo_updater.bootstrap import open_app
 from repo_updater.config import parse_config
 from repo_updater.entrypoints.serve import serve
 
-async def main(url, github):
+async def main(url, github, gap):
+    api = {"port": 0} if gap == "default" else {"port": 0, "forced_sync_min_gap": float(gap)}
     config = parse_config({
-        "database": url, "repo_sync_interval": 3600, "api": {"port": 0},
+        "database": url, "repo_sync_interval": 3600, "api": api,
         "external_services": [{"name": "gh", "kind": "github", "url": github, "orgs": ["acme"],
                                "name_prefix": "gh"}],
     }, {})
@@ -69,7 +71,7 @@ async def main(url, github):
             print(json.dumps({"url": api, "token": token}), flush=True)
         await serve(app, stop, on_ready=ready)
 
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
 """
 
 
@@ -97,13 +99,13 @@ async def wait_for_sync_after(client: httpx.AsyncClient, previous: str | None) -
     raise RuntimeError("no sync happened within 120 s")
 
 
-async def one_rep(src: Path | None, backend: str, repos: int, tmp: Path) -> Rep:
+async def one_rep(src: Path | None, gap: str, backend: str, repos: int, tmp: Path) -> Rep:
     state = EmulatorState()
     host = state.host(GH)
     for i in range(repos):
         host.add_repo("acme", f"repo-{i}")
     async with running_emulator(state) as emu, database(backend, tmp) as url:
-        server = await start_child(SERVE, [url, emu.base_url(GH)], src)
+        server = await start_child(SERVE, [url, emu.base_url(GH), gap], src)
         try:
             ready = await read_json_line(server)
             headers = {"Content-Type": "application/json"}
@@ -111,11 +113,12 @@ async def one_rep(src: Path | None, backend: str, repos: int, tmp: Path) -> Rep:
                 headers["Authorization"] = f"Bearer {ready['token']}"
             async with httpx.AsyncClient(base_url=str(ready["url"]), timeout=60) as client:
                 first = await wait_for_sync_after(client, None)  # the initial (cold) sync
-                await asyncio.sleep(GAP + 1)  # so the floor's forced sync is not deferred
+                settle = GAP if gap == "default" else float(gap)
+                await asyncio.sleep(settle + 1)  # so the floor's forced sync is not deferred
                 host.request_count = 0
                 (await client.post("/api/services/gh/sync", headers=headers)).raise_for_status()
                 synced = await wait_for_sync_after(client, first)
-                await asyncio.sleep(GAP + 1)
+                await asyncio.sleep(settle + 1)
                 floor = host.request_count
 
                 host.request_count = 0
@@ -126,7 +129,7 @@ async def one_rep(src: Path | None, backend: str, repos: int, tmp: Path) -> Rep:
                     answer = await client.post("/api/services/gh/sync", headers=headers)
                     answer.raise_for_status()
                     coalesced += bool(answer.json().get("coalesced"))
-                await asyncio.sleep(GAP + 5)  # the last coalesced sync, and a margin
+                await asyncio.sleep(settle + 5)  # the last coalesced sync, and a margin
                 assert synced
                 return Rep(floor, host.request_count, coalesced, time.monotonic() - start)
         finally:
@@ -139,14 +142,15 @@ def report(results: dict[str, list[Rep]], repos: int, reps: int) -> str:
         "",
         f"One GitHub org of {repos} repos in the emulator (100 per page); `serve` with a 1 h "
         f"sync interval; `POST /api/services/gh/sync` every {SECONDS / REQUESTS:.1f} s, "
-        f"{REQUESTS} times. Before: commit `{BASELINE}`; after: this tree "
-        f"(`api.forced_sync_min_gap` {GAP:g} s, the default). Host requests: every request the "
+        f"{REQUESTS} times. Before: commit `{BASELINE}`; after: this tree with "
+        f"`api.forced_sync_min_gap` as shown ({GAP:g} s is the default). A burst over T seconds "
+        "costs at most T / gap + 1 syncs. Host requests: every request the "
         "emulator answered (304s included) from the first forced sync until the last sync it "
         "caused ended. Floor: one forced sync on its own, same rep. "
         f"{reps} reps; min / median.",
         "",
         f"Machine: {platform.machine()}, Python {platform.python_version()}. Command: "
-        "`.venv/bin/python bench/forced_sync.py`",
+        f"`.venv/bin/python bench/forced_sync.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
         "",
         "| code | floor (1 sync) | 80 forced syncs | x floor | answered coalesced |",
         "|---|---|---|---|---|",
@@ -168,13 +172,18 @@ async def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--repos", type=int, default=500)
     parser.add_argument("--backend", default="sqlite")
+    parser.add_argument(
+        "--gaps", default="10", help="api.forced_sync_min_gap values to run 'after' with"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/forced_sync.md")
     args = parser.parse_args()
     results: dict[str, list[Rep]] = {}
     with tempfile.TemporaryDirectory() as tmp, baseline_src() as old_src:
-        for code, src in (("before", old_src), ("after", None)):
+        runs: list[tuple[str, Path | None, str]] = [("before", old_src, "default")]
+        runs += [(f"after, gap {g} s", None, g) for g in args.gaps.split(",")]
+        for code, src, gap in runs:
             for i in range(args.reps):
-                rep = await one_rep(src, args.backend, args.repos, Path(tmp))
+                rep = await one_rep(src, gap, args.backend, args.repos, Path(tmp))
                 results.setdefault(code, []).append(rep)
                 print(f"{code} rep {i + 1}: floor {rep.floor}, burst {rep.burst}, "
                       f"coalesced {rep.coalesced}", flush=True)  # fmt: skip

@@ -127,11 +127,15 @@ async def test_archived_repos_and_a_requested_service_sync(api: Api, emu: Runnin
 
     async with EmulatorAdmin(emu.url) as admin:
         await admin.archive(GH, "acme/gadgets")
+    # The fixture's sync scheduled the next one in an hour: only the request makes the newly
+    # archived repo appear. A second request before it runs is covered by the first.
+    asked = await api.post("/api/services/gh/sync", 202)
+    assert (asked["requested"], asked["coalesced"]) == ("gh", False)
+    again = await api.post("/api/services/gh/sync", 202)
+    assert again["coalesced"] is True and again["due_at"] >= asked["due_at"]  # due: now
+    (svc,) = await api.items("/api/services")
+    assert svc["sync_requested_at"] == asked["due_at"]  # the second one changed nothing
     async with loops_running(api.app):
-        # The fixture's sync scheduled the next one in an hour: only the request makes the
-        # newly archived repo appear.
-        asked = await api.post("/api/services/gh/sync", 202)
-        assert (asked["requested"], asked["coalesced"]) == ("gh", False)
 
         async def archived_now() -> bool:
             rows = await api.items("/api/repos", archived="true")
