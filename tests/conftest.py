@@ -95,6 +95,15 @@ def store_url(engine: AsyncEngine, db_url: str) -> str:
 
 
 @pytest.fixture
+async def write_token(engine: AsyncEngine) -> str:
+    """A write-scope API token in the store (``store_url`` / ``engine``), for API writes:
+    ``Authorization: Bearer <token>``. ``tests.support.api`` has a client that sends it."""
+    from tests.support.api import make_token
+
+    return await make_token(engine)
+
+
+@pytest.fixture
 async def emu() -> AsyncIterator[RunningEmulator]:
     """An empty code-host emulator (every host) on a free loopback port."""
     async with running_emulator() as emulator:

@@ -39,7 +39,8 @@ class App:
     """Everything wired together for one process."""
 
     config: Config
-    engine: AsyncEngine
+    engine: AsyncEngine  # the syncers' and the CLI's connection pool
+    api_engine: AsyncEngine  # the HTTP API's own pool, so a busy API never starves the syncers
     sources: dict[str, RepoSource]  # by external service name
     repo_syncer: RepoSyncer
     repo_sync_worker: RepoSyncWorker
@@ -52,6 +53,7 @@ class App:
     async def aclose(self) -> None:
         for source in self.sources.values():
             await source.aclose()
+        await self.api_engine.dispose()
         await self.engine.dispose()
 
 
@@ -80,6 +82,10 @@ async def open_app(
     except BaseException:
         await dispose_after_failure(engine)
         raise
+    # Requests beyond the pool wait up to pool_timeout, then answer 503 (api/errors.py).
+    api_engine = create_engine(
+        config.database, pool_size=config.api.pool_size, max_overflow=0, pool_timeout=10.0
+    )
     sources = {
         svc.name: build_source(svc, env, transport=transport, retry=retry, counter=counter)
         for svc in config.external_services
@@ -113,6 +119,7 @@ async def open_app(
     app = App(
         config=config,
         engine=engine,
+        api_engine=api_engine,
         sources=sources,
         repo_syncer=repo_syncer,
         repo_sync_worker=worker,

@@ -5,7 +5,14 @@ Example::
     database: sqlite:///repo-updater.db
     repo_sync_interval: 60          # seconds, default for every service
     events_retention_days: 30       # serve deletes older events
-    api: {host: 127.0.0.1, port: 7800, header_timeout: 15}
+    api:
+      host: 127.0.0.1
+      port: 7800
+      open_reads: true              # default on loopback; reads need a token elsewhere
+      allowed_hosts: []             # extra Host names to answer to (a reverse proxy's)
+      forced_sync_min_gap: 10       # seconds between forced syncs of one service or changeset
+      pool_size: 5                  # the API's own database connections
+      header_timeout: 15            # seconds for a client to send its request head
     external_services:
       - name: github-main
         kind: github
@@ -22,6 +29,7 @@ Any error names the field (``external_services.0.url: ...``) and nothing starts.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -148,12 +156,50 @@ class ServiceConfig(_Strict):
         return hashlib.sha256(data.encode()).hexdigest()
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (names are not resolved, except
+    ``localhost``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class ApiConfig(_Strict):
+    """The HTTP API. Writes always need a write token. Reads are open without a token only
+    on a loopback address, and there only while ``open_reads`` is true (its default there)."""
+
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 7800
     # Seconds a connection may take to send a complete request head (a slowloris holding
     # connections open), and may idle between keep-alive requests.
     header_timeout: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    open_reads: bool | None = None  # None: true on loopback, false elsewhere
+    # Extra Host header values to answer to (e.g. the name a reverse proxy forwards).
+    allowed_hosts: tuple[Annotated[str, Field(min_length=1, max_length=300)], ...] = ()
+    # A forced sync (API) of a service or changeset runs at most once per this many seconds.
+    forced_sync_min_gap: Annotated[float, Field(ge=0, le=24 * 3600)] = 10.0
+    # The API's own database connections, apart from the syncers' (a busy API never starves
+    # them); requests beyond it wait, then answer 503.
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 5
+
+    @model_validator(mode="after")
+    def _check_open_reads(self) -> ApiConfig:
+        if self.open_reads and not is_loopback(self.host):
+            raise ValueError(
+                f"open_reads: reads can be open only on a loopback address, not {self.host!r}"
+            )
+        return self
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    @property
+    def reads_open(self) -> bool:
+        return self.loopback and self.open_reads is not False
 
 
 class Config(_Strict):

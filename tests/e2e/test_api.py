@@ -9,10 +9,8 @@ import html
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,10 +20,10 @@ from repo_updater.config import parse_config
 from repo_updater.core.domain import HostKind
 from repo_updater.emulator.admin_client import EmulatorAdmin
 from repo_updater.emulator.server import RunningEmulator
-from repo_updater.entrypoints.api import running_api
 from repo_updater.entrypoints.serve import serve
 from repo_updater.sources.http import RetryPolicy
 from repo_updater.store.schema import metadata
+from tests.support.api import ApiClient, api_client
 
 GH = HostKind.GITHUB
 PREFIX = "github.test"
@@ -45,36 +43,20 @@ def _seed(emu: RunningEmulator) -> None:
     host.add_repo("acme", "legacy", archived=True)
 
 
-@dataclass
-class Api:
-    app: App
-    client: httpx.AsyncClient
-
-    async def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        response = await self.client.request(method, path, **kw)
-        assert SECRET not in response.text
-        return response
-
-    async def get(self, path: str, **kw: Any) -> Any:
-        response = await self.call("GET", path, **kw)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    async def post(self, path: str, expect: int, **kw: Any) -> Any:
-        response = await self.call("POST", path, **kw)
-        assert response.status_code == expect, response.text
-        assert response.headers["content-type"].startswith("application/json")
-        return response.json()
+Api = ApiClient
 
 
 @pytest.fixture
 async def api(store_url: str, emu: RunningEmulator) -> AsyncIterator[Api]:
-    """The API of a synced app. No background loops: the store changes only by request."""
+    """The API of a synced app, and a client with a write token. No background loops: the
+    store changes only by request."""
     config = parse_config(
         {
             "database": store_url,
             "repo_sync_interval": 3600,
             "changeset_poll_interval": 0.2,
+            # forced syncs are not coalesced here (tests/integration/test_forced_syncs.py)
+            "api": {"forced_sync_min_gap": 0},
             "external_services": [
                 {
                     "name": "gh",
@@ -91,11 +73,8 @@ async def api(store_url: str, emu: RunningEmulator) -> AsyncIterator[Api]:
     retry = RetryPolicy(attempts=2, backoff=0.01, max_rate_limit_wait=2.0)
     async with open_app(config, {"GH_TOKEN": SECRET}, retry=retry) as app:
         assert (await app.repo_sync_worker.sync_service("gh")).complete
-        async with (
-            running_api(app, port=0) as url,
-            httpx.AsyncClient(base_url=url, timeout=10) as client,
-        ):
-            yield Api(app, client)
+        async with api_client(app, forbidden_text=SECRET) as client:
+            yield client
 
 
 @asynccontextmanager
@@ -134,31 +113,36 @@ async def snapshot(engine: AsyncEngine) -> dict[str, list[Any]]:
 
 
 async def test_archived_repos_and_a_requested_service_sync(api: Api, emu: RunningEmulator) -> None:
-    archived = await api.get("/api/repos", params={"archived": "true"})
+    archived = await api.items("/api/repos", archived="true")
     assert [r["name"] for r in archived] == [LEGACY]
     assert archived[0]["archived"] is True
-    live = await api.get("/api/repos", params={"archived": "false"})
+    live = await api.items("/api/repos", archived="false")
     assert sorted(r["name"] for r in live) == [f"{PREFIX}/acme/gadgets", WIDGETS]
-    assert len(await api.get("/api/repos")) == 3
-    assert [r["name"] for r in await api.get("/api/repos", params={"name": "gadg"})] == [
+    assert len(await api.items("/api/repos")) == 3
+    assert [r["name"] for r in await api.items("/api/repos", name="gadg")] == [
         f"{PREFIX}/acme/gadgets"
     ]
-    (svc,) = await api.get("/api/services")
+    (svc,) = await api.items("/api/services")
     assert (svc["name"], svc["repo_count"], svc["last_sync_error"]) == ("gh", 3, None)
 
     async with EmulatorAdmin(emu.url) as admin:
         await admin.archive(GH, "acme/gadgets")
+    # The fixture's sync scheduled the next one in an hour: only the request makes the newly
+    # archived repo appear. A second request before it runs is covered by the first.
+    asked = await api.post("/api/services/gh/sync", 202)
+    assert (asked["requested"], asked["coalesced"]) == ("gh", False)
+    again = await api.post("/api/services/gh/sync", 202)
+    assert again["coalesced"] is True and again["due_at"] >= asked["due_at"]  # due: now
+    (svc,) = await api.items("/api/services")
+    assert svc["sync_requested_at"] == asked["due_at"]  # the second one changed nothing
     async with loops_running(api.app):
-        # The fixture's sync scheduled the next one in an hour: only the request makes the
-        # newly archived repo appear.
-        assert await api.post("/api/services/gh/sync", 202) == {"requested": "gh"}
 
         async def archived_now() -> bool:
-            rows = await api.get("/api/repos", params={"archived": "true"})
+            rows = await api.items("/api/repos", archived="true")
             return sorted(r["name"] for r in rows) == [f"{PREFIX}/acme/gadgets", LEGACY]
 
         await eventually(archived_now, "the requested sync")
-    events = await api.get("/api/events", params={"kind": "RepoArchived"})
+    events = await api.items("/api/events", kind="RepoArchived")
     assert [e["payload"]["name"] for e in events] == [f"{PREFIX}/acme/gadgets"]
 
 
@@ -181,32 +165,32 @@ async def test_track_a_changeset_and_see_it_synced(api: Api) -> None:
     created = await api.post("/api/batch-changes", 201, json={"name": "  upgrade-ci "})
     assert created["name"] == "upgrade-ci"
     bc = created["id"]
-    (listed,) = await api.get("/api/batch-changes")
+    (listed,) = await api.items("/api/batch-changes")
     assert (listed["id"], listed["name"], listed["state"]) == (bc, "upgrade-ci", "OPEN")
 
     tracked = await api.post(
         f"/api/batch-changes/{bc}/changesets", 201, json={"repo": WIDGETS, "number": 1}
     )
     assert (tracked["repo"], tracked["number"]) == (WIDGETS, 1)
-    (cs,) = await api.get("/api/changesets", params={"batch_change": str(bc)})
+    (cs,) = await api.items("/api/changesets", batch_change=str(bc))
     assert (cs["id"], cs["repo_name"], cs["number"]) == (tracked["id"], WIDGETS, 1)
     assert cs["external_state"] is None  # not synced yet
 
     async with loops_running(api.app):
 
         async def synced() -> Any:
-            (row,) = await api.get("/api/changesets", params={"batch_change": str(bc)})
+            (row,) = await api.items("/api/changesets", batch_change=str(bc))
             return row if row["external_state"] == "OPEN" else None
 
         row = await eventually(synced, "the first sync of the tracked changeset")
         assert row["title"] == "Upgrade CI"
         assert row["last_synced_at"] is not None and row["sync_error"] is None
 
-        open_rows = await api.get("/api/changesets", params={"state": "OPEN"})
+        open_rows = await api.items("/api/changesets", state="open")  # any case
         assert [r["id"] for r in open_rows] == [tracked["id"]]
-        assert await api.get("/api/changesets", params={"state": "MERGED"}) == []
+        assert await api.items("/api/changesets", state="MERGED") == []
 
-    (listed,) = await api.get("/api/batch-changes")
+    (listed,) = await api.items("/api/batch-changes")
     assert listed["changeset_count"] == 1
 
 
@@ -220,7 +204,7 @@ async def test_requested_changeset_sync_picks_up_a_merge(api: Api, emu: RunningE
 
     def state_is(wanted: str) -> Callable[[], Awaitable[bool]]:
         async def check() -> bool:
-            rows = await api.get("/api/changesets", params={"state": wanted})
+            rows = await api.items("/api/changesets", state=wanted)
             return [r["id"] for r in rows] == [cs]
 
         return check
@@ -231,7 +215,8 @@ async def test_requested_changeset_sync_picks_up_a_merge(api: Api, emu: RunningE
         # the merge show up now.
         async with EmulatorAdmin(emu.url) as admin:
             await admin.set_pull(GH, "acme/widgets", 1, state="MERGED")
-        assert await api.post(f"/api/changesets/{cs}/sync", 202) == {"requested": cs}
+        asked = await api.post(f"/api/changesets/{cs}/sync", 202)
+        assert (asked["requested"], asked["coalesced"]) == (cs, False)
         await eventually(state_is("MERGED"), "MERGED after a requested sync")
 
 
@@ -352,6 +337,69 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ),
     ("GET", "/api/repos?name=%00", {}, 400, "NUL"),
     ("GET", "/api/events?kind=%00", {}, 400, "NUL"),
+    # Issue 7, item 6: once 500s with a traceback.
+    ("POST", "/api/batch-changes", {"content": b'{"name": "a\\ud800"}'}, 400, "JSON"),
+    ("POST", "/api/batch-changes", {"content": b'{"name": "\\udc00x"}'}, 400, "JSON"),
+    ("POST", "/api/batch-changes", {"content": b"[" * 100_000 + b"]" * 100_000}, 413, "larger"),
+    (
+        "POST",
+        "/api/batch-changes",
+        {"content": b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}"},
+        400,
+        "JSON",
+    ),
+    ("POST", "/api/batch-changes", {"content": b'{"name": "\xff"}'}, 400, "JSON"),
+    ("POST", "/api/services/a%00b/sync", {}, 400, "name"),
+    ("GET", "/api/changesets/%00", {}, 400, "id"),
+    ("GET", "/api/batch-changes/%D9%A3", {}, 400, "id"),
+    ("GET", "/api/batch-changes/1_0", {}, 400, "id"),
+    ("GET", "/api/batch-changes/%201", {}, 400, "id"),
+    ("POST", "/api/changesets/%D9%A3/sync", {}, 400, "id"),
+    ("POST", "/api/changesets/1_0/sync", {}, 400, "id"),
+    ("GET", "/api/changesets?batch_change=%D9%A3", {}, 400, "batch_change"),
+    ("GET", "/api/repos?limit=1_0", {}, 400, "limit"),
+    ("GET", "/api/repos?limit=%201", {}, 400, "limit"),
+    ("GET", "/api/repos?after=%D9%A3", {}, 400, "after"),
+    # Unknown and repeated parameters, unknown fields, oversized fields and bodies.
+    ("GET", "/api/repos?colour=red", {}, 400, "colour"),
+    ("GET", "/api/repos?limit=1&limit=2", {}, 400, "limit"),
+    ("GET", "/api/repos?limit=1001", {}, 400, "limit"),
+    ("GET", "/api/repos?name=" + "x" * 501, {}, 400, "name"),
+    ("POST", "/api/batch-changes", {"json": {"name": "x", "colour": "red"}}, 400, "colour"),
+    (
+        "POST",
+        "/api/batch-changes",
+        {"json": {"name": "x", "description": "d" * 10_001}},
+        400,
+        "description",
+    ),
+    (
+        "POST",
+        "/api/batch-changes",
+        {"json": {"name": "x", "description": "d" * 70_000}},
+        413,
+        "larger",
+    ),
+    (
+        "POST",
+        "/api/batch-changes/{bc}/changesets",
+        {"json": {"repo": "r" * 501, "number": 1}},
+        400,
+        "repo",
+    ),
+    (
+        "POST",
+        "/api/batch-changes/{bc}/changesets",
+        {"json": {"repo": WIDGETS, "number": 1, "changesets": [{"repo": WIDGETS, "number": 1}]}},
+        400,
+        "not both",
+    ),
+    ("POST", "/api/batch-changes/{bc}/close", {"json": {"force": True}}, 400, "force"),
+    ("POST", "/api/changesets/1/sync", {"json": [1]}, 400, "JSON object"),
+    # Not routes: JSON all the same.
+    ("GET", "/api/nope", {}, 404, "no such resource"),
+    ("DELETE", "/api/batch-changes", {}, 405, "not allowed"),
+    ("GET", "/api/batch-changes/{bc}/close", {}, 405, "POST"),
 ]
 
 
@@ -411,7 +459,7 @@ async def test_bulk_tracking_is_all_or_nothing(api: Api) -> None:
     before = await snapshot(api.app.engine)
     one = {"repo": widgets, "number": 1}
     for body, status, word in (
-        ({"changesets": []}, 400, "list of 1 to"),
+        ({"changesets": []}, 400, "at least 1 item"),
         ({"changesets": [one, {"repo": widgets}]}, 400, "changesets[1]"),
         ({"changesets": [one, {"repo": "nope", "number": 2}]}, 404, "nope"),
     ):
@@ -422,5 +470,5 @@ async def test_bulk_tracking_is_all_or_nothing(api: Api) -> None:
     body = {"changesets": [{"repo": widgets, "number": 1}, {"repo": gadgets, "number": 7}]}
     tracked = (await api.post(url, 201, json=body))["changesets"]
     assert [(t["repo"], t["number"]) for t in tracked] == [(widgets, 1), (gadgets, 7)]
-    listed = await api.get(f"/api/changesets?batch_change={bc['id']}")
+    listed = await api.items("/api/changesets", batch_change=bc["id"])
     assert sorted(c["id"] for c in listed) == sorted(t["id"] for t in tracked)

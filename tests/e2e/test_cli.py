@@ -420,3 +420,61 @@ def test_demo_once_shows_readonly_then_open(tmp_path: Path) -> None:
     assert "acme/repo-1#1" in after and "OPEN" in after and "DRAFT" in after
     assert "READONLY" not in after
     assert db.exists()
+
+
+# --- API tokens -------------------------------------------------------------------------------
+
+
+def test_tokens_are_shown_once_kept_hashed_and_revoked(
+    in_process: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = in_process / "tokens.db"
+    db = ["--database", f"sqlite:///{path}"]
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = main([*args, *db])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        return code, out, err
+
+    code, out, err = cli("tokens", "create", "ci", "--scope", "write")
+    token = out.strip()  # stdout is the token alone, for scripts
+    assert code == 0 and token.startswith("rut_") and len(token) >= 40
+    assert "shown once" in err and token not in err
+    with sqlite3.connect(path) as conn:
+        stored = conn.execute("SELECT name, scope, token_sha256 FROM api_tokens").fetchall()
+    assert [(n, s) for n, s, _ in stored] == [("ci", "write")] and token not in str(stored)
+
+    code, out, _ = cli("tokens", "list")
+    assert code == 0 and out.split()[3:5] == ["ci", "write"] and token not in out
+    code, _, err = cli("tokens", "create", "ci")
+    assert code == 2 and "exists already" in err
+    code, _, err = cli("tokens", "create", "no spaces")
+    assert code == 2 and "invalid" in err
+    with pytest.raises(SystemExit) as exit_:
+        main(["tokens", "create", "x", "--scope", "admin", *db])
+    assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+    code, out, _ = cli("tokens", "revoke", "ci")
+    assert code == 0 and "revoked token 'ci'" in out
+    assert "(none)" in cli("tokens", "list")[1]
+    code, _, err = cli("tokens", "revoke", "ci")
+    assert code == 2 and "no token named 'ci'" in err
+
+
+def test_serve_refuses_a_non_loopback_address_while_no_token_exists(
+    in_process: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before it listens: nothing is bound to 0.0.0.0 here."""
+    config = {
+        "database": f"sqlite:///{in_process}/serve.db",
+        "api": {"host": "0.0.0.0", "port": 0},
+        "external_services": [
+            {"name": "gh", "kind": "github", "url": "http://127.0.0.1:9/github", "orgs": ["a"]}
+        ],
+    }
+    (in_process / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["serve", "--config", "c.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve the API on 0.0.0.0" in err
+    assert "tokens create" in err and "Traceback" not in err

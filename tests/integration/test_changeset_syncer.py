@@ -249,7 +249,7 @@ async def test_archive_flip_makes_changesets_readonly_and_resyncs(engine: AsyncE
     async with engine.begin() as conn:  # what the repo syncer does in its diff transaction
         repo = (await store.list_changesets(conn))[0].repo_id
         await set_archived(conn, repo, True)
-        await store.rederive_for_repos(conn, [repo])
+        await store.rederive_for_repos(conn, [repo], now=clock.now)
         assert await store.request_syncs_for_repos(conn, [repo], "repo_archived", clock.now) == 3
     expected = [ExternalState.READONLY, ExternalState.READONLY, ExternalState.MERGED]
     assert [(await views(engine))[i].external_state for i in ids] == expected  # immediately
@@ -257,7 +257,7 @@ async def test_archive_flip_makes_changesets_readonly_and_resyncs(engine: AsyncE
     assert [(await views(engine))[i].external_state for i in ids] == expected
     async with engine.begin() as conn:
         await set_archived(conn, repo, False)
-        await store.rederive_for_repos(conn, [repo])
+        await store.rederive_for_repos(conn, [repo], now=clock.now)
     assert [(await views(engine))[i].external_state for i in ids] == [
         ExternalState.OPEN, ExternalState.DRAFT, ExternalState.MERGED]  # fmt: skip
 

@@ -13,7 +13,7 @@ from repo_updater.store import changesets as cs_store
 from repo_updater.store import events as event_store
 from repo_updater.store import permissions as permission_store
 from repo_updater.store import repos as repo_store
-from tests.support.fakes import TickingClock
+from tests.support.fakes import T0, TickingClock
 from tests.support.listing import ListingSource, repo
 from tests.support.store import pending, track_one_per_repo
 
@@ -73,7 +73,8 @@ async def test_unarchive_requests_syncs_and_restores_the_host_state(engine: Asyn
     await s.sync(SERVICE, ListingSource.of([repo(1, archived=True)]))
     await track_one_per_repo(engine, host_state="DRAFT")
     async with engine.begin() as conn:
-        await cs_store.rederive_for_repos(conn, [r.id for r in await repo_store.list_repos(conn)])
+        repo_ids = [r.id for r in await repo_store.list_repos(conn)]
+        await cs_store.rederive_for_repos(conn, repo_ids, now=T0)
         assert {v.external_state for v in await cs_store.list_changesets(conn)} == {
             ExternalState.READONLY
         }

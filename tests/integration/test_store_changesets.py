@@ -120,10 +120,10 @@ async def test_state_rules_on_sync_archive_and_unarchive(
         await complete_sync(conn, cs, snap(cs, host_state), None, T0)
         synced = (await store.list_changesets(conn))[0].external_state
         await set_archived(conn, repo, True)
-        await store.rederive_for_repos(conn, [repo])
+        await store.rederive_for_repos(conn, [repo], now=T0)
         archived = (await store.list_changesets(conn))[0].external_state
         await set_archived(conn, repo, False)
-        await store.rederive_for_repos(conn, [repo])
+        await store.rederive_for_repos(conn, [repo], now=T0)
         unarchived = (await store.list_changesets(conn))[0].external_state
     assert synced == derive_external_state(host_state, False)
     assert archived == derive_external_state(host_state, True)

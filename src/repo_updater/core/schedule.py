@@ -125,3 +125,16 @@ def delay_backoff(failures: int, *, base: float = 0.5, cap: float = 30.0) -> flo
     if failures < 1:
         return 0.0
     return float(min(cap, base * (1 << min(failures - 1, 30))))
+
+
+def forced_sync_due(
+    now: datetime, last_sync_at: datetime | None, min_gap: timedelta, *, running: bool
+) -> datetime:
+    """When a sync forced at ``now`` (an API call) may run: at least ``min_gap`` after the
+    last sync ended, so a burst of requests costs one sync per gap, not one each. While a sync
+    is running it may already have listed past the change the caller wants seen, so one more
+    follows, ``min_gap`` from now."""
+    base = now if running else last_sync_at
+    if base is None:
+        return now
+    return max(now, base + min_gap)

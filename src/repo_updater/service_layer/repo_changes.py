@@ -52,7 +52,7 @@ async def notify_changesets(
     if kind not in SYNC_REASONS:
         return 0
     if kind in (RepoEventKind.ARCHIVED, RepoEventKind.UNARCHIVED):
-        await changeset_store.rederive_for_repos(conn, repo_ids)
+        await changeset_store.rederive_for_repos(conn, repo_ids, now=now)
     if kind is RepoEventKind.RESTORED:
         return await changeset_claims.resume_syncs_for_repos(
             conn, repo_ids, SYNC_REASONS[kind], now

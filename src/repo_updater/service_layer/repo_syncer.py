@@ -236,7 +236,7 @@ class RepoSyncer:
             )
             await service_store.record_service_sync(
                 conn, run.external_service_id, now=now, error=result.error,
-                next_at=next_at, counters=counters,
+                next_at=next_at, counters=counters, started=started,
             )  # fmt: skip
 
     async def _apply_page(self, run: _Run, page: Sequence[SourcedRepo]) -> None:

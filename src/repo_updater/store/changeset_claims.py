@@ -256,7 +256,7 @@ async def complete_syncs(
             [_success_params(o, now) for o in ok],
         )
         for part in chunks([o.claimed.changeset_id for o in ok]):
-            await rederive(conn, c.c.id.in_(part))
+            await rederive(conn, c.c.id.in_(part), now=now)
         events = [
             {"changeset_id": o.claimed.changeset_id, "kind": e.kind, "at": e.at,
              "actor": e.actor, "detail": e.detail}

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,15 +19,20 @@ from repo_updater.core.changeset_state import READONLY_WHEN_ARCHIVED
 from repo_updater.core.domain import (
     MAX_PULL_NUMBER,
     BatchChangeState,
-    CheckState,
     ExternalState,
     PublicationState,
-    ReviewState,
 )
+
+# The read side lives in changeset_queries; these names stay importable from here.
+from repo_updater.store.changeset_queries import BatchChangeView as BatchChangeView
+from repo_updater.store.changeset_queries import ChangesetView as ChangesetView
+from repo_updater.store.changeset_queries import list_batch_changes as list_batch_changes
+from repo_updater.store.changeset_queries import list_changesets as list_changesets
 from repo_updater.store.schema import (
     UTCDateTime,
     batch_change_changesets,
     batch_changes,
+    changeset_state_history,
     changeset_sync_requests,
     changesets,
     repos,
@@ -50,39 +54,6 @@ class BatchChangeClosed(ValueError):
 
 class RepoNotFound(LookupError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class BatchChangeView:
-    id: int
-    name: str
-    description: str
-    state: BatchChangeState
-    created_at: datetime
-    closed_at: datetime | None
-    changeset_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChangesetView:
-    id: int
-    repo_id: int
-    repo_name: str  # the store's global name, e.g. "github.com/acme/widgets"
-    number: int
-    publication_state: PublicationState
-    external_state: ExternalState | None  # None until the first successful sync
-    review_state: ReviewState | None
-    check_state: CheckState | None
-    title: str
-    url: str
-    head_ref: str
-    base_ref: str
-    additions: int
-    deletions: int
-    last_synced_at: datetime | None
-    next_sync_at: datetime | None
-    sync_error: str | None
-    batch_change_ids: tuple[int, ...]
 
 
 # --- shared SQL pieces --------------------------------------------------------------------------
@@ -126,25 +97,39 @@ def _derived_state_sql() -> sa.ColumnElement[str]:
     )
 
 
-async def rederive(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> int:
+async def rederive(conn: AsyncConnection, where: sa.ColumnElement[bool], *, now: datetime) -> int:
     """Recompute ``external_state`` for the changesets matching ``where``; returns how many
-    changed. Never-synced changesets (no host state) keep no external state."""
+    changed. Never-synced changesets (no host state) keep no external state. Every change is
+    recorded in ``changeset_state_history`` at ``now``, in the caller's transaction: this is
+    the only function that sets ``external_state``, so the history misses none."""
     derived = _derived_state_sql()
     result = await conn.execute(
         changesets.update()
         .where(where, changesets.c.host_state.is_not(None))
         .where(changesets.c.external_state.is_distinct_from(derived))
         .values(external_state=derived)
+        .returning(changesets.c.id, changesets.c.external_state)
     )
-    return int(result.rowcount)
+    changed = result.all()
+    if changed:
+        await conn.execute(
+            changeset_state_history.insert(),
+            [
+                {"changeset_id": cs_id, "external_state": state, "at": now}
+                for cs_id, state in changed
+            ],
+        )
+    return len(changed)
 
 
-async def rederive_for_repos(conn: AsyncConnection, repo_ids: Iterable[int]) -> int:
+async def rederive_for_repos(
+    conn: AsyncConnection, repo_ids: Iterable[int], *, now: datetime
+) -> int:
     """Re-derive every changeset on these repos from its host state and the repo's current
     archived flag, set-based (call it in the transaction that flips ``archived``)."""
     changed = 0
     for part in chunks(sorted(set(repo_ids))):
-        changed += await rederive(conn, changesets.c.repo_id.in_(part))
+        changed += await rederive(conn, changesets.c.repo_id.in_(part), now=now)
     return changed
 
 
@@ -197,33 +182,6 @@ async def _require_batch_change(conn: AsyncConnection, batch_change_id: int) -> 
     if state is None:
         raise BatchChangeNotFound(f"no batch change with id {batch_change_id}")
     return BatchChangeState(state)
-
-
-async def list_batch_changes(
-    conn: AsyncConnection, state: BatchChangeState | None = None
-) -> list[BatchChangeView]:
-    bc, bcc = batch_changes, batch_change_changesets
-    count = sa.func.count(bcc.c.changeset_id)
-    stmt = (
-        sa.select(bc, count.label("changeset_count"))
-        .select_from(bc.outerjoin(bcc, bcc.c.batch_change_id == bc.c.id))
-        .group_by(*bc.c)
-        .order_by(bc.c.id)
-    )
-    if state is not None:
-        stmt = stmt.where(bc.c.state == state.value)
-    return [
-        BatchChangeView(
-            id=row.id,
-            name=row.name,
-            description=row.description,
-            state=BatchChangeState(row.state),
-            created_at=row.created_at,
-            closed_at=row.closed_at,
-            changeset_count=int(row.changeset_count),
-        )
-        for row in await conn.execute(stmt)
-    ]
 
 
 # --- changesets ---------------------------------------------------------------------------------
@@ -294,73 +252,6 @@ async def track_changesets(
     return [ids[(repo_id, str(number))] for repo_id, number in items]
 
 
-async def list_changesets(
-    conn: AsyncConnection,
-    batch_change_id: int | None = None,
-    state: ExternalState | None = None,
-    repo_id: int | None = None,
-    *,
-    after_id: int = 0,
-    limit: int | None = None,
-) -> list[ChangesetView]:
-    """Changesets by id, each once (even when it belongs to several batch changes)."""
-    c, bcc = changesets, batch_change_changesets
-    stmt = (
-        sa.select(c, repos.c.name.label("repo_name"))
-        .select_from(c.join(repos, repos.c.id == c.c.repo_id))
-        .where(c.c.id > after_id)
-        .order_by(c.c.id)
-    )
-    if batch_change_id is not None:
-        member = sa.select(bcc.c.changeset_id).where(bcc.c.batch_change_id == batch_change_id)
-        stmt = stmt.where(c.c.id.in_(member))
-    if state is not None:
-        stmt = stmt.where(c.c.external_state == state.value)
-    if repo_id is not None:
-        stmt = stmt.where(c.c.repo_id == repo_id)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    rows = (await conn.execute(stmt)).all()
-    memberships: dict[int, list[int]] = {}
-    for part in chunks([row.id for row in rows]):
-        for cs_id, bc_id in await conn.execute(
-            sa.select(bcc.c.changeset_id, bcc.c.batch_change_id)
-            .where(bcc.c.changeset_id.in_(part))
-            .order_by(bcc.c.batch_change_id)
-        ):
-            memberships.setdefault(cs_id, []).append(bc_id)
-    return [
-        ChangesetView(
-            id=row.id,
-            repo_id=row.repo_id,
-            repo_name=row.repo_name,
-            number=int(row.external_id),
-            publication_state=PublicationState(row.publication_state),
-            external_state=_opt(ExternalState, row.external_state),
-            review_state=_opt(ReviewState, row.review_state),
-            check_state=_opt(CheckState, row.check_state),
-            title=row.title,
-            url=row.url,
-            head_ref=row.head_ref,
-            base_ref=row.base_ref,
-            additions=row.additions,
-            deletions=row.deletions,
-            last_synced_at=row.last_synced_at,
-            next_sync_at=row.next_sync_at,
-            sync_error=row.sync_error,
-            batch_change_ids=tuple(memberships.get(row.id, ())),
-        )
-        for row in rows
-    ]
-
-
-E = TypeVar("E", ExternalState, ReviewState, CheckState)
-
-
-def _opt(kind: type[E], value: str | None) -> E | None:
-    return None if value is None else kind(value)
-
-
 # --- sync requests ------------------------------------------------------------------------------
 
 
@@ -421,3 +312,50 @@ async def pending_requests(conn: AsyncConnection) -> dict[int, int]:
     """Pending sync requests: changeset id -> generation."""
     q = changeset_sync_requests
     return {row.changeset_id: row.generation for row in await conn.execute(sa.select(q))}
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStatus:
+    """What decides whether a forced sync of one changeset costs a host request now."""
+
+    last_synced_at: datetime | None
+    in_flight: bool  # a worker holds a live claim on it
+    pending_at: datetime | None  # a pending request is ready at this time (None: none pending)
+
+
+async def sync_status(conn: AsyncConnection, changeset_id: int, now: datetime) -> SyncStatus | None:
+    """The sync status of a published changeset; None for an unknown or unpublished one."""
+    c, q = changesets, changeset_sync_requests
+    row = (
+        await conn.execute(
+            sa.select(c.c.last_synced_at, c.c.claimed_until, q.c.changeset_id.label("pending"),
+                      q.c.claimed_until.label("parked_until"))
+            .select_from(c.outerjoin(q, q.c.changeset_id == c.c.id))
+            .where(c.c.id == changeset_id,
+                   c.c.publication_state == PublicationState.PUBLISHED.value)
+        )
+    ).first()  # fmt: skip
+    if row is None:
+        return None
+    pending_at = None
+    if row.pending is not None:
+        parked = row.parked_until
+        pending_at = parked if parked is not None and parked > now else now
+    in_flight = row.claimed_until is not None and row.claimed_until > now
+    return SyncStatus(row.last_synced_at, in_flight, pending_at)
+
+
+async def request_sync_at(
+    conn: AsyncConnection, changeset_id: int, reason: str, now: datetime, not_before: datetime
+) -> None:
+    """A sync request that becomes ready at ``not_before``: parked exactly as a failed sync
+    parks its request (``claimed_until`` in the future, nothing newer to claim). Any later
+    ``request_sync`` bumps its generation and so makes it ready at once. An existing request
+    is left as it is."""
+    q = changeset_sync_requests
+    await conn.execute(
+        dialect_insert(conn, q)
+        .values(changeset_id=changeset_id, reason=reason, requested_at=now, generation=1,
+                claimed_until=not_before, claimed_generation=1)
+        .on_conflict_do_nothing(index_elements=[q.c.changeset_id])
+    )  # fmt: skip

@@ -65,14 +65,26 @@ def _check_sqlite_directory(target: sa.URL) -> None:
         raise OSError(f"database: unable to open database file: {directory} is not a directory")
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout: float = 30.0,
+) -> AsyncEngine:
+    """An engine with its own connection pool (the syncers and the API each get one, so a
+    busy API never takes the syncers' connections)."""
     target = async_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if target.get_backend_name() == "sqlite":
         _check_sqlite_directory(target)
-        engine = create_async_engine(target, echo=echo)
+        if target.database in (None, "", ":memory:"):
+            pool = {}  # one shared in-memory connection (a StaticPool)
+        engine = create_async_engine(target, echo=echo, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(target, echo=echo, pool_size=10, max_overflow=10)
+    return create_async_engine(target, echo=echo, **pool)
 
 
 def _alembic_config() -> AlembicConfig:
@@ -103,19 +115,27 @@ async def migrate(engine: AsyncEngine) -> None:
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 
 
+# Words of an OperationalError that is about reaching the database, not about the statement
+# (SQLite reports "no such table" as an OperationalError too: that one is a bug, not an outage).
+_UNAVAILABLE_WORDS = ("locked", "unable to open", "disk i/o", "connect", "timeout", "terminat")
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the store cannot be reached or used at the moment (a refused or
-    dropped connection, a server shutting down, an SQLite file that cannot be opened or is
-    locked), as opposed to a bad statement or a bug. Callers retry these later."""
-    if isinstance(exc, (OSError, sa_exc.TimeoutError, TimeoutError)):
+    dropped connection, a server shutting down, an exhausted pool, an SQLite file that cannot
+    be opened or is locked), as opposed to a bad statement or a bug. Callers retry these
+    later; the API answers them 503."""
+    if isinstance(exc, (OSError, sa_exc.TimeoutError, TimeoutError, sa_exc.InterfaceError)):
         return True  # asyncpg's refused connect is a plain ConnectionRefusedError
-    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
-        return True
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
         state = getattr(exc.orig, "sqlstate", None)
-        return isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        if isinstance(exc, sa_exc.OperationalError):
+            text = str(exc.orig).lower()
+            return any(word in text for word in _UNAVAILABLE_WORDS)
     return False
 
 

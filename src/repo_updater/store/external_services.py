@@ -100,23 +100,27 @@ async def record_service_sync(
     error: str | None,
     next_at: datetime,
     counters: SyncCounters,
+    started: datetime | None = None,
 ) -> None:
     """Record a finished sync: ``last_sync_at`` always, ``last_success_at`` when it had no
-    error, the counters and the next sync time the caller computed from them."""
+    error, the counters and the next sync time the caller computed from them. A forced sync
+    asked for at or before ``started`` was served by it; one asked for while it ran stays due
+    (the run may have listed past the change)."""
+    es = external_services
+    served: sa.ColumnElement[bool] = (
+        sa.true() if started is None else es.c.sync_requested_at <= started
+    )
     values: dict[str, object] = {
         "last_sync_at": now,
         "last_sync_error": error,
         "next_sync_at": next_at,
         "sync_failures": counters.failures,
         "unchanged_syncs": counters.unchanged,
+        "sync_requested_at": sa.case((served, None), else_=es.c.sync_requested_at),
     }
     if error is None:
         values["last_success_at"] = now
-    await conn.execute(
-        external_services.update()
-        .where(external_services.c.id == external_service_id)
-        .values(values)
-    )
+    await conn.execute(es.update().where(es.c.id == external_service_id).values(values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,19 +135,28 @@ class ServiceStatus:
     last_sync_error: str | None
     next_sync_at: datetime | None
     sync_failures: int  # consecutive failed syncs (the backoff)
+    sync_requested_at: datetime | None = None  # a forced sync is due then
 
 
-async def list_services(conn: AsyncConnection) -> list[ServiceStatus]:
+async def list_services(
+    conn: AsyncConnection, *, after_id: int | None = None, limit: int | None = None
+) -> list[ServiceStatus]:
+    """Live services: by name, or, when paging (``after_id`` given), by id."""
     count = (
         sa.select(sa.func.count())
         .where(external_service_repos.c.external_service_id == external_services.c.id)
         .scalar_subquery()
     )
-    rows = await conn.execute(
-        sa.select(external_services, count.label("repo_count"))
-        .where(external_services.c.deleted_at.is_(None))
-        .order_by(external_services.c.name)
+    stmt = sa.select(external_services, count.label("repo_count")).where(
+        external_services.c.deleted_at.is_(None)
     )
+    if after_id is None:
+        stmt = stmt.order_by(external_services.c.name)
+    else:
+        stmt = stmt.where(external_services.c.id > after_id).order_by(external_services.c.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = await conn.execute(stmt)
     return [
         ServiceStatus(
             id=r.id,
@@ -156,6 +169,7 @@ async def list_services(conn: AsyncConnection) -> list[ServiceStatus]:
             last_sync_error=r.last_sync_error,
             next_sync_at=r.next_sync_at,
             sync_failures=r.sync_failures,
+            sync_requested_at=r.sync_requested_at,
         )
         for r in rows
     ]
@@ -208,22 +222,62 @@ async def release_service(conn: AsyncConnection, external_service_id: int, *, to
 
 
 async def due_services(conn: AsyncConnection, now: datetime) -> list[str]:
+    es = external_services
     rows = await conn.execute(
-        sa.select(external_services.c.name).where(
-            external_services.c.deleted_at.is_(None),
-            sa.or_(
-                external_services.c.next_sync_at.is_(None), external_services.c.next_sync_at <= now
-            ),
+        sa.select(es.c.name).where(
+            es.c.deleted_at.is_(None),
+            sa.or_(es.c.next_sync_at.is_(None), es.c.next_sync_at <= now,
+                   es.c.sync_requested_at <= now),
         )
-    )
+    )  # fmt: skip
     return [r[0] for r in rows]
 
 
-async def request_service_sync(conn: AsyncConnection, name: str, now: datetime) -> bool:
-    result = await conn.execute(
-        external_services.update().where(external_services.c.name == name).values(next_sync_at=now)
+@dataclass(frozen=True, slots=True)
+class ServiceSyncStatus:
+    """What decides when a forced sync of a service may run."""
+
+    id: int
+    last_sync_at: datetime | None
+    running: bool  # a sync holds a live claim on the service
+    requested_at: datetime | None  # a forced sync already due then
+
+
+async def service_sync_status(
+    conn: AsyncConnection, name: str, now: datetime
+) -> ServiceSyncStatus | None:
+    es = external_services
+    row = (
+        await conn.execute(
+            sa.select(es.c.id, es.c.last_sync_at, es.c.claimed_until, es.c.sync_requested_at)
+            .where(es.c.name == name, es.c.deleted_at.is_(None))
+        )
+    ).first()  # fmt: skip
+    if row is None:
+        return None
+    running = row.claimed_until is not None and row.claimed_until > now
+    return ServiceSyncStatus(row.id, row.last_sync_at, running, row.sync_requested_at)
+
+
+async def request_service_sync(
+    conn: AsyncConnection,
+    external_service_id: int,
+    at: datetime,
+    *,
+    replace_up_to: datetime | None = None,
+) -> None:
+    """Ask for a sync of the service at ``at``, unless one is asked for sooner; one asked for
+    at or before ``replace_up_to`` (served by the sync now running) is replaced."""
+    es = external_services
+    asked = es.c.sync_requested_at
+    replace = [asked.is_(None), asked > at]
+    if replace_up_to is not None:
+        replace.append(asked <= replace_up_to)
+    await conn.execute(
+        es.update()
+        .where(es.c.id == external_service_id, sa.or_(*replace))
+        .values(sync_requested_at=at)
     )
-    return result.rowcount == 1
 
 
 # --- retiring services the config no longer has ---------------------------------------------------

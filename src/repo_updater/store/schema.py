@@ -52,6 +52,9 @@ external_services = sa.Table(
     # consecutive failed syncs (backoff) and unchanged complete syncs (idle): core.schedule
     sa.Column("sync_failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("unchanged_syncs", sa.Integer, nullable=False, server_default="0"),
+    # A forced sync asked for (API) and not yet started: due at this time, whatever
+    # ``next_sync_at`` says. Cleared by the first sync that starts at or after it.
+    sa.Column("sync_requested_at", UTCDateTime, nullable=True),
     # A repo sync of this service is under way by ``claimed_by`` until ``claimed_until``.
     sa.Column("claimed_by", sa.String(200), nullable=True),
     sa.Column("claimed_until", UTCDateTime, nullable=True),
@@ -227,3 +230,37 @@ changeset_sync_requests = sa.Table(
     sa.Column("claimed_generation", sa.Integer, nullable=True),
 )
 sa.Index("changeset_sync_requests_requested_idx", changeset_sync_requests.c.requested_at)
+
+# One row each time a changeset's external state changes (its first sync included), written in
+# the same transaction as the change by ``store.changesets.rederive``, the one function that sets
+# ``external_state``. The burndown of a batch change is computed from it.
+changeset_state_history = sa.Table(
+    "changeset_state_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "changeset_id",
+        sa.Integer,
+        sa.ForeignKey("changesets.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("external_state", sa.String(16), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+sa.Index(
+    "changeset_state_history_cs_idx",
+    changeset_state_history.c.changeset_id,
+    changeset_state_history.c.at,
+)
+
+# API tokens: only a SHA-256 of each token is kept (the tokens are 256-bit random strings, so a
+# fast hash is enough); the token itself is shown once, when it is created.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("scope", sa.String(8), nullable=False),  # read | write
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)

@@ -1,27 +1,68 @@
-"""External services: their status, and a request to sync one now."""
+"""External services: their status, and a forced sync of one (coalesced: at most one per
+``api.forced_sync_min_gap`` seconds, however many are asked for)."""
 
 from __future__ import annotations
 
-from aiohttp import web
+from datetime import timedelta
+from typing import Annotated
 
-from repo_updater.entrypoints.api.common import error, ok, the_app
+from aiohttp import web
+from pydantic import Field
+
+from repo_updater.entrypoints.api.common import the_app
+from repo_updater.entrypoints.api.endpoint import Access, endpoint
+from repo_updater.entrypoints.api.inputs import (
+    ApiError,
+    PageQuery,
+    PathModel,
+    no_body,
+    path_params,
+    query_params,
+)
+from repo_updater.entrypoints.api.models import Page, ServiceOut, ServiceSyncRequested, answer
+from repo_updater.entrypoints.api.paging import after_id, cut
+from repo_updater.service_layer.forced_syncs import force_service_sync
 from repo_updater.store import external_services as service_store
 
 routes = web.RouteTableDef()
 
 
+class ServicePath(PathModel):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+
+
 @routes.get("/api/services")
+@endpoint(Access.READ, "List the external services", query=PageQuery, response=Page[ServiceOut])
 async def services(request: web.Request) -> web.Response:
     app = the_app(request)
-    async with app.engine.connect() as conn:
-        return ok(await service_store.list_services(conn))
+    q = query_params(request, PageQuery)
+    async with app.api_engine.connect() as conn:
+        rows = await service_store.list_services(
+            conn, after_id=after_id(q.after), limit=q.limit + 1
+        )
+    items, next_cursor = cut(rows, q.limit, lambda s: str(s.id))
+    return answer(Page[ServiceOut](items=items, next=next_cursor))
 
 
 @routes.post("/api/services/{name}/sync")
+@endpoint(
+    Access.WRITE,
+    "Sync a service now",
+    description="Coalesced: at most one sync per api.forced_sync_min_gap seconds; the answer "
+    "says when it is due and whether an earlier request or a recent sync covers this one.",
+    path=ServicePath,
+    response=ServiceSyncRequested,
+    status=202,
+    errors=(404,),
+)
 async def sync_service(request: web.Request) -> web.Response:
     app = the_app(request)
-    name = request.match_info["name"]
-    async with app.engine.begin() as conn:
-        if not await service_store.request_service_sync(conn, name, app.clock()):
-            return error(f"no external service named {name!r}", 404)
-    return ok({"requested": name}, 202)
+    name = path_params(request, ServicePath).name
+    await no_body(request)
+    gap = timedelta(seconds=app.config.api.forced_sync_min_gap)
+    async with app.api_engine.begin() as conn:
+        forced = await force_service_sync(conn, name, app.clock(), gap)
+    if forced is None:
+        raise ApiError(f"no external service named {name!r}", status=404)
+    body = ServiceSyncRequested(requested=name, due_at=forced.due_at, coalesced=forced.coalesced)
+    return answer(body, 202)

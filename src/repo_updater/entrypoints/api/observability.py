@@ -8,7 +8,9 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from repo_updater.core.errors import describe
-from repo_updater.entrypoints.api.common import error, ok, the_app
+from repo_updater.entrypoints.api.common import error, the_app
+from repo_updater.entrypoints.api.endpoint import Access, endpoint
+from repo_updater.entrypoints.api.models import Health, answer
 from repo_updater.store.counts import store_counts
 
 routes = web.RouteTableDef()
@@ -21,9 +23,10 @@ def _label(value: str) -> str:
 
 
 @routes.get("/metrics")
+@endpoint(Access.READ, "Prometheus metrics", content_type="text/plain")
 async def metrics(request: web.Request) -> web.Response:
     app = the_app(request)
-    async with app.engine.connect() as conn:
+    async with app.api_engine.connect() as conn:
         counts = await store_counts(conn)
     lines = ["# TYPE repo_updater_repos gauge"]
     lines += [f'repo_updater_repos{{state="{k}"}} {v}' for k, v in counts.repos.items()]
@@ -55,6 +58,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @routes.get("/healthz")
+@endpoint(Access.PUBLIC, "Readiness: 503 while the store is unreachable", response=Health)
 async def healthz(request: web.Request) -> web.Response:
     """Readiness: the store answers a trivial query within ``HEALTH_TIMEOUT`` (503 JSON
     with the cause otherwise; the loops' own view of an outage is kept in step)."""
@@ -67,4 +71,4 @@ async def healthz(request: web.Request) -> web.Response:
         app.health.store_failed(cause)
         return error(f"store unavailable: {cause}", 503)
     app.health.store_reached()
-    return ok({"ok": True})
+    return answer(Health(ok=True))

@@ -169,9 +169,14 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         n = len(config.external_services)
         print(f"serving {n} services; API on {url}; Ctrl-C or SIGTERM to stop", flush=True)
 
+    from repo_updater.entrypoints.api import ExposureRefused
+
     with on_signals(lambda _: stop.set()):
         async with open_app(config, retire_unconfigured=True) as app:
-            await serve(app, stop, on_ready=ready)
+            try:
+                await serve(app, stop, on_ready=ready)
+            except ExposureRefused as exc:
+                raise CLIError(str(exc)) from None
     return 0
 
 

@@ -1,0 +1,170 @@
+"""The API's response bodies as pydantic models: every JSON answer is serialised through one of
+these, and ``/openapi.json`` documents exactly these, so the document and the answers agree."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from repo_updater.core.burndown import STATES
+from repo_updater.core.domain import (
+    BatchChangeState,
+    CheckState,
+    ExternalState,
+    HostKind,
+    PublicationState,
+    ReviewState,
+)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+
+class Error(Out):
+    error: str = Field(description="what was wrong, for a person to read")
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="allow")  # readiness details may be added
+    ok: bool
+
+
+class RepoOut(Out):
+    id: int
+    name: str
+    host_kind: HostKind
+    host_url: str
+    external_id: str
+    external_name: str
+    url: str
+    archived: bool
+    fork: bool
+    private: bool
+    description: str
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+class EventOut(Out):
+    id: int
+    kind: str
+    repo_id: int | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+class ServiceOut(Out):
+    id: int
+    name: str
+    kind: str
+    url: str
+    repo_count: int
+    last_sync_at: datetime | None
+    last_sync_error: str | None
+    next_sync_at: datetime | None
+    sync_requested_at: datetime | None = Field(description="a forced sync is due then")
+
+
+class BatchChangeOut(Out):
+    id: int
+    name: str
+    description: str
+    state: BatchChangeState
+    created_at: datetime
+    closed_at: datetime | None
+    changeset_count: int
+
+
+class ChangesetOut(Out):
+    id: int
+    repo_id: int
+    repo_name: str
+    number: int
+    publication_state: PublicationState
+    external_state: ExternalState | None = Field(description="null until the first sync")
+    review_state: ReviewState | None
+    check_state: CheckState | None
+    title: str
+    url: str
+    head_ref: str
+    base_ref: str
+    additions: int
+    deletions: int
+    last_synced_at: datetime | None
+    next_sync_at: datetime | None
+    sync_error: str | None
+    batch_change_ids: list[int]
+
+
+class StateChangeOut(Out):
+    external_state: ExternalState
+    at: datetime
+
+
+class ChangesetDetail(ChangesetOut):
+    state_history: list[StateChangeOut] = Field(description="the newest state changes")
+
+
+class BurndownPointOut(Out):
+    at: datetime
+    counts: dict[str, int]
+
+
+class BurndownOut(Out):
+    states: list[str] = Field(
+        default=list(STATES), description="every band, bottom to top; READONLY is its own"
+    )
+    points: list[BurndownPointOut]
+
+
+class BatchChangeStats(Out):
+    batch_change_id: int
+    total: int
+    by_state: dict[str, int] = Field(description="UNSYNCED: tracked, never synced")
+    errored: int = Field(description="changesets whose last sync failed")
+    by_review_state: dict[str, int] = Field(description="among OPEN and DRAFT changesets")
+    by_check_state: dict[str, int] = Field(description="among OPEN and DRAFT changesets")
+    burndown: BurndownOut
+
+
+class ServiceSyncRequested(Out):
+    requested: str
+    due_at: datetime
+    coalesced: bool = Field(description="true: an earlier request or a recent sync covers it")
+
+
+class ChangesetSyncRequested(Out):
+    requested: int
+    due_at: datetime
+    coalesced: bool = Field(description="true: an earlier request or a recent sync covers it")
+
+
+class Tracked(Out):
+    id: int
+    repo: str
+    number: int
+
+
+class TrackedMany(Out):
+    changesets: list[Tracked]
+
+
+class TrackResult(RootModel[Tracked | TrackedMany]):
+    pass
+
+
+T = TypeVar("T", bound=Out)
+
+
+class Page(Out, Generic[T]):
+    items: list[T]
+    next: str | None = Field(description="pass as `after` for the next page; null at the end")
+
+
+def answer(body: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(text=body.model_dump_json(), status=status, content_type="application/json")
