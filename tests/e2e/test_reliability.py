@@ -340,6 +340,6 @@ async def test_api_services_show_last_success_separately(
     async with open_app(config(store_url, gh_service(emu.base_url(GH))), retry=FAST) as app:
         assert (await sync(app)).complete
         async with running_api(app) as url, httpx.AsyncClient() as client:
-            (svc,) = (await client.get(f"{url}/api/services")).json()
+            (svc,) = (await client.get(f"{url}/api/services")).json()["items"]
     assert svc["last_success_at"] == svc["last_sync_at"] is not None
     assert svc["sync_failures"] == 0

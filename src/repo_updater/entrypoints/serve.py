@@ -14,6 +14,8 @@ from repo_updater.service_layer import retention as events_retention
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_TIMEOUT = 15.0  # seconds for the loops to hand back their claims and end
+
 
 async def serve(
     app: App,
@@ -54,4 +56,7 @@ async def serve(
             stop.set()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, late = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT)
+            if late:  # their claims, if any, run out with their leases
+                names = ", ".join(sorted(t.get_name() for t in late))
+                log.warning("%s did not stop within %.0fs; leaving them", names, SHUTDOWN_TIMEOUT)

@@ -34,6 +34,8 @@ from repo_updater.store.db import is_sqlite
 
 log = logging.getLogger(__name__)
 
+RELEASE_TIMEOUT = 5.0  # seconds to hand back claims when shutting down
+
 
 @dataclass(frozen=True, slots=True)
 class SyncRound:
@@ -121,8 +123,10 @@ class ChangesetSyncer:
         return SyncRound(len(claimed), total.synced, total.failed, total.released, len(groups))
 
     async def _release_unfinished(self, claimed: Sequence[ClaimedChangeset]) -> None:
+        # Bounded: a write cancelled mid-rollback can leave SQLite's write lock held for the
+        # whole busy timeout, and the leases run out on their own anyway.
         try:
-            async with self._transaction() as conn:
+            async with asyncio.timeout(RELEASE_TIMEOUT), self._transaction() as conn:
                 await release_claims(conn, claimed, None)
             log.info("shutting down: released the claims of this changeset sync round")
         except Exception as exc:  # their leases run out on their own

@@ -29,6 +29,8 @@ from repo_updater.store.db import is_unavailable
 
 log = logging.getLogger(__name__)
 
+RELEASE_TIMEOUT = 5.0  # seconds to hand back a service claim
+
 # A repo sync's claim on its service; renewed every third of it while the sync runs, so a dead
 # worker's service is picked up by another within this time.
 SERVICE_LEASE_SECONDS = 120.0
@@ -160,8 +162,9 @@ class RepoSyncWorker:
         return result
 
     async def _release(self, external_service_id: int, token: str) -> None:
+        # Bounded, as when shutting down the store may be slow or locked: the lease runs out.
         try:
-            async with self._engine.begin() as conn:
+            async with asyncio.timeout(RELEASE_TIMEOUT), self._engine.begin() as conn:
                 await service_store.release_service(conn, external_service_id, token=token)
         except Exception as exc:  # the lease runs out on its own
             log.warning("could not release the claim on service %d: %s", external_service_id,

@@ -73,7 +73,6 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
             log.warning("API %s %s: database unavailable: %s", request.method, request.path,
                         type(exc).__name__)  # fmt: skip
             request.app[HEALTH_KEY].store_failed(describe(exc))  # readiness follows
-            return error("the database is unavailable or busy; try again shortly", 503,
-                         {"Retry-After": "5"})  # fmt: skip
+            return error(f"store unavailable: {describe(exc)}", 503, {"Retry-After": "5"})
         log.exception("API %s %s failed", request.method, request.path)
         return error("internal error; the server logged the details", 500)

@@ -64,9 +64,11 @@ class ServiceOut(Out):
     kind: str
     url: str
     repo_count: int
-    last_sync_at: datetime | None
+    last_sync_at: datetime | None = Field(description="the last sync, failed or not")
+    last_success_at: datetime | None = Field(description="the last complete sync")
     last_sync_error: str | None
     next_sync_at: datetime | None
+    sync_failures: int = Field(description="consecutive failed syncs (the backoff)")
     sync_requested_at: datetime | None = Field(description="a forced sync is due then")
 
 
