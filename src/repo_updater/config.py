@@ -5,6 +5,7 @@ Example::
     database: sqlite:///repo-updater.db
     repo_sync_interval: 60          # seconds, default for every service
     api: {host: 127.0.0.1, port: 7800}
+    permissions: {refresh_interval: 86400, refresh_jitter: 0.1}   # who can read private repos
     external_services:
       - name: github-main
         kind: github
@@ -117,12 +118,26 @@ class ApiConfig(_Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 7800
 
 
+class PermissionsConfig(_Strict):
+    """The permissions syncer: who can read each private repository."""
+
+    enabled: bool = True
+    # The longest a private repo's permissions go without a refresh (seconds; default 24 h).
+    refresh_interval: Annotated[float, Field(gt=0, le=30 * 24 * 3600)] = 24 * 3600.0
+    # Each repo is refreshed up to this fraction of the interval earlier, drawn per repo, so
+    # that repos synced together do not all come back in one burst.
+    refresh_jitter: Annotated[float, Field(ge=0, le=0.5)] = 0.1
+    poll_interval: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
 class Config(_Strict):
     database: str = DEFAULT_DATABASE
     repo_sync_interval: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 60.0
     changeset_poll_interval: Annotated[float, Field(gt=0, le=3600)] = 5.0
     changeset_batch_size: Annotated[int, Field(ge=1, le=1000)] = 200
     api: ApiConfig = ApiConfig()
+    permissions: PermissionsConfig = PermissionsConfig()
     external_services: tuple[ServiceConfig, ...] = ()
     kind: Literal["repo-updater/v1"] | None = None
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from repo_updater.core.domain import HostKind, HostPullState, ReviewState
+from repo_updater.emulator import permissions
 from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.listing import epoch_ms, int_param
 from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, EmulatorState, HostState
@@ -210,4 +211,5 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get(repo, bb.get_repo)
     app.router.add_get(repo + "/pull-requests", bb.list_pulls)
     app.router.add_get(repo + "/pull-requests/{id}", bb.get_pull)
+    permissions.add_bitbucket_routes(app, host, API, bb._repo, _paged)
     return app

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from repo_updater.core.domain import HostKind, HostPullState
+from repo_updater.emulator import permissions
 from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.github_graphql import GraphQLEndpoint, github_time
 from repo_updater.emulator.state import (
@@ -56,6 +57,7 @@ def build_app(state: EmulatorState) -> web.Application:
         app.router.add_get(repo + "/pulls/{number}", api.get_pull)
         app.router.add_patch(repo + "/pulls/{number}", api.update_pull)
     app.router.add_post("/graphql", graphql.handle)
+    permissions.add_github_routes(app, host, api._repo)
     return app
 
 

@@ -5,6 +5,7 @@ Routes:
   GET  /api/services                   services with repo counts and last sync status
   POST /api/services/{name}/sync       sync that service now
   GET  /api/repos?archived=&name=&after=&limit=
+  GET  /api/repos/{id}/permissions?after=&limit=   who can read a repository
   GET  /api/events?kind=&after=&limit=
   GET  /api/batch-changes
   POST /api/batch-changes              {"name": str, "description": str?}
@@ -33,11 +34,20 @@ from repo_updater.entrypoints.api import (
     dashboard,
     external_services,
     observability,
+    permissions,
     repos,
 )
 from repo_updater.entrypoints.api.common import APP_KEY, errors_middleware
 
-ROUTE_MODULES = (observability, dashboard, external_services, repos, batch_changes, changesets)
+ROUTE_MODULES = (
+    observability,
+    dashboard,
+    external_services,
+    repos,
+    permissions,
+    batch_changes,
+    changesets,
+)
 
 
 def build_api(app: App) -> web.Application:

@@ -4,6 +4,8 @@
   repo-updater serve  --config FILE          run syncers, workers and the API until Ctrl-C
   repo-updater sync   --config FILE [--service NAME]   one-shot repo sync with progress
   repo-updater repos list [--archived] [--json]
+  repo-updater repos permissions NAME        who can read a repository
+  repo-updater accounts repos LOGIN --service S   the private repos an account can read
   repo-updater services list
   repo-updater events list [--kind KIND]
   repo-updater batch-changes create NAME | list | close ID
@@ -30,7 +32,15 @@ from typing import Any
 from repo_updater.entrypoints.cli.common import CLIError
 
 # Command groups, each a module with ``add_parser(sub)``; its commands import what they use.
-GROUPS = ("repos", "external_services", "events", "batch_changes", "changesets", "emulator")
+GROUPS = (
+    "repos",
+    "external_services",
+    "events",
+    "batch_changes",
+    "changesets",
+    "accounts",
+    "emulator",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
