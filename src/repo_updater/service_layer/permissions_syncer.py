@@ -94,7 +94,7 @@ class PermissionsSyncer:
         poll_interval: float = 10.0,
         refresh_interval: timedelta = DEFAULT_REFRESH_INTERVAL,
         refresh_jitter: float = DEFAULT_REFRESH_JITTER,
-        write_chunk: int = 100,
+        write_chunk: int = 25,
         draw: Callable[[], float] = random.random,
     ) -> None:
         if batch_size < 1 or write_chunk < 1:
@@ -165,51 +165,62 @@ class PermissionsSyncer:
         return PermissionRound(skipped=len(gone), rows_written=rows, events=len(events))
 
     async def _sync_host(self, host: HostKey, items: list[ClaimedRepo]) -> PermissionRound:
+        """Fetch every repo of one host (the source bounds its requests in flight) and write
+        the answers in chunks as they come, so that writing overlaps the fetches left."""
         source = self._sources.get(host)
         if source is None:
             error = f"no code host connection configured for {host[0]} {host[1]}"
             return await self._write([(c, error) for c in items])
-        fetched = await asyncio.gather(*(self._fetch(source, c) for c in items))
-        limited = [f for f in fetched if isinstance(f, RateLimited)]
-        released = [c for c, f in zip(items, fetched, strict=True) if isinstance(f, RateLimited)]
         result = PermissionRound()
-        if limited:
-            wait = max(max(e.retry_after for e in limited), 0.0)
-            until = self._clock() + timedelta(seconds=wait)
-            self._backoff[host] = until
-            log.warning(
-                "%s %s rate-limited us; backing off until %s (%d repos released)",
-                host[0], host[1], until.isoformat(), len(released),
-            )  # fmt: skip
-            async with self._transaction() as conn:
-                await store.release(conn, released, until)
-            result = PermissionRound(released=len(released))
-        else:
+        ready: list[tuple[ClaimedRepo, list[AccountPermission] | str]] = []
+        limited: list[tuple[ClaimedRepo, RateLimited]] = []
+        for done in asyncio.as_completed([self._fetch(source, c) for c in items]):
+            claimed, fetched = await done
+            if isinstance(fetched, RateLimited):
+                limited.append((claimed, fetched))
+                continue
+            ready.append((claimed, fetched))
+            if len(ready) >= self._write_chunk:
+                result += await self._write(ready)
+                ready = []
+        result += await self._write(ready)
+        if not limited:
             self._backoff.pop(host, None)
-        outcomes = [
-            (c, f) for c, f in zip(items, fetched, strict=True) if not isinstance(f, RateLimited)
-        ]
-        return result + await self._write(outcomes)
+            return result
+        wait = max(max(e.retry_after for _, e in limited), 0.0)
+        until = self._clock() + timedelta(seconds=wait)
+        self._backoff[host] = until
+        log.warning(
+            "%s %s rate-limited us; backing off until %s (%d repos released)",
+            host[0], host[1], until.isoformat(), len(limited),
+        )  # fmt: skip
+        async with self._transaction() as conn:
+            await store.release(conn, [c for c, _ in limited], until)
+        return result + PermissionRound(released=len(limited))
 
-    async def _fetch(self, source: PermissionSource, repo: ClaimedRepo) -> Fetched:
+    async def _fetch(
+        self, source: PermissionSource, repo: ClaimedRepo
+    ) -> tuple[ClaimedRepo, Fetched]:
         try:
-            return await source.load_permissions(repo.ref)
+            return repo, await source.load_permissions(repo.ref)
         except RateLimited as exc:
-            return exc
+            return repo, exc
         except SourceError as exc:
             log.warning("permissions of %s: %s", repo.name, exc)
-            return str(exc)
+            return repo, str(exc)
         except Exception as exc:  # a bug in a source must not lose the claimed request
             # Only the type at warning level: a foreign exception's text could hold a secret.
             log.error("unexpected %s loading the permissions of %s", type(exc).__name__, repo.name)
             log.debug("traceback of the unexpected error", exc_info=True)
-            return f"internal error: {type(exc).__name__}"
+            return repo, f"internal error: {type(exc).__name__}"
 
     async def _write(
         self, outcomes: Sequence[tuple[ClaimedRepo, list[AccountPermission] | str]]
     ) -> PermissionRound:
         """Write outcomes in short transactions of ``write_chunk`` repos each."""
         total = PermissionRound()
+        if not outcomes:
+            return total
         for part in chunks(outcomes, self._write_chunk):
             async with self._transaction() as conn:
                 total += await self._write_chunk_of(conn, part)
