@@ -176,3 +176,17 @@ def test_refresh_comes_back_within_the_interval_spread_by_the_jitter() -> None:
     for bad in ((day, 1.0, 0.5), (day, 0.1, 1.0), (timedelta(0), 0.1, 0.5)):
         with pytest.raises(ValueError):
             next_refresh_at(NOW, *bad)
+
+
+def test_bad_permission_settings_are_a_clear_config_error() -> None:
+    from repo_updater.config import ConfigError, parse_config
+
+    config = parse_config({"permissions": {"refresh_interval": 3600}}, {})
+    assert config.permissions.refresh_interval == 3600 and config.permissions.enabled
+    for bad, field in (
+        ({"refresh_jitter": 0.9}, "permissions.refresh_jitter"),
+        ({"refresh_interval": 0}, "permissions.refresh_interval"),
+        ({"every": 5}, "permissions.every"),
+    ):
+        with pytest.raises(ConfigError, match=field):
+            parse_config({"permissions": bad}, {})
