@@ -16,7 +16,7 @@ from repo_updater.core.domain import HostKind
 from repo_updater.core.permissions import diff_permissions
 from repo_updater.service_layer.repo_syncer import RepoSyncer
 from repo_updater.store import events as event_store
-from repo_updater.store import permissions as permission_store
+from repo_updater.store import repo_permissions as grant_store
 from repo_updater.store import repos as repo_store
 from repo_updater.store.schema import permission_sync_requests
 from tests.support.fakes import TickingClock
@@ -90,13 +90,11 @@ async def test_a_repo_made_public_drops_its_permissions_with_an_event_each(
     async with engine.begin() as conn:
         ids = {r.external_id: r.id for r in await repo_store.list_repos(conn)}
         diff = diff_permissions([], [grant("alice", "admin"), grant("bob")])
-        await permission_store.write_diffs(
-            conn, [(ids["1"], diff), (ids["2"], diff)], TickingClock()()
-        )
+        await grant_store.write_diffs(conn, [(ids["1"], diff), (ids["2"], diff)], TickingClock()())
     await sync(engine, repo(1), repo(2, private=True))
     async with engine.connect() as conn:
-        one = await permission_store.repo_access(conn, repo_id=ids["1"])
-        two = await permission_store.stored_permissions(conn, [ids["2"]])
+        one = await grant_store.repo_access(conn, repo_id=ids["1"])
+        two = await grant_store.stored_permissions(conn, [ids["2"]])
         revoked = await event_store.list_events(conn, kind="PermissionRevoked")
     assert one is not None and not one.private and one.permissions == [] and one.status is None
     assert len(two[ids["2"]]) == 2
@@ -114,7 +112,7 @@ async def test_dropping_permissions_commits_with_the_flip_or_not_at_all(
     async with engine.begin() as conn:
         (rid,) = [r.id for r in await repo_store.list_repos(conn)]
         diff = diff_permissions([], [grant("alice")])
-        await permission_store.write_diffs(conn, [(rid, diff)], TickingClock()())
+        await grant_store.write_diffs(conn, [(rid, diff)], TickingClock()())
 
     async def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("process died after dropping the permissions")
@@ -125,14 +123,14 @@ async def test_dropping_permissions_commits_with_the_flip_or_not_at_all(
     assert not result.complete and result.error == "internal error: RuntimeError"
     monkeypatch.undo()
     async with engine.connect() as conn:
-        access = await permission_store.repo_access(conn, repo_id=rid)
+        access = await grant_store.repo_access(conn, repo_id=rid)
     assert (
         access is not None and access.private and [g.login for g in access.permissions] == ["alice"]
     )
     assert set(await requests(engine)) == {"1"}
     await sync(engine, repo(1))  # the next sync writes it all
     async with engine.connect() as conn:
-        access = await permission_store.repo_access(conn, repo_id=rid)
+        access = await grant_store.repo_access(conn, repo_id=rid)
         revoked = await event_store.list_events(conn, kind="PermissionRevoked")
     assert access is not None and not access.private and access.permissions == []
     assert [e.payload["login"] for e in revoked] == ["alice"]

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repo_updater.core.permissions import diff_permissions
 from repo_updater.store import permissions as store
+from repo_updater.store import repo_permissions as grant_store
 from repo_updater.store.db import migrate
 from repo_updater.store.schema import UTCDateTime, permission_sync_requests, repos
 from tests.support.fakes import T0
@@ -150,23 +151,23 @@ async def test_grants_round_trip_as_diffs_and_drop_with_their_request(
     async with engine.begin() as conn:
         rid = await add_repo(conn, "acme/a")
         first = diff_permissions([], [grant("Alice", "admin"), grant("bob")])
-        assert await store.write_diffs(conn, [(rid, first)], T0) == 2
+        assert await grant_store.write_diffs(conn, [(rid, first)], T0) == 2
     async with engine.begin() as conn:
-        held = (await store.stored_permissions(conn, [rid]))[rid]
+        held = (await grant_store.stored_permissions(conn, [rid]))[rid]
         second = diff_permissions(held, [grant("alice", "write"), grant("carol")])
-        assert await store.write_diffs(conn, [(rid, second)], LATER) == 3
+        assert await grant_store.write_diffs(conn, [(rid, second)], LATER) == 3
     async with engine.connect() as conn:
-        grants = await store.permissions_of(conn, rid)
-        access = await store.repo_access(conn, name="GITHUB.example/acme/A")
+        grants = await grant_store.permissions_of(conn, rid)
+        access = await grant_store.repo_access(conn, name="GITHUB.example/acme/A")
     assert [(x.login, x.permission, x.granted_at) for x in grants] == [
         ("alice", "write", T0),
         ("carol", "read", LATER),
     ]
     assert access is not None and access.repo_id == rid and len(access.permissions) == 2
     async with engine.begin() as conn:
-        dropped = await store.drop_permissions(conn, [rid])
+        dropped = await grant_store.drop_permissions(conn, [rid])
         assert sorted(x.login for x in dropped[rid]) == ["alice", "carol"]
-        assert await store.stored_permissions(conn, [rid]) == {rid: []}
+        assert await grant_store.stored_permissions(conn, [rid]) == {rid: []}
         assert await store.pending_permission_syncs(conn) == []
 
 

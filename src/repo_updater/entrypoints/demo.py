@@ -28,7 +28,7 @@ from repo_updater.emulator.state import EmulatorState
 from repo_updater.entrypoints.serve import serve
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import external_services as service_store
-from repo_updater.store import permissions as permission_store
+from repo_updater.store import repo_permissions as grant_store
 from repo_updater.store import repos as repo_store
 
 BATCH_CHANGE = "demo-upgrade-ci"
@@ -202,7 +202,7 @@ async def walkthrough(app: App, state: EmulatorState, interval: float) -> None:
 async def readers(app: App, name: str) -> list[Any] | None:
     """The stored grants of a repo, or None before its first permissions sync."""
     async with app.engine.connect() as conn:
-        access = await permission_store.repo_access(conn, name=name)
+        access = await grant_store.repo_access(conn, name=name)
     if access is None or access.status is None or access.status.last_synced_at is None:
         return None
     return access.permissions

@@ -15,6 +15,7 @@ from repo_updater.core.diff import PageDiff
 from repo_updater.core.permissions import permission_events, plan_for_page, revoked_all
 from repo_updater.store import events as event_store
 from repo_updater.store import permissions as permission_store
+from repo_updater.store import repo_permissions as grant_store
 
 MADE_PUBLIC = "repo made public"
 
@@ -36,7 +37,7 @@ async def notify_permissions(
 ) -> PermissionNotice:
     plan = plan_for_page(diff, new_ids)
     await permission_store.request_permission_syncs(conn, plan.requests, now)
-    dropped = await permission_store.drop_permissions(conn, plan.made_public)
+    dropped = await grant_store.drop_permissions(conn, plan.made_public)
     events = [
         event
         for repo_id, grants in dropped.items()

@@ -40,6 +40,7 @@ from repo_updater.core.schedule import retry_at
 from repo_updater.service_layer.permission_requests import MADE_PUBLIC
 from repo_updater.store import events as event_store
 from repo_updater.store import permissions as store
+from repo_updater.store import repo_permissions as grant_store
 from repo_updater.store.db import is_sqlite
 from repo_updater.store.permissions import ClaimedRepo, HostKey
 
@@ -156,7 +157,7 @@ class PermissionsSyncer:
         async with self._transaction() as conn:
             mine = await store.still_claimed(conn, gone)
             public = [c.repo_id for c in gone if c.repo_id in mine and not c.deleted]
-            dropped = await store.drop_permissions(conn, public)
+            dropped = await grant_store.drop_permissions(conn, public)
             for repo_id, grants in dropped.items():
                 events += permission_events(repo_id, revoked_all(grants), why=MADE_PUBLIC)
             await event_store.add_events(conn, None, events, now)
@@ -238,13 +239,13 @@ class PermissionsSyncer:
         mine = await store.still_claimed(conn, [c for c, _ in outcomes])
         ok = [(c, f) for c, f in outcomes if c.repo_id in mine and not isinstance(f, str)]
         failed = [(c, f) for c, f in outcomes if c.repo_id in mine and isinstance(f, str)]
-        stored = await store.stored_permissions(conn, [c.repo_id for c, _ in ok])
+        stored = await grant_store.stored_permissions(conn, [c.repo_id for c, _ in ok])
         diffs: list[tuple[int, PermissionDiff]] = []
         for claimed, grants in ok:
             diff = diff_permissions(stored[claimed.repo_id], grants)
             if not diff.empty:
                 diffs.append((claimed.repo_id, diff))
-        rows = await store.write_diffs(conn, diffs, now)
+        rows = await grant_store.write_diffs(conn, diffs, now)
         events = [e for repo_id, diff in diffs for e in permission_events(repo_id, diff)]
         await event_store.add_events(conn, None, events, now)
         interval, jitter = self._refresh_interval, self._refresh_jitter

@@ -14,7 +14,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from repo_updater.entrypoints.api.common import error, ok, path_id, query_int, query_str, the_app
-from repo_updater.store import permissions as permission_store
+from repo_updater.store import repo_permissions as grant_store
 
 routes = web.RouteTableDef()
 
@@ -28,9 +28,7 @@ async def repo_permissions(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 1000, lo=1, hi=MAX_LIMIT) or 1000
     after = query_str(request, "after")
     async with app.engine.connect() as conn:
-        access = await permission_store.repo_access(
-            conn, repo_id=repo_id, after=after, limit=limit + 1
-        )
+        access = await grant_store.repo_access(conn, repo_id=repo_id, after=after, limit=limit + 1)
     if access is None:
         return error(f"no repository with id {repo_id}", 404)
     grants = access.permissions[:limit]

@@ -30,14 +30,14 @@ def add_parser(sub: Any) -> None:
 
 async def cmd_repos(args: argparse.Namespace) -> int:
     from repo_updater.store import external_services as service_store
-    from repo_updater.store import permissions as permission_store
+    from repo_updater.store import repo_permissions as grant_store
 
     async with store_transaction(args) as conn:
         services = {s.name: s.id for s in await service_store.list_services(conn)}
         if args.service not in services:
             known = ", ".join(sorted(services)) or "none synced yet"
             raise CLIError(f"no external service named {args.service!r} (known: {known})")
-        rows = await permission_store.repos_readable_by(conn, args.login, services[args.service])
+        rows = await grant_store.repos_readable_by(conn, args.login, services[args.service])
     if not rows and not args.json:
         print(f"{args.login} can read no private repository of {args.service}")
         return 0

@@ -48,10 +48,10 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 async def cmd_permissions(args: argparse.Namespace) -> int:
     from repo_updater.entrypoints.render import json_default
-    from repo_updater.store import permissions as permission_store
+    from repo_updater.store import repo_permissions as grant_store
 
     async with store_transaction(args) as conn:
-        access = await permission_store.repo_access(conn, name=args.name)
+        access = await grant_store.repo_access(conn, name=args.name)
     if access is None:
         raise CLIError(f"no repository named {args.name!r} (see: repo-updater repos list)")
     if args.json:
