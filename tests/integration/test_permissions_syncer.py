@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repo_updater.core.domain import HostKind
-from repo_updater.core.errors import Forbidden, HostError
+from repo_updater.core.errors import Forbidden, HostError, RateLimited
+from repo_updater.core.permissions import AccountPermission, RepoRef
 from repo_updater.service_layer.permissions_syncer import PermissionRound, PermissionsSyncer
 from repo_updater.store import events as event_store
 from repo_updater.store import permissions as store
@@ -21,6 +22,7 @@ from tests.support.fakes import FakeClock
 from tests.support.permissions import FakePermissionHost, add_repo, grant, stored
 
 DAY = timedelta(days=1)
+DEADLINE = 30.0
 
 
 def syncer(
@@ -229,3 +231,26 @@ async def test_a_host_error_is_recorded_not_raised(engine: AsyncEngine) -> None:
         a = await add_repo(conn, "acme/a")
     assert (await syncer(engine, clock, host).run_once()).failed == 1
     assert "HTTP 502" in ((await status(engine, a)).last_error or "")
+
+
+async def test_a_rate_limit_stops_the_other_requests_to_that_host(engine: AsyncEngine) -> None:
+    """The first RateLimited cancels the host's fetches still in flight (they would only be
+    refused too): every repo is handed back, none hangs the round."""
+
+    class Refusing(FakePermissionHost):
+        async def load_permissions(self, repo: RepoRef) -> list[AccountPermission]:
+            self.calls.append(repo.name)
+            if repo.name == "acme/a":
+                await asyncio.sleep(0.01)
+                raise RateLimited("secondary rate limit", retry_after=60.0)
+            await asyncio.Event().wait()  # would wait forever: only a cancel ends it
+            return []
+
+    host, clock = Refusing(), FakeClock()
+    async with engine.begin() as conn:
+        for name in ("acme/a", "acme/b", "acme/c"):
+            await add_repo(conn, name)
+    result = await asyncio.wait_for(syncer(engine, clock, host).run_once(), timeout=DEADLINE)
+    assert (result.claimed, result.released, result.synced, result.failed) == (3, 3, 0, 0)
+    clock.advance(timedelta(seconds=59))
+    assert await syncer(engine, clock, host).run_once() == PermissionRound()

@@ -46,6 +46,8 @@ from repo_updater.store.permissions import ClaimedRepo, HostKey
 
 log = logging.getLogger(__name__)
 
+ANALYZE_AFTER_WRITTEN = 1000  # grants written before the planner statistics are refreshed
+
 
 @dataclass(frozen=True, slots=True)
 class PermissionRound:
@@ -114,6 +116,7 @@ class PermissionsSyncer:
         self._wake = asyncio.Event()
         self._backoff: dict[HostKey, datetime] = {}
         self.stats = PermissionStats()
+        self._analyze_at = 0  # analyze on the first write
         # SQLite has one writer at a time: serialise our own writes instead of contending.
         self._write_lock = asyncio.Lock() if is_sqlite(engine) else None
 
@@ -174,29 +177,43 @@ class PermissionsSyncer:
             return await self._write([(c, error) for c in items])
         result = PermissionRound()
         ready: list[tuple[ClaimedRepo, list[AccountPermission] | str]] = []
-        limited: list[tuple[ClaimedRepo, RateLimited]] = []
-        for done in asyncio.as_completed([self._fetch(source, c) for c in items]):
-            claimed, fetched = await done
-            if isinstance(fetched, RateLimited):
-                limited.append((claimed, fetched))
-                continue
-            ready.append((claimed, fetched))
-            if len(ready) >= self._write_chunk:
-                result += await self._write(ready)
-                ready = []
+        limited: list[ClaimedRepo] = []
+        retry_after = 0.0
+        pending = {asyncio.ensure_future(self._fetch(source, c)): c for c in items}
+        try:
+            while pending:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    claimed = pending.pop(task)
+                    fetched = None if task.cancelled() else task.result()[1]
+                    if fetched is None or isinstance(fetched, RateLimited):
+                        # The host asked us to wait: stop asking it, hand the rest back.
+                        limited.append(claimed)
+                        if isinstance(fetched, RateLimited):
+                            retry_after = max(retry_after, fetched.retry_after)
+                        for other in pending:
+                            other.cancel()
+                    else:
+                        ready.append((claimed, fetched))
+                if len(ready) >= self._write_chunk:
+                    result += await self._write(ready)
+                    ready = []
+        finally:  # a failed write must not leave fetches running unawaited
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         result += await self._write(ready)
         if not limited:
             self._backoff.pop(host, None)
             return result
-        wait = max(max(e.retry_after for _, e in limited), 0.0)
-        until = self._clock() + timedelta(seconds=wait)
+        until = self._clock() + timedelta(seconds=max(retry_after, 0.0))
         self._backoff[host] = until
         log.warning(
             "%s %s rate-limited us; backing off until %s (%d repos released)",
             host[0], host[1], until.isoformat(), len(limited),
         )  # fmt: skip
         async with self._transaction() as conn:
-            await store.release(conn, [c for c, _ in limited], until)
+            await store.release(conn, limited, until)
         return result + PermissionRound(released=len(limited))
 
     async def _fetch(
@@ -228,6 +245,13 @@ class PermissionsSyncer:
         self.stats.synced += total.synced
         self.stats.failed += total.failed
         self.stats.rows_written += total.rows_written
+        if self.stats.rows_written >= self._analyze_at:
+            # Once when this process first writes, then each time it has written twice as
+            # many grants as at the last time (log N times for N grants): a restarted worker
+            # must not plan against statistics from before a big first sync either.
+            async with self._transaction() as conn:
+                await grant_store.analyze(conn)
+            self._analyze_at = max(ANALYZE_AFTER_WRITTEN, 2 * self.stats.rows_written)
         return total
 
     async def _write_chunk_of(

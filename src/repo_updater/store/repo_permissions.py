@@ -46,8 +46,9 @@ async def stored_permissions(
     """The stored grants of these repos (every id present, maybe with an empty list)."""
     p = repo_permissions
     out: dict[int, list[AccountPermission]] = {rid: [] for rid in repo_ids}
+    columns = (p.c.repo_id, p.c.login, p.c.permission, p.c.access, p.c.account_id)
     for part in chunks(sorted(out)):
-        rows = await conn.execute(sa.select(p).where(p.c.repo_id.in_(part)))
+        rows = await conn.execute(sa.select(*columns).where(p.c.repo_id.in_(part)))
         for row in rows:
             out[row.repo_id].append(_grant(row))
     return out
@@ -210,3 +211,13 @@ async def repo_access(
     status = await sync_status(conn, row.id)
     grants = await permissions_of(conn, row.id, after=after, limit=limit) if row.private else []
     return RepoAccess(row.id, row.name, bool(row.private), status, grants)
+
+
+async def analyze(conn: AsyncConnection) -> None:
+    """Refresh PostgreSQL's planner statistics of the grants and the queue. A table that grew
+    a lot since it was last analyzed (autovacuum off or not yet run) is planned as if it were
+    small: the per-chunk lookup of stored grants becomes a scan of every grant (measured: 100
+    ms per 25 repos at 200,000 grants), a full sync O(grants^2). SQLite plans these lookups on
+    the primary key without statistics."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("ANALYZE repo_permissions, permission_sync_requests"))
