@@ -368,6 +368,16 @@ def verdicts(cases: Sequence[Case]) -> list[str]:
             b = statistics.median(large.values("peak_mb"))
             flat = b <= GOAL_RSS_RATIO * a
             per_repo_bytes = (b - a) * 1024 * 1024 / (large.n - small.n)
+            growth = [
+                statistics.median(c.values("peak_mb"))
+                - statistics.median(c.values("rss_before_mb"))
+                for c in (small, large)
+            ]
+            out.append(
+                f"- {backend}: the permission syncs' own memory (peak RSS over both syncs less the "
+                f"RSS before them), {small.n:,} -> {large.n:,} repos: {growth[0]:.0f} -> "
+                f"{growth[1]:.0f} MB"
+            )
             out.append(
                 f"- {backend}: median peak RSS of the syncing process, {small.n:,} -> "
                 f"{large.n:,} repos: {a:.0f} -> {b:.0f} MB (x{b / a:.2f}, "
