@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repo_updater.config import Config
 from repo_updater.core.domain import HostKind
-from repo_updater.core.ports import RepoSource, RequestCounter
+from repo_updater.core.ports import PermissionSource, RepoSource, RequestCounter
 from repo_updater.service_layer.changeset_syncer import ChangesetSyncer
 from repo_updater.service_layer.health import Health
+from repo_updater.service_layer.permissions_syncer import PermissionsSyncer
 from repo_updater.service_layer.repo_sync_worker import RepoSyncWorker
 from repo_updater.service_layer.repo_syncer import RepoSyncer
 from repo_updater.sources import build_source
@@ -45,6 +46,7 @@ class App:
     repo_syncer: RepoSyncer
     repo_sync_worker: RepoSyncWorker
     changeset_syncer: ChangesetSyncer
+    permissions_syncer: PermissionsSyncer
     clock: Callable[[], datetime] = utcnow
     worker_id: str = field(default_factory=default_worker_id)
     counter: RequestCounter = field(default_factory=RequestCounter)
@@ -104,7 +106,24 @@ async def open_app(
         lease=timedelta(seconds=config.changeset_lease),
         health=health,
     )
-    repo_syncer = RepoSyncer(engine, clock, on_changeset_syncs_requested=changeset_syncer.wake)
+    perms = config.permissions
+    permissions_syncer = PermissionsSyncer(
+        engine,
+        {key: s for key, s in by_host.items() if isinstance(s, PermissionSource)},
+        clock,
+        worker_id=wid,
+        batch_size=perms.batch_size,
+        poll_interval=perms.poll_interval,
+        refresh_interval=timedelta(seconds=perms.refresh_interval),
+        refresh_jitter=perms.refresh_jitter,
+        health=health,
+    )
+    repo_syncer = RepoSyncer(
+        engine,
+        clock,
+        on_changeset_syncs_requested=changeset_syncer.wake,
+        on_permission_syncs_requested=permissions_syncer.wake,
+    )
     worker = RepoSyncWorker(
         engine,
         repo_syncer,
@@ -124,6 +143,7 @@ async def open_app(
         repo_syncer=repo_syncer,
         repo_sync_worker=worker,
         changeset_syncer=changeset_syncer,
+        permissions_syncer=permissions_syncer,
         clock=clock,
         worker_id=wid,
         counter=counter,

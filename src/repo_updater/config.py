@@ -13,6 +13,9 @@ Example::
       forced_sync_min_gap: 10       # seconds between forced syncs of one service or changeset
       pool_size: 5                  # the API's own database connections
       header_timeout: 15            # seconds for a client to send its request head
+    permissions:                    # who can read private repos
+      refresh_interval: 86400
+      refresh_jitter: 0.1
     external_services:
       - name: github-main
         kind: github
@@ -202,6 +205,19 @@ class ApiConfig(_Strict):
         return self.loopback and self.open_reads is not False
 
 
+class PermissionsConfig(_Strict):
+    """The permissions syncer: who can read each private repository."""
+
+    enabled: bool = True
+    # The longest a private repo's permissions go without a refresh (seconds; default 24 h).
+    refresh_interval: Annotated[float, Field(gt=0, le=30 * 24 * 3600)] = 24 * 3600.0
+    # Each repo is refreshed up to this fraction of the interval earlier, drawn per repo, so
+    # that repos synced together do not all come back in one burst.
+    refresh_jitter: Annotated[float, Field(ge=0, le=0.5)] = 0.1
+    poll_interval: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
 class Config(_Strict):
     database: str = DEFAULT_DATABASE
     repo_sync_interval: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 60.0
@@ -215,6 +231,7 @@ class Config(_Strict):
     # Events (the outbox) older than this are deleted by ``serve``, in batches, hourly.
     events_retention_days: Annotated[float, Field(gt=0, le=36500)] = 30.0
     api: ApiConfig = ApiConfig()
+    permissions: PermissionsConfig = PermissionsConfig()
     external_services: tuple[ServiceConfig, ...] = ()
     kind: Literal["repo-updater/v1"] | None = None
 

@@ -15,7 +15,9 @@ import pytest
 from repo_updater.bootstrap import App, open_app
 from repo_updater.config import parse_config
 from repo_updater.core.domain import ChangesetSnapshot, HostPullState
+from repo_updater.core.permissions import PermissionDiff
 from repo_updater.store import changesets as cs_store
+from repo_updater.store import repo_permissions as grant_store
 from repo_updater.store.changeset_claims import (
     ClaimedChangeset,
     SyncOutcome,
@@ -25,6 +27,7 @@ from repo_updater.store.changeset_claims import (
 from tests.support.api import api_client
 from tests.support.api_fuzz import fuzz
 from tests.support.fakes import T0, insert_repo
+from tests.support.permissions import add_repo, grant
 
 EXAMPLES = 12  # per operation and mode
 
@@ -40,6 +43,9 @@ async def app(store_url: str) -> AsyncIterator[App]:
                 await cs_store.track_changeset(conn, bc, repo, i, T0)
             claimed = await claim_work(conn, "seed", T0, timedelta(minutes=5), 10)
             await complete_syncs(conn, [synced(c) for c in claimed], T0)
+            secret = await add_repo(conn, "acme/secret")  # private, a sync requested
+            readers = [grant("Alice", "admin"), grant("bob"), grant("Ünïcode-ß")]
+            await grant_store.write_diffs(conn, [(secret, PermissionDiff(granted=readers))], T0)
         yield built
 
 

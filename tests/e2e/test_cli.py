@@ -419,6 +419,13 @@ def test_demo_once_shows_readonly_then_open(tmp_path: Path) -> None:
     assert during.count("READONLY") >= 3 and "OPEN " not in during
     assert "acme/repo-1#1" in after and "OPEN" in after and "DRAFT" in after
     assert "READONLY" not in after
+    # Who can read the private repo, then a collaborator removed on the emulator is gone.
+    readers_at = out.index("acme/payments is private; who can read it")
+    gone_at = out.index("carol is gone:")
+    readers = out[readers_at:gone_at]
+    assert all(login in readers for login in ("alice", "bob", "carol", "dave", "octo-admin"))
+    assert "carol" not in out[gone_at + len("carol is gone:") :]
+    assert "alice" in out[gone_at:]
     assert db.exists()
 
 

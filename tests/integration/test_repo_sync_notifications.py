@@ -1,5 +1,5 @@
 """The repo syncer's notifications: an archived flip requests a sync of every changeset on the
-repo in the same transaction as the flip; added/modified repos get a permissions-sync row."""
+repo in the same transaction as the flip. (Permission-sync requests: test_permission_requests.)"""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from repo_updater.core.domain import ExternalState, HostKind
 from repo_updater.service_layer.repo_syncer import RepoSyncer
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import events as event_store
-from repo_updater.store import permissions as permission_store
 from repo_updater.store import repos as repo_store
 from tests.support.fakes import T0, TickingClock
 from tests.support.listing import ListingSource, repo
@@ -95,21 +94,6 @@ async def test_changesets_of_closed_batch_changes_are_not_requested(engine: Asyn
         await cs_store.close_batch_change(conn, bc, TickingClock()())
     result = await s.sync(SERVICE, ListingSource.of([repo(1, archived=True)]))
     assert result.archived and result.changeset_syncs_requested == 0
-
-
-async def test_added_and_modified_repos_get_one_pending_permissions_sync(
-    engine: AsyncEngine,
-) -> None:
-    s = RepoSyncer(engine, TickingClock())
-    await s.sync(SERVICE, ListingSource.of([repo(1), repo(2)]))
-    await s.sync(SERVICE, ListingSource.of([repo(1, private=True), repo(2), repo(3)]))
-    async with engine.connect() as conn:
-        pending_perms = await permission_store.pending_permission_syncs(conn)
-        ids = {r.external_id: r.id for r in await repo_store.list_repos(conn)}
-        kinds = sorted(e.kind for e in await event_store.list_events(conn))
-    # Duplicates collapse: repo 1 was added then modified, still one row.
-    assert sorted(rid for rid, _ in pending_perms) == sorted(ids.values())
-    assert kinds == ["RepoAdded"] * 3 + ["RepoModified"]  # nothing for the unchanged repo 2
 
 
 async def test_an_archive_learned_without_a_listing_has_the_same_outcome_as_a_sync(

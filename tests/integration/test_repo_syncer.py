@@ -47,7 +47,8 @@ async def event_kinds(engine: AsyncEngine) -> list[str]:
 async def test_first_sync_adds_every_repo_with_events_and_permission_requests(
     engine: AsyncEngine,
 ) -> None:
-    result = await syncer(engine).sync(SERVICE, ListingSource.of([repo(i) for i in range(1, 6)]))
+    listing = [repo(i, private=True) for i in range(1, 6)]
+    result = await syncer(engine).sync(SERVICE, ListingSource.of(listing))
     assert result.complete and result.added == 5 and result.pages == 3
     assert await live(engine) == {str(i): f"example.test/acme/repo-{i}" for i in range(1, 6)}
     assert (await event_kinds(engine)).count("RepoAdded") == 5

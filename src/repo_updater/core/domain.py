@@ -85,6 +85,10 @@ class RepoEventKind(enum.StrEnum):
     ARCHIVED = "RepoArchived"
     UNARCHIVED = "RepoUnarchived"
     DELETED = "RepoDeleted"
+    # Who can read a private repo (the permissions syncer): one event per account and change.
+    PERMISSION_GRANTED = "PermissionGranted"
+    PERMISSION_CHANGED = "PermissionChanged"
+    PERMISSION_REVOKED = "PermissionRevoked"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from repo_updater.core.domain import (
     ChangesetRef,
@@ -14,6 +14,7 @@ from repo_updater.core.domain import (
     NewChangesetSpec,
     SourcedRepo,
 )
+from repo_updater.core.permissions import AccountPermission, RepoRef
 
 
 class RepoSource(Protocol):
@@ -46,6 +47,23 @@ class ChangesetWriter(Protocol):
         ...
 
     async def close_changeset(self, repo_name: str, number: int) -> ChangesetSnapshot: ...
+
+
+@runtime_checkable
+class PermissionSource(Protocol):
+    """Says who can read a repository on one code host (the permissions syncer's side).
+
+    ``load_permissions`` pages through every grant the host knows for the repo (direct
+    collaborators, teams or groups, the owner's members, as the host models them) and returns
+    one ``AccountPermission`` per account that can read the code (repeats are merged by the
+    caller, keeping the highest). Raises ``NotFound`` when the repo is gone or hidden from the
+    token, ``Forbidden`` when the token may not list its members, ``RateLimited`` when the host
+    asks us to wait."""
+
+    kind: HostKind
+    host_url: str
+
+    async def load_permissions(self, repo: RepoRef) -> list[AccountPermission]: ...
 
 
 @dataclass(slots=True)

@@ -27,6 +27,7 @@
   org_prefix?}`` -> ``{"created": n, "repos": total}``
 - ``GET    /_admin/{kind}/stats``         ``{request_count, repos, pulls}``
 - ``DELETE /_admin/{kind}/stats``         reset ``request_count``
+- collaborators, visibility, groups: see ``admin_permissions``
 """
 
 from __future__ import annotations
@@ -151,6 +152,10 @@ def build_app(state: EmulatorState) -> web.Application:
         ("DELETE", "stats", admin.reset_stats),
     ):
         app.router.add_route(method, f"/{{kind}}/{path}", _wrap(state, route))
+    from repo_updater.emulator import admin_permissions  # it imports this module's helpers
+
+    for method, path, extra in admin_permissions.ROUTES:
+        app.router.add_route(method, f"/{{kind}}/{path}", _wrap(state, extra))
     return app
 
 

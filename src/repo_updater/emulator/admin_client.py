@@ -238,3 +238,48 @@ class EmulatorAdmin:
     async def reset_stats(self, kind: HostKind | str) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("DELETE", kind, "stats")
         return result
+
+    # --- who has access, visibility (``admin_permissions``) ---------------------------------
+
+    async def collaborators(self, kind: HostKind | str, repo: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "GET", kind, "collaborators", params={"repo": repo}
+        )
+        return result
+
+    async def set_collaborator(
+        self, kind: HostKind | str, repo: str, login: str, permission: str | None
+    ) -> dict[str, Any]:
+        """Add or change a collaborator (``permission``: guest, read, triage, write,
+        maintain, admin); ``None`` removes them."""
+        body = {"repo": repo, "login": login, "permission": permission}
+        result: dict[str, Any] = await self._call("POST", kind, "collaborators", body)
+        return result
+
+    async def set_visibility(
+        self, kind: HostKind | str, repo: str, private: bool
+    ) -> dict[str, Any]:
+        body = {"repo": repo, "private": private}
+        result: dict[str, Any] = await self._call("POST", kind, "visibility", body)
+        return result
+
+    async def set_group(
+        self, kind: HostKind | str, name: str, members: list[str]
+    ) -> dict[str, Any]:
+        body = {"name": name, "members": members}
+        result: dict[str, Any] = await self._call("PUT", kind, "groups", body)
+        return result
+
+    async def set_group_access(
+        self, kind: HostKind | str, repo: str, group: str, permission: str | None
+    ) -> dict[str, Any]:
+        body = {"repo": repo, "group": group, "permission": permission}
+        result: dict[str, Any] = await self._call("POST", kind, "group-access", body)
+        return result
+
+    async def set_owner_member(
+        self, kind: HostKind | str, owner: str, login: str, permission: str | None
+    ) -> dict[str, Any]:
+        body = {"owner": owner, "login": login, "permission": permission}
+        result: dict[str, Any] = await self._call("POST", kind, "owner-members", body)
+        return result

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from repo_updater.core.domain import CheckState, HostKind, HostPullState, ReviewState
+from repo_updater.emulator import permissions
 from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.listing import epoch_ms, int_param
 from repo_updater.emulator.state import EmulatedPull, EmulatedRepo, EmulatorState, HostState
@@ -254,4 +255,5 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get(repo + "/pull-requests", bb.list_pulls)
     app.router.add_get(repo + "/pull-requests/{id}", bb.get_pull)
     app.router.add_get("/rest/build-status/1.0/commits/{commit}", bb.build_statuses)
+    permissions.add_bitbucket_routes(app, host, API, bb._repo, _paged)
     return app

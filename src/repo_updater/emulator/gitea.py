@@ -25,6 +25,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from repo_updater.core.domain import CheckState, HostKind, HostPullState, ReviewState
+from repo_updater.emulator import permissions
 from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.listing import (
     int_param,
@@ -361,4 +362,5 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get(repo + "/pulls/{index}/reviews", gt.reviews)
     app.router.add_get(repo + "/commits/{ref}/status", gt.commit_status)
     app.router.add_get(repo + "/pulls/{base}/{head}", gt.pull_by_branches)
+    permissions.add_gitea_routes(app, host, API, gt._repo)
     return app

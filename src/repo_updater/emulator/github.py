@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from repo_updater.core.domain import HostKind, HostPullState
+from repo_updater.emulator import permissions
 from repo_updater.emulator.faults import fault_middleware, request_token
 from repo_updater.emulator.github_graphql import GraphQLEndpoint, github_time
 from repo_updater.emulator.state import (
@@ -69,6 +70,7 @@ def build_app(state: EmulatorState) -> web.Application:
             app.router.add_patch(root + repo + "/pulls/{number}", api.update_pull)
     app.router.add_post("/graphql", graphql.handle)
     app.router.add_post("/api/graphql", graphql.handle)  # GHES
+    permissions.add_github_routes(app, host, api._repo, roots=("", GHES_API))
     return app
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from repo_updater.core.domain import CheckState, HostKind, HostPullState, ReviewState
+from repo_updater.emulator import permissions
 from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.listing import (
     int_param,
@@ -395,4 +396,5 @@ def build_app(state: EmulatorState, *, list_pipelines: bool = False) -> web.Appl
     app.router.add_put(mr + "/{iid}", gl.update_mr)
     app.router.add_get(mr + "/{iid}/approvals", gl.approvals)
     app.router.add_get(mr + "/{iid}/reviewers", gl.reviewers)
+    permissions.add_gitlab_routes(app, host, API, gl.project)
     return app

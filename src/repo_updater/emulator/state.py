@@ -74,10 +74,22 @@ class EmulatedRepo:
     # The base branch requires reviews (a branch protection rule): without one, GitHub's
     # ``reviewDecision`` is null.
     review_required: bool = False
+    # Who has access: login -> level and group (team) name -> level, levels from ``LEVELS``.
+    collaborators: dict[str, str] = field(default_factory=dict)
+    group_access: dict[str, str] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
         return f"{self.owner}/{self.name}"
+
+
+# Access levels the emulator keeps, host-neutral and ordered; each host's routes name them as
+# that host does (``emulator.permissions``). A guest (GitLab) cannot read a private repo's code.
+LEVELS = ("guest", "read", "triage", "write", "maintain", "admin")
+
+
+def higher(a: str | None, b: str) -> str:
+    return b if a is None or LEVELS.index(b) > LEVELS.index(a) else a
 
 
 @dataclass(slots=True)
@@ -139,6 +151,11 @@ class HostState:
     # old name to the repo, and GitHub GraphQL resolves it, until a repo takes that name.
     redirects: dict[str, int] = field(default_factory=dict)
     rate_limit_reset_at: float | None = None  # epoch seconds; managed by the fault middleware
+    # Groups (GitHub/Gitea teams, GitLab groups, Bitbucket groups): name -> member logins; and
+    # members of an owner (org, group, project) with a level on each of its repos.
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    owner_members: dict[str, dict[str, str]] = field(default_factory=dict)
+    accounts: dict[str, int] = field(default_factory=dict)  # login -> user id, on first use
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     # Per-owner repos in id order, rebuilt lazily after repos are added, renamed or deleted
     # (listing 100,000 repos page by page must not scan them all for every page).
@@ -257,6 +274,54 @@ class HostState:
             del self.redirects[old]
         self.invalidate()
 
+    # --- who has access --------------------------------------------------------------------
+
+    def account_id(self, login: str) -> int:
+        """A stable user id for a login (allocated on first use, never reused)."""
+        key = login.lower()
+        if key not in self.accounts:
+            self.accounts[key] = 1000 + len(self.accounts)
+        return self.accounts[key]
+
+    def set_private(self, full_name: str, private: bool) -> EmulatedRepo:
+        repo = self.repo(full_name)
+        repo.private = private
+        repo.updated_at = utcnow()
+        return repo
+
+    def set_collaborator(self, full_name: str, login: str, level: str | None) -> EmulatedRepo:
+        """Add a collaborator with ``level`` (or change it); ``None`` removes them."""
+        repo = self.repo(full_name)
+        if level is None:
+            repo.collaborators.pop(login, None)
+        else:
+            if level not in LEVELS:
+                raise ValueError(f"unknown level {level!r} (known: {', '.join(LEVELS)})")
+            self.account_id(login)
+            repo.collaborators[login] = level
+        return repo
+
+    def effective_access(self, repo: EmulatedRepo) -> dict[str, str]:
+        """Every account with access to ``repo`` and its highest level: direct collaborators,
+        members of groups with access, members of the owner, and a user owner (admin)."""
+        out: dict[str, str] = {}
+
+        def grant(login: str, level: str) -> None:
+            out[login] = higher(out.get(login), level)
+
+        for login, level in repo.collaborators.items():
+            grant(login, level)
+        for group, level in repo.group_access.items():
+            for login in self.groups.get(group, ()):
+                grant(login, level)
+        for login, level in self.owner_members.get(repo.owner, {}).items():
+            grant(login, level)
+        if repo.owner in self.users:
+            grant(repo.owner, "admin")
+        for login in out:
+            self.account_id(login)
+        return out
+
     # --- pull requests ---------------------------------------------------------------------
 
     def add_pull(
@@ -341,13 +406,20 @@ class EmulatorState:
         repos_per_org: int = 10,
         pulls_per_repo: int = 0,
         org_prefix: str = "org",
+        private: bool = False,
+        collaborators_per_repo: int = 0,
     ) -> None:
         """Create ``orgs`` owners named ``{org_prefix}{i}`` with ``repos_per_org`` repos each
-        (``repo-{j}``) and ``pulls_per_repo`` open pull requests on each repo."""
+        (``repo-{j}``) and ``pulls_per_repo`` open pull requests on each repo; ``private``
+        repos with ``collaborators_per_repo`` collaborators each (``user-{n}``, levels in
+        turn read, write, admin)."""
         host = self.host(kind)
         for i in range(orgs):
             owner = f"{org_prefix}{i}"
             for j in range(repos_per_org):
-                repo = host.add_repo(owner, f"repo-{j}")
+                repo = host.add_repo(owner, f"repo-{j}", private=private)
                 for k in range(pulls_per_repo):
                     host.add_pull(repo.full_name, title=f"Batch change {k} on {repo.name}")
+                for n in range(collaborators_per_repo):
+                    level = ("read", "write", "admin")[n % 3]
+                    host.set_collaborator(repo.full_name, f"user-{n}", level)

@@ -3,7 +3,9 @@
 Starts the code-host emulator (GitHub, GitLab, Gitea, Bitbucket Server) on loopback, seeds it,
 syncs every host into a SQLite file, tracks pull requests in a batch change, then walks through
 an archive: the repo is archived in the emulator, the next sync sees the flip, and its
-changesets turn READONLY; unarchived, they return to what the host says. Then it keeps serving
+changesets turn READONLY; unarchived, they return to what the host says. Then it shows who can
+read a private repo, removes a collaborator on the emulator, and shows them gone after the next
+permissions sync. Then it keeps serving
 (API and dashboard) until Ctrl-C, so you can archive repos yourself with
 ``repo-updater emulator archive acme/<repo>`` and watch.
 """
@@ -26,10 +28,12 @@ from repo_updater.emulator.state import EmulatorState
 from repo_updater.entrypoints.serve import serve
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import external_services as service_store
+from repo_updater.store import repo_permissions as grant_store
 from repo_updater.store import repos as repo_store
 
 BATCH_CHANGE = "demo-upgrade-ci"
 DEMO_REPO = "acme/repo-1"
+PRIVATE_REPO = "acme/payments"
 
 
 def seed(state: EmulatorState) -> None:
@@ -42,6 +46,14 @@ def seed(state: EmulatorState) -> None:
                 repo.full_name, title=f"Draft: bump deps on {repo.name}", state=HostPullState.DRAFT
             )
     gh.add_repo("acme", "legacy-monolith", archived=True)
+    # A private repo: who can read it is synced from the host (collaborators, a team, and the
+    # org's owners), and follows changes there.
+    gh.add_repo("acme", PRIVATE_REPO.partition("/")[2], private=True, description="Payments")
+    for login, level in (("alice", "admin"), ("bob", "write"), ("carol", "read")):
+        gh.set_collaborator(PRIVATE_REPO, login, level)
+    gh.groups["payments-team"] = ["dave", "erin"]
+    gh.repo(PRIVATE_REPO).group_access["payments-team"] = "maintain"
+    gh.owner_members["acme"] = {"octo-admin": "admin"}
     gl = state.host(HostKind.GITLAB)
     for i in range(6):
         gl.add_repo("platform", f"svc-{i}")
@@ -53,6 +65,14 @@ def seed(state: EmulatorState) -> None:
     bb = state.host(HostKind.BITBUCKET_SERVER)
     for i in range(4):
         bb.add_repo("OPS", f"deploy-{i}")
+    # Private repos on the other hosts too, each with its own notion of access.
+    gl.add_repo("platform", "secrets", private=True)
+    gl.set_collaborator("platform/secrets", "alice", "maintain")
+    gl.set_collaborator("platform/secrets", "guest-gus", "guest")  # cannot read the code
+    gt.add_repo("infra", "vault", private=True)
+    gt.set_collaborator("infra/vault", "bob", "write")
+    bb.add_repo("OPS", "credentials", private=True)
+    bb.set_collaborator("OPS/credentials", "carol", "admin")
 
 
 def demo_config(
@@ -63,6 +83,9 @@ def demo_config(
             "database": database,
             "repo_sync_interval": interval,
             "changeset_poll_interval": 1,
+            # A short refresh, so the walkthrough sees a removal on the host within seconds
+            # (the default is every 24 hours).
+            "permissions": {"refresh_interval": interval, "poll_interval": 0.5},
             "api": {"host": "127.0.0.1", "port": api_port},
             "external_services": [
                 {
@@ -173,6 +196,44 @@ async def walkthrough(app: App, state: EmulatorState, interval: float) -> None:
     took = await wait_for(back, 4 * interval + 30, "the host's states after unarchiving")
     print(f"  after {took:.1f}s they are back to what the host says:")
     show(await changeset_states(app, DEMO_REPO))
+    await permissions_walkthrough(app, state, interval)
+
+
+async def readers(app: App, name: str) -> list[Any] | None:
+    """The stored grants of a repo, or None before its first permissions sync."""
+    async with app.engine.connect() as conn:
+        access = await grant_store.repo_access(conn, name=name)
+    if access is None or access.status is None or access.status.last_synced_at is None:
+        return None
+    return access.permissions
+
+
+def show_readers(grants: list[Any]) -> None:
+    for g in grants:
+        print(f"    {g.login:<12} {g.permission:<9} ({g.access})")
+
+
+async def permissions_walkthrough(app: App, state: EmulatorState, interval: float) -> None:
+    name = f"github.emulator/{PRIVATE_REPO}"
+
+    async def synced() -> bool:
+        return await readers(app, name) is not None
+
+    await wait_for(synced, 60, f"the first permissions sync of {PRIVATE_REPO}")
+    grants = await readers(app, name) or []
+    print(f"\n  {PRIVATE_REPO} is private; who can read it (from the host's collaborators):")
+    show_readers(grants)
+
+    print(f"\n  removing carol from {PRIVATE_REPO} in the emulator ...")
+    state.host(HostKind.GITHUB).set_collaborator(PRIVATE_REPO, "carol", None)
+
+    async def gone() -> bool:
+        now = await readers(app, name) or []
+        return all(g.login != "carol" for g in now)
+
+    took = await wait_for(gone, 4 * interval + 30, "carol's removal after a permissions sync")
+    print(f"  after {took:.1f}s (the next permissions sync) carol is gone:")
+    show_readers(await readers(app, name) or [])
 
 
 async def until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
@@ -236,7 +297,10 @@ async def run_demo(args: argparse.Namespace) -> int:
                     "Try, in another terminal:\n"
                     f"  repo-updater emulator archive acme/repo-3 --url {emulator.url}\n"
                     f"  repo-updater repos list --archived{db_flag}   (after the next sync)\n"
-                    f"  repo-updater changesets list{db_flag}",
+                    f"  repo-updater changesets list{db_flag}\n"
+                    f"  repo-updater emulator collaborator remove {PRIVATE_REPO} bob "
+                    f"--url {emulator.url}\n"
+                    f"  repo-updater repos permissions github.emulator/{PRIVATE_REPO}{db_flag}",
                     flush=True,
                 )
                 await stop.wait()

@@ -1,5 +1,5 @@
 """``serve``: run what ``bootstrap`` built (the repo-sync worker, the changeset syncer, the
-events retention and the HTTP API) until a stop event is set."""
+permissions syncer, the events retention and the HTTP API) until a stop event is set."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ async def serve(
     api: bool = True,
     on_ready: Callable[[str | None], None] | None = None,
 ) -> None:
-    """Run the repo sync loop, the changeset syncer and the HTTP API until ``stop`` is set.
+    """Run the repo sync loop, the changeset and permissions syncers and the HTTP API until
+    ``stop`` is set.
     ``on_ready`` gets the API's bound URL (None without the API) once it listens."""
     from repo_updater.entrypoints.api import running_api
 
@@ -48,6 +49,10 @@ async def serve(
                 name="events-retention",
             ),
         ]
+        if app.config.permissions.enabled:
+            tasks.append(
+                asyncio.create_task(app.permissions_syncer.run(stop), name="permissions-sync")
+            )
         try:
             await stop.wait()
         finally:

@@ -21,10 +21,10 @@ from repo_updater.core.domain import RepoEventKind, SourcedRepo
 from repo_updater.core.errors import RateLimited, SourceError, internal_error
 from repo_updater.core.ports import RepoSource
 from repo_updater.core.schedule import next_service_sync_at
+from repo_updater.service_layer.permission_requests import notify_permissions
 from repo_updater.service_layer.repo_changes import notify_changesets
 from repo_updater.store import events as event_store
 from repo_updater.store import external_services as service_store
-from repo_updater.store import permissions as permission_store
 from repo_updater.store import repos as repo_store
 from repo_updater.store.db import is_unavailable
 
@@ -61,6 +61,7 @@ class SyncResult:
     unarchived: list[str] = field(default_factory=list)
     changeset_syncs_requested: int = 0
     retry_after: float | None = None  # seconds: the host rate-limited the listing
+    permission_syncs_requested: int = 0
     rechecked: int = 0  # unseen repos listed a second time before removal
     rows_written: int = 0  # repo, link and event rows inserted or updated
 
@@ -100,10 +101,12 @@ class RepoSyncer:
         clock: Callable[[], datetime],
         *,
         on_changeset_syncs_requested: Callable[[], None] | None = None,
+        on_permission_syncs_requested: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._wake = on_changeset_syncs_requested
+        self._wake_permissions = on_permission_syncs_requested
 
     async def register(self, service: ServiceConfig) -> int:
         """Register a configured service; returns its id. When its code host's URL changed
@@ -205,6 +208,8 @@ class RepoSyncer:
         await self._record(run, started, timedelta(seconds=interval))
         if result.changeset_syncs_requested and self._wake is not None:
             self._wake()
+        if result.permission_syncs_requested and self._wake_permissions is not None:
+            self._wake_permissions()
         return result
 
     @staticmethod
@@ -283,9 +288,9 @@ class RepoSyncer:
         await repo_store.link_repos(conn, svc_id, linked, now)
         events = d.page_events(diff, new_ids, run.service)
         await event_store.add_events(conn, svc_id, events, now)
-        await permission_store.request_permission_syncs(conn, new_ids.values(), "added", now)
+        perms = await notify_permissions(conn, diff, new_ids, external_service_id=svc_id, now=now)
+        result.permission_syncs_requested += perms.requested
         changed_ids = [c.stored.id for c in changed]
-        await permission_store.request_permission_syncs(conn, changed_ids, "modified", now)
         for kind, changes in (
             (RepoEventKind.RESTORED, diff.revived),
             (RepoEventKind.RENAMED, diff.renamed),
@@ -306,6 +311,7 @@ class RepoSyncer:
         result.archived.extend(c.new_name for c in diff.archived)
         result.unarchived.extend(c.new_name for c in diff.unarchived)
         result.rows_written += len(changed) + len(new_ids) + len(linked) + len(events)
+        result.rows_written += perms.requested + perms.dropped + perms.events
 
     @staticmethod
     async def _remove(

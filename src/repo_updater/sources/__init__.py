@@ -12,7 +12,7 @@ import httpx
 
 from repo_updater.config import ServiceConfig, token_for
 from repo_updater.core.domain import HostKind
-from repo_updater.core.ports import ChangesetWriter, RepoSource, RequestCounter
+from repo_updater.core.ports import ChangesetWriter, PermissionSource, RepoSource, RequestCounter
 from repo_updater.sources.http import RetryPolicy
 from repo_updater.sources.rest import SourceOptions
 
@@ -65,3 +65,8 @@ if TYPE_CHECKING:  # mypy checks that every source that writes implements the pr
         gh: GitHubSource, gl: GitLabSource, gt: GiteaSource, bb: BitbucketServerSource
     ) -> tuple[list[RepoSource], list[ChangesetWriter]]:
         return [gh, gl, gt, bb], [gh, gl, gt]
+
+    def _reads_permissions(
+        gh: GitHubSource, gl: GitLabSource, gt: GiteaSource, bb: BitbucketServerSource
+    ) -> list[PermissionSource]:
+        return [gh, gl, gt, bb]

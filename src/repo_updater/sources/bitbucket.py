@@ -44,6 +44,7 @@ from repo_updater.sources.common import (
     list_selection,
     parse_epoch_ms,
 )
+from repo_updater.sources.permissions import BitbucketPermissions
 from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 
 DEFAULT_LIMIT = 100
@@ -58,7 +59,7 @@ def _repo_path(full_name: str) -> str:
     return f"/projects/{quote(key, safe='')}/repos/{quote(slug, safe='')}"
 
 
-class BitbucketServerSource(PerRepoPullLoader, RestSource):
+class BitbucketServerSource(BitbucketPermissions, PerRepoPullLoader, RestSource):
     kind = HostKind.BITBUCKET_SERVER
     api_suffix = "/rest/api/1.0"
 

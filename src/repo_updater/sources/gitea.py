@@ -57,6 +57,7 @@ from repo_updater.sources.common import (
     parse_iso,
 )
 from repo_updater.sources.http import parse_next_link
+from repo_updater.sources.permissions import GiteaPermissions
 from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 
 MAX_LIMIT = 50
@@ -71,7 +72,7 @@ def _repo_path(full_name: str) -> str:
     return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
-class GiteaSource(PerRepoPullLoader, RestSource):
+class GiteaSource(GiteaPermissions, PerRepoPullLoader, RestSource):
     kind = HostKind.GITEA
     api_suffix = "/api/v1"
     archived_statuses = (423,)  # Locked

@@ -60,6 +60,7 @@ from repo_updater.sources.http import (
     response_message,
     retry_after_seconds,
 )
+from repo_updater.sources.permissions import GitHubPermissions
 from repo_updater.sources.rest import RestSource, SourceOptions
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class _CachedPage:
         return [SourcedRepo(*row) for row in json.loads(zlib.decompress(self.blob))]
 
 
-class GitHubSource(RestSource):
+class GitHubSource(GitHubPermissions, RestSource):
     kind = HostKind.GITHUB
 
     def __init__(

@@ -71,6 +71,7 @@ from repo_updater.sources.common import (
     parse_iso,
 )
 from repo_updater.sources.http import parse_next_link, rebase_link
+from repo_updater.sources.permissions import GitLabPermissions
 from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 
 MAX_PER_PAGE = 100
@@ -89,7 +90,7 @@ def _path(name: str) -> str:
     return quote(name, safe="")
 
 
-class GitLabSource(RestSource):
+class GitLabSource(GitLabPermissions, RestSource):
     kind = HostKind.GITLAB
     api_suffix = "/api/v4"
 

@@ -11,7 +11,6 @@ from repo_updater.store.schema import (
     changeset_sync_requests,
     changesets,
     external_services,
-    permission_sync_requests,
     repos,
 )
 
@@ -21,7 +20,6 @@ class StoreCounts:
     repos: dict[str, int] = field(default_factory=dict)  # live / archived / deleted
     changesets: dict[str, int] = field(default_factory=dict)  # by external state
     changeset_sync_requests: int = 0
-    permission_sync_requests: int = 0
     services: list[tuple[str, float | None, bool]] = field(default_factory=list)
 
 
@@ -43,12 +41,8 @@ async def store_counts(conn: AsyncConnection) -> StoreCounts:
         )
     )
     out.changesets = {(s or "UNSYNCED"): n for s, n in states}
-    for table, attr in (
-        (changeset_sync_requests, "changeset_sync_requests"),
-        (permission_sync_requests, "permission_sync_requests"),
-    ):
-        count = await conn.execute(sa.select(sa.func.count()).select_from(table))
-        setattr(out, attr, int(count.scalar_one()))
+    count = await conn.execute(sa.select(sa.func.count()).select_from(changeset_sync_requests))
+    out.changeset_sync_requests = int(count.scalar_one())
     services = await conn.execute(
         sa.select(
             external_services.c.name,

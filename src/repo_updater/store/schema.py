@@ -122,7 +122,12 @@ events = sa.Table(
 sa.Index("events_kind_idx", events.c.kind, events.c.id)
 sa.Index("events_created_idx", events.c.created_at)  # retention prunes by age
 
-# Pending permissions syncs: one row per repo at most (duplicates collapse).
+# The next permissions sync of each private repo: one row per repo at most (duplicates
+# collapse). ``requested_at`` is when it is due: now for a change (repo added, made private, its
+# owner changed), the refresh time once synced (``priority`` 1: changes go first), the retry
+# time after a failure. ``generation`` grows when a request arrives for a row already there, so
+# a worker finishing a sync reschedules only the request it claimed, never one that arrived
+# while it worked. ``last_synced_at`` / ``failures`` / ``last_error`` say how the last went.
 permission_sync_requests = sa.Table(
     "permission_sync_requests",
     metadata,
@@ -131,7 +136,39 @@ permission_sync_requests = sa.Table(
     ),
     sa.Column("reason", sa.String(64), nullable=False),
     sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("generation", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("claimed_generation", sa.Integer, nullable=True),
+    sa.Column("last_synced_at", UTCDateTime, nullable=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
 )
+sa.Index(
+    "permission_sync_requests_due_idx",
+    permission_sync_requests.c.priority,
+    permission_sync_requests.c.requested_at,
+)
+
+# Who can read each private repo: one row per (repo, account on its host). ``account_key`` is
+# the login lower-cased (hosts compare logins ignoring case), ``login`` as the host spells it,
+# ``permission`` the level as the host names it, ``access`` read / write / admin.
+repo_permissions = sa.Table(
+    "repo_permissions",
+    metadata,
+    sa.Column(
+        "repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("account_key", sa.String(255), primary_key=True),
+    sa.Column("login", sa.String(255), nullable=False),
+    sa.Column("account_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("permission", sa.String(64), nullable=False),
+    sa.Column("access", sa.String(16), nullable=False),
+    sa.Column("granted_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+sa.Index("repo_permissions_account_idx", repo_permissions.c.account_key)
 
 batch_changes = sa.Table(
     "batch_changes",

@@ -10,6 +10,7 @@ all. The routes, by module:
   GET  /api/services                      services, sync status      external_services
   POST /api/services/{name}/sync          forced sync (coalesced)
   GET  /api/repos, GET /api/events                                    repos
+  GET  /api/repos/{id}/permissions        who can read a repository  permissions
   GET  /api/batch-changes[?name=]         list; by exact name        batch_changes
   POST /api/batch-changes                 {"name", "description"?}
   GET  /api/batch-changes/{id}, .../{id}/stats (counts, burndown)
@@ -40,6 +41,7 @@ from repo_updater.entrypoints.api import (
     login,
     observability,
     openapi,
+    permissions,
     repos,
 )
 from repo_updater.entrypoints.api.common import APP_KEY
@@ -56,6 +58,7 @@ ROUTE_MODULES = (
     openapi,
     external_services,
     repos,
+    permissions,
     batch_changes,
     changesets,
 )

@@ -103,6 +103,12 @@ RankedCursor = Annotated[
     Field(pattern=r"^([0-9]\.)?[0-9]{1,10}$", description="the `next` cursor of the previous page"),
 ]
 
+# A text key (a login), base64url-encoded: ``api.paging.key_cursor``.
+KeyCursor = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9_-]{1,1400}$", description="the `next` cursor of the previous page"),
+]
+
 
 class QueryModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -168,5 +168,35 @@ class Page(Out, Generic[T]):
     next: str | None = Field(description="pass as `after` for the next page; null at the end")
 
 
+class PermissionOut(Out):
+    login: str = Field(description="the account's name on the host, as the host spells it")
+    permission: str = Field(description="the level as the host names it")
+    access: str = Field(description="read, write or admin")
+    account_id: str = Field(description="the host's id of the account; empty if not given")
+    granted_at: datetime
+    updated_at: datetime
+
+
+class PermissionRepoOut(Out):
+    id: int
+    name: str
+    private: bool = Field(description="false: anyone can read it, no permissions are listed")
+
+
+class PermissionSyncOut(Out):
+    due_at: datetime = Field(description="the next permissions sync of the repo")
+    reason: str
+    last_synced_at: datetime | None
+    failures: int = Field(description="consecutive failed syncs (the backoff)")
+    last_error: str | None
+
+
+class RepoPermissions(Page[PermissionOut]):
+    """Who can read one repository: a page of its grants, by login ignoring case."""
+
+    repo: PermissionRepoOut
+    sync: PermissionSyncOut | None = Field(description="null: no permissions sync requested")
+
+
 def answer(body: BaseModel, status: int = 200) -> web.Response:
     return web.Response(text=body.model_dump_json(), status=status, content_type="application/json")

@@ -1,10 +1,13 @@
 """Cursor paging: every list answers ``{"items": [...], "next": cursor-or-null}``; pass ``next``
 as ``after`` for the following page. A cursor is opaque to clients: the last item's key
-(``"123"``, or ``"rank.id"`` where the order has a rank). Keyset paging, so a page costs the
+(``"123"``, or ``"rank.id"`` where the order has a rank, or a text key base64url-encoded where
+the order is by name: ``key_cursor``). Keyset paging, so a page costs the
 same however deep it is, and rows added meanwhile are neither skipped nor repeated."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -39,6 +42,24 @@ def _bounded(value: int) -> int:
     if value > MAX_INT:
         raise BadRequest("query parameter 'after': not a cursor this server gave out")
     return value
+
+
+def key_cursor(key: str) -> str:
+    """The cursor of a text key (URL-safe, no padding, whatever characters the key holds)."""
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def after_key_text(cursor: str | None) -> str | None:
+    """The text key a ``key_cursor`` stands for; None without one."""
+    if cursor is None:
+        return None
+    try:
+        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadRequest("query parameter 'after': not a cursor this server gave out") from None
+    if "\x00" in key:  # PostgreSQL cannot compare text holding NUL
+        raise BadRequest("query parameter 'after': not a cursor this server gave out")
+    return key
 
 
 def cut(rows: Sequence[T], limit: int, key: Callable[[T], str]) -> tuple[list[T], str | None]:

@@ -4,6 +4,8 @@
   repo-updater serve  --config FILE          run syncers, workers and the API until Ctrl-C
   repo-updater sync   --config FILE [--service NAME]   one-shot repo sync with progress
   repo-updater repos list [--archived] [--json]
+  repo-updater repos permissions NAME        who can read a repository
+  repo-updater accounts repos LOGIN --service S   the private repos an account can read
   repo-updater services list
   repo-updater events list [--kind KIND]
   repo-updater batch-changes create NAME | list | close ID
@@ -38,6 +40,7 @@ GROUPS = (
     "batch_changes",
     "changesets",
     "tokens",
+    "accounts",
     "emulator",
 )
 

@@ -8,11 +8,14 @@ so that a person can archive a repo and watch the service react.
   repo-updater emulator repos [--owner acme]
   repo-updater emulator pull REPO NUMBER --state MERGED|CLOSED|OPEN|DRAFT [--check PASSED]
   repo-updater emulator fault --errors 3 | --timeouts 1 | --truncate 1 | --rate-limited 2 | --clear
+  repo-updater emulator collaborator add|remove REPO LOGIN | collaborators REPO
+  repo-updater emulator visibility REPO private|public
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import sys
@@ -158,3 +161,4 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--latency-ms", type=int, help="add latency to every request")
     p.add_argument("--clear", action="store_true", help="clear every fault")
     target(p)
+    importlib.import_module(f"{__package__}.emulator_permissions").add_commands(cmds, DEFAULT_URL)
