@@ -439,3 +439,21 @@ async def test_bulk_tracking_with_one_bad_item_writes_nothing(engine: AsyncEngin
     async with engine.connect() as conn:
         assert await count(conn, changesets) == 0
         assert await count(conn, changeset_sync_requests) == 0
+
+
+async def test_no_request_waits_for_a_closed_batch_change(engine: AsyncEngine) -> None:
+    """Closing a batch change consumes the pending requests of the changesets no other open
+    batch change tracks; a new request for one is refused with the reason; a changeset also
+    tracked by an open batch change keeps its request."""
+    async with engine.begin() as conn:
+        bc, repo, (alone, shared) = await setup(conn, 2)
+        other = await store.create_batch_change(conn, "other", "", T0)
+        await store.track_changeset(conn, other, repo, 2, T0)  # ``shared`` is PR 2
+        assert set(await store.pending_requests(conn)) == {alone, shared}
+        await store.close_batch_change(conn, bc, T0 + timedelta(minutes=1))
+        assert set(await store.pending_requests(conn)) == {shared}
+        assert await store.request_sync(conn, [alone], "api", T0) == 0
+        status = await store.sync_status(conn, alone, T0)
+        assert status is not None and status.not_synced == "it belongs to no open batch change"
+        shared_status = await store.sync_status(conn, shared, T0)
+        assert shared_status is not None and shared_status.not_synced is None

@@ -53,6 +53,10 @@ async def force_changeset_sync(
     status = await cs_store.sync_status(conn, changeset_id, now)
     if status is None:
         return None
+    if status.not_synced is not None:
+        raise cs_store.ChangesetNotSynced(
+            f"changeset {changeset_id} is not synced: {status.not_synced}"
+        )
     if status.pending_at is not None:
         return ForcedSync(status.pending_at, coalesced=True)
     due = forced_sync_due(now, status.last_synced_at, min_gap, running=status.in_flight)

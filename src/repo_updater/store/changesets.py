@@ -52,6 +52,11 @@ class BatchChangeClosed(ValueError):
     """Changesets cannot be added to a closed batch change."""
 
 
+class ChangesetNotSynced(ValueError):
+    """A sync was asked of a changeset that is not synced at all: it belongs to no open batch
+    change, or its repository was removed. The message says which."""
+
+
 class RepoNotFound(LookupError):
     pass
 
@@ -171,6 +176,15 @@ async def close_batch_change(conn: AsyncConnection, batch_change_id: int, now: d
     )
     if result.rowcount == 0:
         await _require_batch_change(conn, batch_change_id)
+        return
+    # Its changesets that no other open batch change tracks are no longer synced: their
+    # pending requests would wait forever (invariant 3 and the pending-requests metric).
+    q, bcc = changeset_sync_requests, batch_change_changesets
+    members = sa.select(bcc.c.changeset_id).where(bcc.c.batch_change_id == batch_change_id)
+    still_tracked = sa.select(changesets.c.id).where(in_open_batch_change())
+    await conn.execute(
+        q.delete().where(q.c.changeset_id.in_(members), q.c.changeset_id.not_in(still_tracked))
+    )
 
 
 async def _require_batch_change(conn: AsyncConnection, batch_change_id: int) -> BatchChangeState:
@@ -271,6 +285,7 @@ async def _upsert_requests(
     ).where(
         changesets.c.publication_state == PublicationState.PUBLISHED.value,
         on_live_repo(),
+        in_open_batch_change(),  # nothing would ever claim the request of any other
         *where,
     )
     insert = dialect_insert(conn, q).from_select(
@@ -286,8 +301,9 @@ async def _upsert_requests(
 async def request_sync(
     conn: AsyncConnection, changeset_ids: Iterable[int], reason: str, now: datetime
 ) -> int:
-    """Request a sync of these changesets (unknown and unpublished ids, and changesets whose
-    repository was removed, are ignored: nothing would ever consume their request).
+    """Request a sync of these changesets (unknown and unpublished ids, changesets of no open
+    batch change and changesets whose repository was removed are ignored: nothing would ever
+    consume their request).
     Duplicates collapse into one row per changeset. Returns the number of changesets that
     now have a pending request."""
     total = 0
@@ -303,8 +319,7 @@ async def request_syncs_for_repos(
     batch change (e.g. their archived flag flipped). Set-based; returns the request count."""
     total = 0
     for part in chunks(sorted(set(repo_ids))):
-        where = [changesets.c.repo_id.in_(part), in_open_batch_change()]
-        total += await _upsert_requests(conn, where, reason, now)
+        total += await _upsert_requests(conn, [changesets.c.repo_id.in_(part)], reason, now)
     return total
 
 
@@ -321,6 +336,7 @@ class SyncStatus:
     last_synced_at: datetime | None
     in_flight: bool  # a worker holds a live claim on it
     pending_at: datetime | None  # a pending request is ready at this time (None: none pending)
+    not_synced: str | None = None  # why it is not synced at all (no open batch change, ...)
 
 
 async def sync_status(conn: AsyncConnection, changeset_id: int, now: datetime) -> SyncStatus | None:
@@ -329,7 +345,8 @@ async def sync_status(conn: AsyncConnection, changeset_id: int, now: datetime) -
     row = (
         await conn.execute(
             sa.select(c.c.last_synced_at, c.c.claimed_until, q.c.changeset_id.label("pending"),
-                      q.c.claimed_until.label("parked_until"))
+                      q.c.claimed_until.label("parked_until"),
+                      in_open_batch_change().label("open"), on_live_repo().label("live"))
             .select_from(c.outerjoin(q, q.c.changeset_id == c.c.id))
             .where(c.c.id == changeset_id,
                    c.c.publication_state == PublicationState.PUBLISHED.value)
@@ -342,7 +359,12 @@ async def sync_status(conn: AsyncConnection, changeset_id: int, now: datetime) -
         parked = row.parked_until
         pending_at = parked if parked is not None and parked > now else now
     in_flight = row.claimed_until is not None and row.claimed_until > now
-    return SyncStatus(row.last_synced_at, in_flight, pending_at)
+    not_synced = None
+    if not row.live:
+        not_synced = "its repository was removed"
+    elif not row.open:
+        not_synced = "it belongs to no open batch change"
+    return SyncStatus(row.last_synced_at, in_flight, pending_at, not_synced)
 
 
 async def request_sync_at(

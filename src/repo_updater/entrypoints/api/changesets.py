@@ -117,7 +117,7 @@ async def get_changeset(request: web.Request) -> web.Response:
     path=IdPath,
     response=ChangesetSyncRequested,
     status=202,
-    errors=(404,),
+    errors=(404, 409),
 )
 async def sync_changeset(request: web.Request) -> web.Response:
     app = the_app(request)

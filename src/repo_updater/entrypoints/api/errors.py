@@ -31,6 +31,7 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
     (cs_store.RepoNotFound, 404),
     (cs_store.BatchChangeExists, 409),
     (cs_store.BatchChangeClosed, 409),
+    (cs_store.ChangesetNotSynced, 409),
 ]
 
 

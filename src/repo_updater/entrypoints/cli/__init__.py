@@ -82,6 +82,7 @@ def _report(exc: Exception) -> int | None:
         cs_store.BatchChangeNotFound,
         cs_store.BatchChangeClosed,
         cs_store.RepoNotFound,
+        cs_store.ChangesetNotSynced,
     )
     if isinstance(exc, usage):
         print(f"error: {exc}", file=sys.stderr)

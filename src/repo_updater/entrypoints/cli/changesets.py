@@ -79,6 +79,9 @@ async def cmd_sync(args: argparse.Namespace) -> int:
 
     async with store_transaction(args) as conn:
         if not await cs_store.request_sync(conn, [args.id], "cli", utcnow()):
-            raise CLIError(f"no changeset with id {args.id}")
+            status = await cs_store.sync_status(conn, args.id, utcnow())
+            if status is None:
+                raise CLIError(f"no changeset with id {args.id}")
+            raise CLIError(f"changeset {args.id} is not synced: {status.not_synced}")
     print(f"sync of changeset {args.id} requested")
     return 0
