@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repo_updater.config import Config
 from repo_updater.core.domain import HostKind
-from repo_updater.core.ports import RepoSource, RequestCounter
+from repo_updater.core.pacing import WriteLimit
+from repo_updater.core.ports import RequestCounter, WritingSource
 from repo_updater.service_layer.changeset_syncer import ChangesetSyncer
+from repo_updater.service_layer.operation_worker import OperationWorker
 from repo_updater.service_layer.repo_sync_worker import RepoSyncWorker
 from repo_updater.service_layer.repo_syncer import RepoSyncer
 from repo_updater.sources import build_source
@@ -39,10 +41,11 @@ class App:
 
     config: Config
     engine: AsyncEngine
-    sources: dict[str, RepoSource]  # by external service name
+    sources: dict[str, WritingSource]  # by external service name
     repo_syncer: RepoSyncer
     repo_sync_worker: RepoSyncWorker
     changeset_syncer: ChangesetSyncer
+    operation_worker: OperationWorker
     clock: Callable[[], datetime] = utcnow
     worker_id: str = field(default_factory=default_worker_id)
     counter: RequestCounter = field(default_factory=RequestCounter)
@@ -51,6 +54,18 @@ class App:
         for source in self.sources.values():
             await source.aclose()
         await self.engine.dispose()
+
+
+def strictest(
+    current: tuple[WriteLimit, ...], more: tuple[WriteLimit, ...]
+) -> tuple[WriteLimit, ...]:
+    """Several services on one code host share its budget: per window, the lowest count."""
+    by_window: dict[int, WriteLimit] = {}
+    for limit in (*current, *more):
+        known = by_window.get(limit.window_seconds)
+        if known is None or limit.count < known.count:
+            by_window[limit.window_seconds] = limit
+    return tuple(by_window[w] for w in sorted(by_window))
 
 
 @contextlib.asynccontextmanager
@@ -72,9 +87,13 @@ async def open_app(
         svc.name: build_source(svc, env, transport=transport, retry=retry, counter=counter)
         for svc in config.external_services
     }
-    by_host: dict[tuple[HostKind, str], RepoSource] = {}
-    for source in sources.values():
-        by_host.setdefault((source.kind, source.host_url), source)
+    by_host: dict[tuple[HostKind, str], WritingSource] = {}
+    limits: dict[tuple[HostKind, str], tuple[WriteLimit, ...]] = {}
+    for svc in config.external_services:
+        source = sources[svc.name]
+        host = (source.kind, source.host_url)
+        by_host.setdefault(host, source)
+        limits[host] = strictest(limits.get(host, ()), svc.write_limits.limits(svc.kind))
     wid = worker_id or default_worker_id()
     changeset_syncer = ChangesetSyncer(
         engine,
@@ -83,6 +102,15 @@ async def open_app(
         worker_id=wid,
         batch_size=config.changeset_batch_size,
         poll_interval=config.changeset_poll_interval,
+    )
+    operation_worker = OperationWorker(
+        engine,
+        by_host,
+        clock,
+        worker_id=wid,
+        limits=limits,
+        poll_interval=config.changeset_poll_interval,
+        on_changesets_changed=changeset_syncer.wake,
     )
     repo_syncer = RepoSyncer(engine, clock, on_changeset_syncs_requested=changeset_syncer.wake)
     worker = RepoSyncWorker(
@@ -101,6 +129,7 @@ async def open_app(
         repo_syncer=repo_syncer,
         repo_sync_worker=worker,
         changeset_syncer=changeset_syncer,
+        operation_worker=operation_worker,
         clock=clock,
         worker_id=wid,
         counter=counter,

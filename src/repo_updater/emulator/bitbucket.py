@@ -5,6 +5,7 @@ Modelled: project repo listing and per-repo pull-request listing with Bitbucket'
 envelope (``size``, ``limit``, ``start``, ``isLastPage``, ``nextPageStart``, ``values``; limit
 capped at 1000), single repos (with the ``archived`` flag of Bitbucket 8+), single pull
 requests. Timestamps are epoch milliseconds. Errors use Bitbucket's ``{"errors": [...]}`` body.
+The write routes (create, update, decline, reopen, merge, comments) are in ``bitbucket_writes``.
 Project keys are the emulated repos' ``owner``.
 """
 
@@ -113,7 +114,7 @@ class _Bitbucket:
         ref = {"slug": repo.name, "project": {"key": repo.owner}}
         return {
             "id": pull.number,
-            "version": 0,
+            "version": pull.version,
             "title": pull.title,
             "description": pull.body,
             "state": state,
@@ -210,4 +211,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get(repo, bb.get_repo)
     app.router.add_get(repo + "/pull-requests", bb.list_pulls)
     app.router.add_get(repo + "/pull-requests/{id}", bb.get_pull)
+    from repo_updater.emulator import bitbucket_writes  # it builds on this module's helpers
+
+    bitbucket_writes.add_routes(app, bb)
     return app

@@ -1,5 +1,5 @@
-"""``serve``: run what ``bootstrap`` built (the repo-sync worker, the changeset syncer and the
-HTTP API) until a stop event is set."""
+"""``serve``: run what ``bootstrap`` built (the repo-sync worker, the changeset syncer, the
+operation worker and the HTTP API) until a stop event is set."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ async def serve(
     api: bool = True,
     on_ready: Callable[[str | None], None] | None = None,
 ) -> None:
-    """Run the repo sync loop, the changeset syncer and the HTTP API until ``stop`` is set.
+    """Run the repo sync loop, the changeset syncer, the operation worker and the HTTP API
+    until ``stop`` is set.
     ``on_ready`` gets the API's bound URL (None without the API) once it listens."""
     from repo_updater.entrypoints.api import running_api
 
@@ -38,6 +39,7 @@ async def serve(
         tasks = [
             asyncio.create_task(app.repo_sync_worker.run(stop, tick=tick), name="repo-sync"),
             asyncio.create_task(app.changeset_syncer.run(stop), name="changeset-sync"),
+            asyncio.create_task(app.operation_worker.run(stop), name="operations"),
         ]
         try:
             await stop.wait()

@@ -9,8 +9,8 @@ Changesets, per repo: one ref -> ``GET /pull-requests/{id}``. Several -> pages o
 still missing (Bitbucket sends no total, so this caps the listing at about the cost of single
 GETs), then a single GET for each ref not seen (404 -> DELETED). Batch-change PRs are recent,
 so that is usually one request per repo. Reviews come from ``reviewers[].status``; build status
-lives in a separate plugin API and is not loaded (check state UNKNOWN). This source does not
-write (no create/close yet).
+lives in a separate plugin API and is not loaded (check state UNKNOWN). Writes are in
+``bitbucket_writes``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from repo_updater.core.domain import (
     SourcedRepo,
 )
 from repo_updater.core.errors import HostError, NotFound
+from repo_updater.sources.bitbucket_writes import BitbucketWrites
 from repo_updater.sources.common import (
     PerRepoPullLoader,
     as_dict,
@@ -48,7 +49,7 @@ def _repo_path(full_name: str) -> str:
     return f"/projects/{quote(key, safe='')}/repos/{quote(slug, safe='')}"
 
 
-class BitbucketServerSource(PerRepoPullLoader, RestSource):
+class BitbucketServerSource(BitbucketWrites, PerRepoPullLoader, RestSource):
     kind = HostKind.BITBUCKET_SERVER
     api_suffix = "/rest/api/1.0"
 

@@ -13,7 +13,7 @@ requests. Gitea puts neither reviews nor CI status on a PR, so for each open PR 
 also GETs ``/pulls/{index}/reviews`` (``load_reviews``) and the head commit's combined status
 (``load_checks``): +2 requests per open PR when both are on (the default).
 
-Writes to archived repos answer ``423 Locked`` -> ``RepoArchived``.
+Writes are in ``gitea_writes``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ from repo_updater.core.domain import (
     CheckState,
     HostKind,
     HostPullState,
-    NewChangesetSpec,
     ReviewState,
     SourcedRepo,
 )
-from repo_updater.core.errors import Conflict, HostError, NotFound
+from repo_updater.core.errors import HostError, NotFound
 from repo_updater.sources.common import (
     PerRepoPullLoader,
     as_dict,
@@ -42,6 +41,7 @@ from repo_updater.sources.common import (
     list_selection,
     parse_iso,
 )
+from repo_updater.sources.gitea_writes import GiteaWrites
 from repo_updater.sources.http import parse_next_link
 from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 
@@ -56,7 +56,7 @@ def _repo_path(full_name: str) -> str:
     return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
-class GiteaSource(PerRepoPullLoader, RestSource):
+class GiteaSource(GiteaWrites, PerRepoPullLoader, RestSource):
     kind = HostKind.GITEA
     api_suffix = "/api/v1"
     archived_statuses = (423,)  # Locked
@@ -189,30 +189,6 @@ class GiteaSource(PerRepoPullLoader, RestSource):
         if self.load_checks and isinstance(sha, str) and sha:
             status, _ = await self._get(f"{base}/commits/{quote(sha)}/status", kind="load_checks")
             pull["_checks"] = as_dict(status).get("state")
-
-    # --- writes ------------------------------------------------------------------------------
-
-    async def create_changeset(self, spec: NewChangesetSpec) -> ChangesetSnapshot:
-        """Open a pull request; if one is already open for head and base, return that one."""
-        title = spec.title
-        if spec.draft and not title.lower().startswith(WIP_PREFIXES):
-            title = f"WIP: {title}"
-        body = {"head": spec.head_ref, "base": spec.base_ref, "title": title, "body": spec.body}
-        path = _repo_path(spec.repo_name)
-        try:
-            response = await self._client.request("POST", path + "/pulls", kind="write", json=body)
-        except Conflict:
-            existing = (
-                f"{path}/pulls/{quote(spec.base_ref, safe='')}/{quote(spec.head_ref, safe='')}"
-            )
-            data, _ = await self._get(existing, kind="get_changeset")
-            return _snapshot(0, as_dict(data))
-        return _snapshot(0, as_dict(response.json()))
-
-    async def close_changeset(self, repo_name: str, number: int) -> ChangesetSnapshot:
-        url = f"{_repo_path(repo_name)}/pulls/{number}"
-        response = await self._client.request("PATCH", url, kind="write", json={"state": "closed"})
-        return _snapshot(0, as_dict(response.json()))
 
 
 def _review_state(reviews: list[Any]) -> ReviewState:

@@ -1,0 +1,430 @@
+"""The operation worker: runs bulk operations on changesets, durably and paced.
+
+A round claims due groups (one operation's changesets on one repository, see
+``store.operation_claims``) for the hosts this worker has connections to, and runs each
+group's due results one after the other (groups in parallel). Per result:
+
+1. read the changeset's and repo's current state; an archived repo skips the whole group;
+2. if an earlier attempt may have reached the host (``write_started_at``), look at the host
+   first: load the pull request (and, for a comment, look for it); if the wanted outcome is
+   there the result is done, and nothing is written twice;
+3. plan (``core.reconcile``): a skip is final, with its reason;
+4. in one transaction: the repo is still not archived, a token of the host's write budget is
+   taken (``store.write_budgets``, shared by every process) and ``write_started_at`` is
+   committed; then the host calls are made;
+5. the outcome: done (the changeset's new state written, a sync requested); archived refusal
+   (in one transaction: ``repo_changes.set_archived`` with why "write refused", the result
+   skipped "repository archived", the group's other results skipped: no further request to
+   that repo); a rate limit (the host paused for every worker until ``Retry-After``, the result
+   kept pending, not counted); not found, unauthorized, refused, conflict: failed, final;
+   anything else: retried with backoff up to ``max_attempts``, then failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from repo_updater.core.changeset_state import derive_external_state
+from repo_updater.core.domain import ChangesetRef, ChangesetSnapshot, HostKind
+from repo_updater.core.errors import (
+    Conflict,
+    NotFound,
+    RateLimited,
+    Refused,
+    RepoArchived,
+    SourceError,
+    Unauthorized,
+)
+from repo_updater.core.operations import OperationKind, ResultState
+from repo_updater.core.pacing import WriteLimit, resume_at
+from repo_updater.core.ports import WritingSource
+from repo_updater.core.reconcile import (
+    ARCHIVED_REASON,
+    CallKind,
+    ChangesetFacts,
+    HostCall,
+    achieved,
+    plan,
+)
+from repo_updater.core.schedule import retry_at
+from repo_updater.service_layer import repo_changes
+from repo_updater.store import operation_claims as claims
+from repo_updater.store import write_budgets
+from repo_updater.store.db import is_sqlite
+from repo_updater.store.operation_claims import Attempt, ClaimedGroup
+
+log = logging.getLogger(__name__)
+
+HostKey = tuple[HostKind, str]
+REFUSED_ARCHIVED = "repository archived (the host refused the write)"
+# Comments are looked for from a little before the interrupted attempt began: the host's
+# clock may be behind ours.
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What running one result did to its group's run."""
+
+    finished: bool = False  # the result is final now
+    stop: bool = False  # stop the group here (claim lost, archived, host paused, no budget)
+    not_before: datetime | None = None  # the group is not due again before this
+
+
+class OperationWorker:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sources: Mapping[HostKey, WritingSource],
+        clock: Callable[[], datetime],
+        *,
+        worker_id: str,
+        limits: Mapping[HostKey, Sequence[WriteLimit]],
+        lease: timedelta = timedelta(seconds=60),
+        poll_interval: float = 5.0,
+        groups_per_round: int = 16,
+        max_attempts: int = 5,
+        retry_delay: timedelta = timedelta(seconds=5),
+        max_retry_delay: timedelta = timedelta(minutes=10),
+        max_inline_wait: float = 2.0,
+        on_changesets_changed: Callable[[], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._sources = dict(sources)
+        self._clock = clock
+        self.worker_id = worker_id
+        self._limits = {host: tuple(limits[host]) for host in self._sources if host in limits}
+        self._lease = lease
+        self._poll_interval = poll_interval
+        self._groups_per_round = groups_per_round
+        self._max_attempts = max_attempts
+        self._retry_delay = retry_delay
+        self._max_retry_delay = max_retry_delay
+        self._max_inline_wait = max_inline_wait
+        self._notify = on_changesets_changed or (lambda: None)
+        self._wake = asyncio.Event()
+        # SQLite has one writer at a time: serialise our own writes instead of contending.
+        self._write_lock = asyncio.Lock() if is_sqlite(engine) else None
+
+    @property
+    def hosts(self) -> list[HostKey]:
+        return sorted(self._sources)
+
+    def limits_for(self, host: HostKey) -> tuple[WriteLimit, ...]:
+        return self._limits.get(host, ())
+
+    def wake(self) -> None:
+        """Start a round now (call it after enqueueing an operation)."""
+        self._wake.set()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._write_lock is not None:
+                await stack.enter_async_context(self._write_lock)
+            yield await stack.enter_async_context(self._engine.begin())
+
+    # --- rounds ------------------------------------------------------------------------------
+
+    async def run_once(self) -> tuple[int, int]:
+        """Claim due groups and run them; returns (groups claimed, results made final)."""
+        if not self._sources:
+            return 0, 0
+        async with self._transaction() as conn:
+            groups = await claims.claim_groups(
+                conn,
+                self.worker_id,
+                self._clock(),
+                self._lease,
+                self._groups_per_round,
+                hosts=self.hosts,
+            )
+        if not groups:
+            return 0, 0
+        finished = await asyncio.gather(*(self._run_group(g) for g in groups))
+        return len(groups), sum(finished)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run operations until ``stop`` is set: rounds back to back while there is work,
+        then sleep until woken or the poll interval passes."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                claimed, _ = await self.run_once()
+            except Exception:  # the database may be briefly unavailable; try again later
+                log.exception("operation round failed")
+                claimed = 0
+            if claimed:
+                continue
+            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(
+                    waiters, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+                await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def _run_group(self, group: ClaimedGroup) -> int:
+        finished = 0
+        not_before = None
+        try:
+            async with self._engine.connect() as conn:
+                due = await claims.due_results(conn, group, self._clock())
+            for result_id in due:
+                step = await self._run_result(group, result_id)
+                finished += step.finished
+                if step.stop:
+                    not_before = step.not_before
+                    break
+        except Exception:  # a bug must not keep the group claimed until its lease runs out
+            log.exception("operation %d: running group %d failed", group.operation_id, group.id)
+        finally:
+            async with self._transaction() as conn:
+                if await claims.release(conn, group, self._clock(), not_before=not_before):
+                    log.info("operation %d finished", group.operation_id)
+        return finished
+
+    # --- one result --------------------------------------------------------------------------
+
+    async def _run_result(self, group: ClaimedGroup, result_id: int) -> Step:
+        async with self._transaction() as conn:
+            attempt = await claims.begin(conn, group, result_id, self._clock(), self._lease)
+        if attempt is None:
+            return Step(stop=True)
+        if attempt.facts.repo_archived:
+            return await self._skip_archived(group, attempt, ARCHIVED_REASON)
+        source = self._sources[group.host]
+        facts = attempt.facts
+        recovering = attempt.write_started_at is not None
+        if recovering:
+            try:
+                facts = await self._look_again(source, group, attempt)
+            except SourceError as exc:
+                return await self._failed(group, attempt, exc, started=False)
+            if achieved(facts, group.kind, group.args):
+                detail = "done (found on the host after an interrupted attempt)"
+                return await self._finish(group, attempt, ResultState.DONE, detail)
+        planned = plan(facts, group.kind, group.args)
+        if planned.skip is not None:
+            return await self._finish(group, attempt, ResultState.SKIPPED, planned.skip)
+        step = await self._start(group, attempt)
+        if step is not None:
+            return step
+        snapshot = None
+        try:
+            for i, call in enumerate(planned.calls):
+                if i > 0:
+                    await self._token_in_place(group)
+                snapshot = await self._call(source, group, attempt, call) or snapshot
+        except SourceError as exc:
+            return await self._failed(group, attempt, exc, started=True)
+        except Exception as exc:  # a bug in a source: retried, then failed; no traceback text
+            log.exception("operation %d: unexpected error", group.operation_id)
+            error = HostErrorLike(f"internal error: {type(exc).__name__}")
+            return await self._failed(group, attempt, error, started=True)
+        async with self._transaction() as conn:
+            now = self._clock()
+            state = None if snapshot is None else snapshot.state
+            detail = planned.describe()
+            if await claims.finish(conn, group, attempt.result_id, ResultState.DONE, detail, now):
+                await claims.record_write(conn, attempt.changeset_id, state, now)
+        self._notify()
+        return Step(finished=True)
+
+    async def _look_again(
+        self, source: WritingSource, group: ClaimedGroup, attempt: Attempt
+    ) -> ChangesetFacts:
+        """The changeset as the host has it now (after an attempt that may have reached it)."""
+        ref = ChangesetRef(
+            attempt.changeset_id, group.repo_name, group.repo_external_id, attempt.number
+        )
+        found = await source.load_changesets([ref])
+        facts = attempt.facts if not found else _with_snapshot(attempt.facts, found[0])
+        if group.kind is OperationKind.COMMENT and group.args.body is not None:
+            assert attempt.write_started_at is not None
+            since = attempt.write_started_at - CLOCK_SKEW
+            commented = await source.has_comment(
+                group.repo_name, attempt.number, group.args.body, since
+            )
+            facts = dataclasses.replace(facts, already_commented=commented)
+        return facts
+
+    async def _start(self, group: ClaimedGroup, attempt: Attempt) -> Step | None:
+        """Take a write token and record the start of the write, in one transaction; None
+        when the write may go now, else the step to end with (archived, budget, claim)."""
+        limits = self.limits_for(group.host)
+        while True:
+            async with self._transaction() as conn:
+                now = self._clock()
+                if await claims.repo_archived(conn, group.repo_id):
+                    archived = True
+                else:
+                    archived = False
+                    wait = await write_budgets.take_token(conn, group.host, limits, now)
+                    if wait == 0.0:
+                        started = await claims.start_write(conn, group, attempt.result_id, now)
+                        return None if started else Step(stop=True)
+            if archived:
+                return await self._skip_archived(group, attempt, ARCHIVED_REASON)
+            if wait <= self._max_inline_wait:
+                await asyncio.sleep(wait)
+                continue
+            when = now + timedelta(seconds=wait)
+            async with self._transaction() as conn:
+                await claims.retry_later(
+                    conn, group, attempt.result_id, "waiting for the host's write budget", when
+                )
+            return Step(stop=True, not_before=when)
+
+    async def _token_in_place(self, group: ClaimedGroup) -> None:
+        """A token for the next call of a plan already under way (waits in place)."""
+        while True:
+            async with self._transaction() as conn:
+                wait = await write_budgets.take_token(
+                    conn, group.host, self.limits_for(group.host), self._clock()
+                )
+            if wait == 0.0:
+                return
+            await asyncio.sleep(wait)
+
+    @staticmethod
+    async def _call(
+        source: WritingSource, group: ClaimedGroup, attempt: Attempt, call: HostCall
+    ) -> ChangesetSnapshot | None:
+        repo, number = group.repo_name, attempt.number
+        match call.kind:
+            case CallKind.CLOSE:
+                return await source.close_changeset(repo, number)
+            case CallKind.REOPEN:
+                return await source.reopen_changeset(repo, number)
+            case CallKind.MERGE:
+                assert call.merge_method is not None
+                return await source.merge_changeset(repo, number, call.merge_method)
+            case CallKind.MARK_READY:
+                return await source.mark_ready(repo, number)
+            case CallKind.CONVERT_TO_DRAFT:
+                return await source.convert_to_draft(repo, number)
+            case CallKind.UPDATE:
+                return await source.update_changeset(repo, number, title=call.title, body=call.body)
+            case CallKind.COMMENT:
+                assert call.body is not None
+                await source.add_comment(repo, number, call.body)
+                return None
+
+    # --- outcomes ----------------------------------------------------------------------------
+
+    async def _finish(
+        self, group: ClaimedGroup, attempt: Attempt, state: ResultState, detail: str
+    ) -> Step:
+        async with self._transaction() as conn:
+            done = await claims.finish(conn, group, attempt.result_id, state, detail, self._clock())
+        return Step(finished=True) if done else Step(stop=True)
+
+    async def _skip_archived(self, group: ClaimedGroup, attempt: Attempt, detail: str) -> Step:
+        """The repo is archived in the store: this result and the group's others are skipped,
+        without a request to the host."""
+        async with self._transaction() as conn:
+            now = self._clock()
+            await claims.finish(conn, group, attempt.result_id, ResultState.SKIPPED, detail, now)
+            await claims.skip_rest(conn, group, detail, now)
+        return Step(finished=True, stop=True)
+
+    async def _archived_refusal(
+        self, group: ClaimedGroup, attempt: Attempt, exc: RepoArchived
+    ) -> Step:
+        """The host refused the write because the repo is archived: in ONE transaction, the
+        repo is marked archived as a repo sync would (its open changesets READONLY, a sync of
+        each requested, the RepoArchived event), this result and the group's others are
+        skipped. No further write goes to the repo."""
+        log.info("operation %d: %s is archived: %s", group.operation_id, group.repo_name, exc)
+        async with self._transaction() as conn:
+            now = self._clock()
+            service = await claims.service_of_repo(conn, group.repo_id)
+            await repo_changes.set_archived(
+                conn,
+                group.repo_id,
+                True,
+                why="write refused",
+                external_service_id=service,
+                now=now,
+            )
+            await claims.finish(
+                conn, group, attempt.result_id, ResultState.SKIPPED, REFUSED_ARCHIVED, now
+            )
+            await claims.skip_rest(conn, group, ARCHIVED_REASON, now)
+        self._notify()
+        return Step(finished=True, stop=True)
+
+    async def _failed(
+        self, group: ClaimedGroup, attempt: Attempt, exc: SourceError, *, started: bool
+    ) -> Step:
+        if isinstance(exc, RepoArchived):
+            return await self._archived_refusal(group, attempt, exc)
+        now = self._clock()
+        if isinstance(exc, RateLimited):
+            until = resume_at(now, exc.retry_after)
+            log.warning("%s rate-limited writes; pausing it until %s", group.host_url, until)
+            async with self._transaction() as conn:
+                await write_budgets.pause_host(conn, group.host, until, now)
+                await claims.retry_later(
+                    conn, group, attempt.result_id, f"rate limited: {exc}", until, not_sent=started
+                )
+            return Step(stop=True, not_before=until)
+        final = _final_detail(exc)
+        attempts = attempt.attempts + (1 if started else 0)
+        if final is None and attempts >= self._max_attempts:
+            final = f"gave up after {attempts} attempts: {exc}"
+        async with self._transaction() as conn:
+            if final is not None:
+                done = await claims.finish(
+                    conn, group, attempt.result_id, ResultState.FAILED, final, now
+                )
+                if done and isinstance(exc, NotFound):
+                    await claims.record_write(conn, attempt.changeset_id, None, now)
+                return Step(finished=done, stop=not done)
+            when = retry_at(
+                now,
+                max(attempts, 1),
+                min_delay=self._retry_delay,
+                max_delay=self._max_retry_delay,
+            )
+            kept = await claims.retry_later(
+                conn, group, attempt.result_id, f"will retry: {exc}", when
+            )
+        return Step(stop=not kept)
+
+
+class HostErrorLike(SourceError):
+    """An unexpected error, carried as a retryable failure (its text is only its type)."""
+
+
+def _final_detail(exc: SourceError) -> str | None:
+    """The result text of an error that retrying will not fix, or None for a transient one."""
+    if isinstance(exc, NotFound):
+        return f"not found on the host (deleted, or not visible to the token): {exc}"
+    if isinstance(exc, Unauthorized):
+        return f"the host refused the token (check its write permission): {exc}"
+    if isinstance(exc, Refused | Conflict):
+        return f"refused by the host: {exc}"
+    return None
+
+
+def _with_snapshot(facts: ChangesetFacts, snap: ChangesetSnapshot) -> ChangesetFacts:
+    state = derive_external_state(snap.state, facts.repo_archived)
+    return dataclasses.replace(
+        facts,
+        external_state=state,
+        review_state=snap.review_state,
+        check_state=snap.check_state,
+        title=snap.title,
+    )
