@@ -68,6 +68,15 @@ def strictest(
     return tuple(by_window[w] for w in sorted(by_window))
 
 
+def write_limits(config: Config) -> dict[tuple[HostKind, str], tuple[WriteLimit, ...]]:
+    """Each code host's write limits, by ``(host_kind, host_url)`` as its sources name it."""
+    limits: dict[tuple[HostKind, str], tuple[WriteLimit, ...]] = {}
+    for svc in config.external_services:
+        host = (svc.kind, svc.url)  # the config normalises ``url`` as sources do ``host_url``
+        limits[host] = strictest(limits.get(host, ()), svc.write_limits.limits(svc.kind))
+    return limits
+
+
 @contextlib.asynccontextmanager
 async def open_app(
     config: Config,
@@ -88,12 +97,9 @@ async def open_app(
         for svc in config.external_services
     }
     by_host: dict[tuple[HostKind, str], WritingSource] = {}
-    limits: dict[tuple[HostKind, str], tuple[WriteLimit, ...]] = {}
-    for svc in config.external_services:
-        source = sources[svc.name]
-        host = (source.kind, source.host_url)
-        by_host.setdefault(host, source)
-        limits[host] = strictest(limits.get(host, ()), svc.write_limits.limits(svc.kind))
+    for source in sources.values():
+        by_host.setdefault((source.kind, source.host_url), source)
+    limits = write_limits(config)
     wid = worker_id or default_worker_id()
     changeset_syncer = ChangesetSyncer(
         engine,

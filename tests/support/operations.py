@@ -34,15 +34,19 @@ FAST = RetryPolicy(attempts=2, backoff=0.01, max_rate_limit_wait=0.5)
 DEADLINE = 60.0  # generous: the machine is shared
 
 
-def config(store_url: str, emu: RunningEmulator, **settings: object) -> Config:
-    """A service for each emulated host that has repositories."""
+def config_dict(store_url: str, emu: RunningEmulator, **settings: object) -> dict[str, Any]:
+    """A service for each emulated host that has repositories (``settings`` in each)."""
     services = [
         {"name": f"svc-{kind.value}", "kind": kind.value, "url": emu.base_url(kind),
          "orgs": [owner], "name_prefix": f"{kind.value}.test", **settings}
         for kind, owner in OWNERS.items()
         if emu.state.host(kind).repos
     ]  # fmt: skip
-    return parse_config({"database": store_url, "external_services": services}, {})
+    return {"database": store_url, "external_services": services}
+
+
+def config(store_url: str, emu: RunningEmulator, **settings: object) -> Config:
+    return parse_config(config_dict(store_url, emu, **settings), {})
 
 
 @asynccontextmanager

@@ -13,6 +13,8 @@ Routes:
                                        or {"changesets": [{"repo", "number"}, ...]} (bulk)
   GET  /api/changesets?batch_change=&state=
   POST /api/changesets/{id}/sync       request an immediate sync
+  POST /api/batch-changes/{id}/operations   a bulk operation (close, merge, comment, ...)
+  GET  /api/operations[/{id}]          operations, progress, results (see ``operations``)
   GET  /healthz
   GET  /metrics                        Prometheus text format
 
@@ -33,11 +35,20 @@ from repo_updater.entrypoints.api import (
     dashboard,
     external_services,
     observability,
+    operations,
     repos,
 )
 from repo_updater.entrypoints.api.common import APP_KEY, errors_middleware
 
-ROUTE_MODULES = (observability, dashboard, external_services, repos, batch_changes, changesets)
+ROUTE_MODULES = (
+    observability,
+    dashboard,
+    external_services,
+    repos,
+    batch_changes,
+    changesets,
+    operations,
+)
 
 
 def build_api(app: App) -> web.Application:

@@ -8,6 +8,9 @@
   repo-updater events list [--kind KIND]
   repo-updater batch-changes create NAME | list | close ID
   repo-updater changesets track --batch-change ID --repo NAME --number N | list | sync ID
+  repo-updater changesets close|reopen|merge|comment|ready|draft|update --batch-change NAME
+               [--state S] [--id N ...] [--dry-run]     bulk operations, with progress
+  repo-updater operations list | show ID
   repo-updater emulator serve | archive | unarchive | rename | delete | fault ...
 
 The database comes from ``--database``, else the config file's ``database``, else
@@ -30,7 +33,15 @@ from typing import Any
 from repo_updater.entrypoints.cli.common import CLIError
 
 # Command groups, each a module with ``add_parser(sub)``; its commands import what they use.
-GROUPS = ("repos", "external_services", "events", "batch_changes", "changesets", "emulator")
+GROUPS = (
+    "repos",
+    "external_services",
+    "events",
+    "batch_changes",
+    "changesets",
+    "operations",
+    "emulator",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
