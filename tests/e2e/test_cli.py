@@ -417,6 +417,14 @@ def test_demo_once_shows_readonly_then_open(tmp_path: Path) -> None:
     during = out[readonly_at:back_at]
     after = out[back_at:]
     assert during.count("READONLY") >= 3 and "OPEN " not in during
-    assert "acme/repo-1#1" in after and "OPEN" in after and "DRAFT" in after
-    assert "READONLY" not in after
+    operations_at = out.index("bulk operations:")
+    assert "acme/repo-1#1" in after[:operations_at] and "DRAFT" in after[:operations_at]
+    assert "READONLY" not in after[:operations_at]
+    # Bulk operations: merges on all four hosts, then a close refused by an archived repo.
+    merged = {
+        line.split()[1].split(".")[0] for line in out.splitlines() if "done     merge" in line
+    }
+    assert merged == {"github", "gitlab", "gitea", "bitbucket"}
+    assert "legacy-api: learned it is archived from" in out
+    assert "its changesets are READONLY" in out
     assert db.exists()
