@@ -57,11 +57,12 @@ def refill(limit: WriteLimit, bucket: Bucket | None, now: datetime) -> Bucket:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of asking for one write: the buckets to store, and how long to wait
-    (0: go now, the token is taken)."""
+    """The outcome of asking for writes: the buckets to store, the tokens taken, and how long
+    to wait when none could be (0.0 when some were taken)."""
 
     buckets: tuple[Bucket, ...]
     wait_seconds: float
+    granted_count: int = 1
 
     @property
     def granted(self) -> bool:
@@ -74,9 +75,11 @@ def take(
     now: datetime,
     *,
     paused_until: datetime | None = None,
+    count: int = 1,
 ) -> Decision:
-    """Take one token from every bucket, or none and say how long until all have one. A host
-    paused by a ``Retry-After`` (``paused_until``) grants nothing before then."""
+    """Take up to ``count`` tokens from every bucket (as many as the emptiest one holds), or
+    none and say how long until all have one. A host paused by a ``Retry-After``
+    (``paused_until``) grants nothing before then."""
     filled = tuple(refill(lim, b, now) for lim, b in zip(limits, buckets, strict=True))
     wait = 0.0
     if paused_until is not None and paused_until > now:
@@ -85,8 +88,17 @@ def take(
         if bucket.tokens < 1.0:
             wait = max(wait, (1.0 - bucket.tokens) / limit.per_second)
     if wait > 0:
-        return Decision(filled, wait)
-    return Decision(tuple(Bucket(b.tokens - 1.0, b.refilled_at) for b in filled), 0.0)
+        return Decision(filled, wait, 0)
+    n = min([max(count, 1), *(int(b.tokens) for b in filled)])
+    return Decision(tuple(Bucket(b.tokens - n, b.refilled_at) for b in filled), 0.0, n)
+
+
+def reservation(limits: Sequence[WriteLimit]) -> int:
+    """How many tokens a worker takes at once (and spends within a second): a quarter of the
+    smallest burst, 1 to 16. Fewer round trips to the shared budget; a small budget is not
+    hoarded by one worker."""
+    smallest = min((lim.burst for lim in limits), default=4.0)
+    return max(1, min(16, int(smallest // 4)))
 
 
 def paced_rate(limits: Sequence[WriteLimit]) -> float:

@@ -11,7 +11,8 @@ group's due results one after the other (groups in parallel). Per result:
 3. plan (``core.reconcile``): a skip is final, with its reason;
 4. in one transaction: the repo is still not archived, a token of the host's write budget is
    taken (``store.write_budgets``, shared by every process) and ``write_started_at`` is
-   committed; then the host calls are made;
+   committed; then the host calls are made (without a look at the host, steps 1 to 4 are one
+   transaction, and a finished result one more);
 5. the outcome: done (the changeset's new state written, a sync requested); archived refusal
    (in one transaction: ``repo_changes.set_archived`` with why "write refused", the result
    skipped "repository archived", the group's other results skipped: no further request to
@@ -32,30 +33,33 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from repo_updater.core.changeset_state import derive_external_state
-from repo_updater.core.domain import ChangesetRef, ChangesetSnapshot, HostKind
+from repo_updater.core.domain import HostKind
 from repo_updater.core.errors import (
-    Conflict,
     NotFound,
     RateLimited,
-    Refused,
     RepoArchived,
     SourceError,
-    Unauthorized,
 )
-from repo_updater.core.operations import OperationKind, ResultState
+from repo_updater.core.operations import ResultState
 from repo_updater.core.pacing import WriteLimit, resume_at
 from repo_updater.core.ports import WritingSource
 from repo_updater.core.reconcile import (
     ARCHIVED_REASON,
-    CallKind,
     ChangesetFacts,
-    HostCall,
+    Plan,
     achieved,
     plan,
 )
 from repo_updater.core.schedule import retry_at
 from repo_updater.service_layer import repo_changes
+from repo_updater.service_layer.operation_support import (
+    HeldTokens,
+    InternalError,
+    WriteLock,
+    call_host,
+    final_detail,
+    look_again,
+)
 from repo_updater.store import operation_claims as claims
 from repo_updater.store import write_budgets
 from repo_updater.store.db import is_sqlite
@@ -65,6 +69,7 @@ log = logging.getLogger(__name__)
 
 HostKey = tuple[HostKind, str]
 REFUSED_ARCHIVED = "repository archived (the host refused the write)"
+HELD_TOKENS_FOR = timedelta(seconds=1)
 # Comments are looked for from a little before the interrupted attempt began: the host's
 # clock may be behind ours.
 CLOCK_SKEW = timedelta(minutes=2)
@@ -79,6 +84,11 @@ class Step:
     not_before: datetime | None = None  # the group is not due again before this
 
 
+# What ``_prepare`` decides: the plan to carry out, a step to end with, seconds to wait (or
+# None: not decided yet).
+Decision = Plan | Step | float | None
+
+
 class OperationWorker:
     def __init__(
         self,
@@ -90,7 +100,7 @@ class OperationWorker:
         limits: Mapping[HostKey, Sequence[WriteLimit]],
         lease: timedelta = timedelta(seconds=60),
         poll_interval: float = 5.0,
-        groups_per_round: int = 16,
+        groups_per_round: int = 4,
         max_attempts: int = 5,
         retry_delay: timedelta = timedelta(seconds=5),
         max_retry_delay: timedelta = timedelta(minutes=10),
@@ -111,8 +121,12 @@ class OperationWorker:
         self._max_inline_wait = max_inline_wait
         self._notify = on_changesets_changed or (lambda: None)
         self._wake = asyncio.Event()
-        # SQLite has one writer at a time: serialise our own writes instead of contending.
-        self._write_lock = asyncio.Lock() if is_sqlite(engine) else None
+        self._tokens = HeldTokens(self.limits_for)
+        self._renewed: dict[int, datetime] = {}  # group id -> when its lease was renewed
+        self._started: set[int] = set()  # operations this worker has written for
+        # SQLite has one writer at a time: serialise our own writes instead of contending
+        # (an archived refusal's transaction goes first).
+        self._write_lock = WriteLock() if is_sqlite(engine) else None
 
     @property
     def hosts(self) -> list[HostKey]:
@@ -126,10 +140,10 @@ class OperationWorker:
         self._wake.set()
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def _transaction(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
         async with contextlib.AsyncExitStack() as stack:
             if self._write_lock is not None:
-                await stack.enter_async_context(self._write_lock)
+                await stack.enter_async_context(self._write_lock.held(urgent=urgent))
             yield await stack.enter_async_context(self._engine.begin())
 
     # --- rounds ------------------------------------------------------------------------------
@@ -189,6 +203,7 @@ class OperationWorker:
         except Exception:  # a bug must not keep the group claimed until its lease runs out
             log.exception("operation %d: running group %d failed", group.operation_id, group.id)
         finally:
+            self._renewed.pop(group.id, None)
             async with self._transaction() as conn:
                 if await claims.release(conn, group, self._clock(), not_before=not_before):
                     log.info("operation %d finished", group.operation_id)
@@ -197,147 +212,112 @@ class OperationWorker:
     # --- one result --------------------------------------------------------------------------
 
     async def _run_result(self, group: ClaimedGroup, result_id: int) -> Step:
-        async with self._transaction() as conn:
-            attempt = await claims.begin(conn, group, result_id, self._clock(), self._lease)
-        if attempt is None:
-            return Step(stop=True)
-        if attempt.facts.repo_archived:
-            return await self._skip_archived(group, attempt, ARCHIVED_REASON)
         source = self._sources[group.host]
+        decision: Decision = None
+        async with self._transaction() as conn:
+            now = self._clock()
+            attempt = await claims.begin(conn, group, result_id, now, self._renewal(group, now))
+            if attempt is None:
+                return Step(stop=True)
+            recovering = attempt.write_started_at is not None
+            if not recovering:  # the common case: decide and start in this transaction
+                decision = await self._prepare(conn, group, attempt, attempt.facts, False)
         facts = attempt.facts
-        recovering = attempt.write_started_at is not None
         if recovering:
             try:
-                facts = await self._look_again(source, group, attempt)
+                facts = await look_again(source, group, attempt)
             except SourceError as exc:
                 return await self._failed(group, attempt, exc, started=False)
-            if achieved(facts, group.kind, group.args):
-                detail = "done (found on the host after an interrupted attempt)"
-                return await self._finish(group, attempt, ResultState.DONE, detail)
-        planned = plan(facts, group.kind, group.args)
-        if planned.skip is not None:
-            return await self._finish(group, attempt, ResultState.SKIPPED, planned.skip)
-        step = await self._start(group, attempt)
-        if step is not None:
-            return step
+        while not isinstance(decision, Step | Plan):
+            if decision is not None:
+                await asyncio.sleep(decision)  # a short wait for the write budget
+            async with self._transaction() as conn:
+                archived = await claims.repo_archived(conn, group.repo_id)
+                fresh = dataclasses.replace(facts, repo_archived=archived)
+                decision = await self._prepare(conn, group, attempt, fresh, recovering)
+        if isinstance(decision, Step):
+            return decision
         snapshot = None
         try:
-            for i, call in enumerate(planned.calls):
+            for i, call in enumerate(decision.calls):
                 if i > 0:
                     await self._token_in_place(group)
-                snapshot = await self._call(source, group, attempt, call) or snapshot
+                snapshot = await call_host(source, group, attempt, call) or snapshot
         except SourceError as exc:
             return await self._failed(group, attempt, exc, started=True)
         except Exception as exc:  # a bug in a source: retried, then failed; no traceback text
             log.exception("operation %d: unexpected error", group.operation_id)
-            error = HostErrorLike(f"internal error: {type(exc).__name__}")
+            error = InternalError(f"internal error: {type(exc).__name__}")
             return await self._failed(group, attempt, error, started=True)
         async with self._transaction() as conn:
             now = self._clock()
             state = None if snapshot is None else snapshot.state
-            detail = planned.describe()
+            detail = decision.describe()
             if await claims.finish(conn, group, attempt.result_id, ResultState.DONE, detail, now):
                 await claims.record_write(conn, attempt.changeset_id, state, now)
         self._notify()
         return Step(finished=True)
 
-    async def _look_again(
-        self, source: WritingSource, group: ClaimedGroup, attempt: Attempt
-    ) -> ChangesetFacts:
-        """The changeset as the host has it now (after an attempt that may have reached it)."""
-        ref = ChangesetRef(
-            attempt.changeset_id, group.repo_name, group.repo_external_id, attempt.number
-        )
-        found = await source.load_changesets([ref])
-        facts = attempt.facts if not found else _with_snapshot(attempt.facts, found[0])
-        if group.kind is OperationKind.COMMENT and group.args.body is not None:
-            assert attempt.write_started_at is not None
-            since = attempt.write_started_at - CLOCK_SKEW
-            commented = await source.has_comment(
-                group.repo_name, attempt.number, group.args.body, since
-            )
-            facts = dataclasses.replace(facts, already_commented=commented)
-        return facts
-
-    async def _start(self, group: ClaimedGroup, attempt: Attempt) -> Step | None:
-        """Take a write token and record the start of the write, in one transaction; None
-        when the write may go now, else the step to end with (archived, budget, claim)."""
-        limits = self.limits_for(group.host)
-        while True:
-            async with self._transaction() as conn:
-                now = self._clock()
-                if await claims.repo_archived(conn, group.repo_id):
-                    archived = True
-                else:
-                    archived = False
-                    wait = await write_budgets.take_token(conn, group.host, limits, now)
-                    if wait == 0.0:
-                        started = await claims.start_write(conn, group, attempt.result_id, now)
-                        return None if started else Step(stop=True)
-            if archived:
-                return await self._skip_archived(group, attempt, ARCHIVED_REASON)
-            if wait <= self._max_inline_wait:
-                await asyncio.sleep(wait)
-                continue
+    async def _prepare(
+        self,
+        conn: AsyncConnection,
+        group: ClaimedGroup,
+        attempt: Attempt,
+        facts: ChangesetFacts,
+        recovering: bool,
+    ) -> Decision:
+        """In the caller's transaction: plan, and when there is something to write, take a
+        token of the host's write budget and record the start of the write. Returns the plan
+        to carry out, the step to end with (skipped, done, budget exhausted, claim lost), or
+        the seconds to wait before asking again (a short wait for the budget)."""
+        now = self._clock()
+        result_id = attempt.result_id
+        if facts.repo_archived:  # no request to an archived repo: skip the group's rest too
+            await claims.finish(conn, group, result_id, ResultState.SKIPPED, ARCHIVED_REASON, now)
+            await claims.skip_rest(conn, group, ARCHIVED_REASON, now)
+            return Step(finished=True, stop=True)
+        if recovering and achieved(facts, group.kind, group.args):
+            detail = "done (found on the host after an interrupted attempt)"
+            done = await claims.finish(conn, group, result_id, ResultState.DONE, detail, now)
+            return Step(finished=True) if done else Step(stop=True)
+        planned = plan(facts, group.kind, group.args)
+        if planned.skip is not None:
+            done = await claims.finish(conn, group, result_id, ResultState.SKIPPED, planned.skip,
+                                       now)  # fmt: skip
+            return Step(finished=True) if done else Step(stop=True)
+        wait = await self._tokens.take(conn, group.host, now)
+        if wait > self._max_inline_wait:
             when = now + timedelta(seconds=wait)
-            async with self._transaction() as conn:
-                await claims.retry_later(
-                    conn, group, attempt.result_id, "waiting for the host's write budget", when
-                )
+            detail = "waiting for the host's write budget"
+            await claims.retry_later(conn, group, result_id, detail, when)
             return Step(stop=True, not_before=when)
+        if wait > 0:
+            return wait
+        first = group.operation_id not in self._started
+        if not await claims.start_write(conn, group, result_id, now, first=first):
+            return Step(stop=True)
+        self._started.add(group.operation_id)
+        return planned
+
+    def _renewal(self, group: ClaimedGroup, now: datetime) -> timedelta | None:
+        """The lease to renew the group's claim by, when a third of it has passed since it
+        was last renewed (None: not yet)."""
+        last = self._renewed.get(group.id)
+        if last is not None and now - last < self._lease / 3:
+            return None
+        self._renewed[group.id] = now
+        return self._lease
 
     async def _token_in_place(self, group: ClaimedGroup) -> None:
         """A token for the next call of a plan already under way (waits in place)."""
         while True:
             async with self._transaction() as conn:
-                wait = await write_budgets.take_token(
-                    conn, group.host, self.limits_for(group.host), self._clock()
-                )
+                wait = await self._tokens.take(conn, group.host, self._clock())
             if wait == 0.0:
                 return
             await asyncio.sleep(wait)
 
-    @staticmethod
-    async def _call(
-        source: WritingSource, group: ClaimedGroup, attempt: Attempt, call: HostCall
-    ) -> ChangesetSnapshot | None:
-        repo, number = group.repo_name, attempt.number
-        match call.kind:
-            case CallKind.CLOSE:
-                return await source.close_changeset(repo, number)
-            case CallKind.REOPEN:
-                return await source.reopen_changeset(repo, number)
-            case CallKind.MERGE:
-                assert call.merge_method is not None
-                return await source.merge_changeset(repo, number, call.merge_method)
-            case CallKind.MARK_READY:
-                return await source.mark_ready(repo, number)
-            case CallKind.CONVERT_TO_DRAFT:
-                return await source.convert_to_draft(repo, number)
-            case CallKind.UPDATE:
-                return await source.update_changeset(repo, number, title=call.title, body=call.body)
-            case CallKind.COMMENT:
-                assert call.body is not None
-                await source.add_comment(repo, number, call.body)
-                return None
-
     # --- outcomes ----------------------------------------------------------------------------
-
-    async def _finish(
-        self, group: ClaimedGroup, attempt: Attempt, state: ResultState, detail: str
-    ) -> Step:
-        async with self._transaction() as conn:
-            done = await claims.finish(conn, group, attempt.result_id, state, detail, self._clock())
-        return Step(finished=True) if done else Step(stop=True)
-
-    async def _skip_archived(self, group: ClaimedGroup, attempt: Attempt, detail: str) -> Step:
-        """The repo is archived in the store: this result and the group's others are skipped,
-        without a request to the host."""
-        async with self._transaction() as conn:
-            now = self._clock()
-            await claims.finish(conn, group, attempt.result_id, ResultState.SKIPPED, detail, now)
-            await claims.skip_rest(conn, group, detail, now)
-        return Step(finished=True, stop=True)
 
     async def _archived_refusal(
         self, group: ClaimedGroup, attempt: Attempt, exc: RepoArchived
@@ -347,7 +327,7 @@ class OperationWorker:
         each requested, the RepoArchived event), this result and the group's others are
         skipped. No further write goes to the repo."""
         log.info("operation %d: %s is archived: %s", group.operation_id, group.repo_name, exc)
-        async with self._transaction() as conn:
+        async with self._transaction(urgent=True) as conn:
             now = self._clock()
             service = await claims.service_of_repo(conn, group.repo_id)
             await repo_changes.set_archived(
@@ -372,6 +352,7 @@ class OperationWorker:
             return await self._archived_refusal(group, attempt, exc)
         now = self._clock()
         if isinstance(exc, RateLimited):
+            self._tokens.give_up(group.host)  # the host said stop
             until = resume_at(now, exc.retry_after)
             log.warning("%s rate-limited writes; pausing it until %s", group.host_url, until)
             async with self._transaction() as conn:
@@ -380,7 +361,7 @@ class OperationWorker:
                     conn, group, attempt.result_id, f"rate limited: {exc}", until, not_sent=started
                 )
             return Step(stop=True, not_before=until)
-        final = _final_detail(exc)
+        final = final_detail(exc)
         attempts = attempt.attempts + (1 if started else 0)
         if final is None and attempts >= self._max_attempts:
             final = f"gave up after {attempts} attempts: {exc}"
@@ -402,29 +383,3 @@ class OperationWorker:
                 conn, group, attempt.result_id, f"will retry: {exc}", when
             )
         return Step(stop=not kept)
-
-
-class HostErrorLike(SourceError):
-    """An unexpected error, carried as a retryable failure (its text is only its type)."""
-
-
-def _final_detail(exc: SourceError) -> str | None:
-    """The result text of an error that retrying will not fix, or None for a transient one."""
-    if isinstance(exc, NotFound):
-        return f"not found on the host (deleted, or not visible to the token): {exc}"
-    if isinstance(exc, Unauthorized):
-        return f"the host refused the token (check its write permission): {exc}"
-    if isinstance(exc, Refused | Conflict):
-        return f"refused by the host: {exc}"
-    return None
-
-
-def _with_snapshot(facts: ChangesetFacts, snap: ChangesetSnapshot) -> ChangesetFacts:
-    state = derive_external_state(snap.state, facts.repo_archived)
-    return dataclasses.replace(
-        facts,
-        external_state=state,
-        review_state=snap.review_state,
-        check_state=snap.check_state,
-        title=snap.title,
-    )

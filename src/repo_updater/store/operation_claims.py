@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from repo_updater.core.changeset_state import READONLY_WHEN_ARCHIVED, derive_external_state
 from repo_updater.core.domain import HostKind, HostPullState
 from repo_updater.core.operations import OperationArgs, OperationKind, OperationState, ResultState
 from repo_updater.core.reconcile import ChangesetFacts
@@ -177,18 +178,24 @@ async def due_results(
 
 
 async def begin(
-    conn: AsyncConnection, group: ClaimedGroup, result_id: int, now: datetime, lease: timedelta
+    conn: AsyncConnection,
+    group: ClaimedGroup,
+    result_id: int,
+    now: datetime,
+    lease: timedelta | None,
 ) -> Attempt | None:
-    """Renew the group's lease and read the result with its changeset's and repo's current
-    state. None when the claim is lost or the result is no longer pending."""
+    """Read the result with its changeset's and repo's current state, renewing the group's
+    lease first when ``lease`` is given. None when the claim is lost or the result is no
+    longer pending."""
     g, r = bulk_operation_repos, bulk_operation_results
-    renewed = await conn.execute(
-        g.update()
-        .where(g.c.id == group.id, g.c.claimed_by == group.claimed_by)
-        .values(claimed_until=now + lease)
-    )
-    if renewed.rowcount == 0:
-        return None
+    if lease is not None:
+        renewed = await conn.execute(
+            g.update()
+            .where(g.c.id == group.id, g.c.claimed_by == group.claimed_by)
+            .values(claimed_until=now + lease)
+        )
+        if renewed.rowcount == 0:
+            return None
     row = (
         await conn.execute(
             sa.select(
@@ -204,7 +211,7 @@ async def begin(
                     repos, repos.c.id == changesets.c.repo_id
                 )
             )
-            .where(r.c.id == result_id, r.c.state == _PENDING)
+            .where(r.c.id == result_id, r.c.state == _PENDING, _mine(group))
         )
     ).one_or_none()
     if row is None:
@@ -225,10 +232,16 @@ async def repo_archived(conn: AsyncConnection, repo_id: int) -> bool:
 
 
 async def start_write(
-    conn: AsyncConnection, group: ClaimedGroup, result_id: int, now: datetime
+    conn: AsyncConnection,
+    group: ClaimedGroup,
+    result_id: int,
+    now: datetime,
+    *,
+    first: bool = True,
 ) -> bool:
-    """Record that a write is about to be sent (commit this before sending it). False when
-    the claim is lost."""
+    """Record that a write is about to be sent (commit this before sending it); ``first``:
+    this worker's first write of the operation (the operation's start is recorded if it has
+    none). False when the claim is lost."""
     r, op = bulk_operation_results, bulk_operations
     started = await conn.execute(
         r.update()
@@ -237,11 +250,12 @@ async def start_write(
     )
     if started.rowcount == 0:
         return False
-    await conn.execute(
-        op.update()
-        .where(op.c.id == group.operation_id, op.c.started_at.is_(None))
-        .values(started_at=now)
-    )
+    if first:
+        await conn.execute(
+            op.update()
+            .where(op.c.id == group.operation_id, op.c.started_at.is_(None))
+            .values(started_at=now)
+        )
     return True
 
 
@@ -345,10 +359,25 @@ async def record_write(
         await conn.execute(
             changesets.update()
             .where(changesets.c.id == changeset_id)
-            .values(host_state=state.value, updated_at=now)
+            .values(
+                host_state=state.value,
+                external_state=_derived(state),
+                updated_at=now,
+            )
         )
-        await changeset_store.rederive(conn, changesets.c.id == changeset_id)
     await changeset_store.request_sync(conn, [changeset_id], "operation", now)
+
+
+def _derived(state: HostPullState) -> Any:
+    """``derive_external_state(state, the repo's archived flag)`` in SQL, in the same UPDATE
+    (the flag is read in the statement, so a concurrent archive flip is not missed)."""
+    if state not in READONLY_WHEN_ARCHIVED:
+        return derive_external_state(state, False).value
+    archived = (
+        sa.select(repos.c.archived).where(repos.c.id == changesets.c.repo_id).scalar_subquery()
+    )
+    readonly = derive_external_state(state, True).value
+    return sa.case((archived.is_(True), readonly), else_=derive_external_state(state, False).value)
 
 
 async def service_of_repo(conn: AsyncConnection, repo_id: int) -> int | None:

@@ -5,6 +5,7 @@ progress. Claiming and completing results lives in ``store.operation_claims``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -226,19 +227,19 @@ async def create_operation(
     return int(op_id)
 
 
-def _counts() -> Any:
+async def _counts(conn: AsyncConnection, operation_ids: Sequence[int]) -> dict[int, Counter[str]]:
+    """Result states counted per operation, for these operations only (an index walk)."""
     r = bulk_operation_results
-    return (
-        sa.select(
-            r.c.operation_id,
-            *(
-                sa.func.sum(sa.case((r.c.state == s.value, 1), else_=0)).label(s.value)
-                for s in ResultState
-            ),
+    counts: dict[int, Counter[str]] = {op_id: Counter() for op_id in operation_ids}
+    for part in chunks(sorted(operation_ids)):
+        rows = await conn.execute(
+            sa.select(r.c.operation_id, r.c.state, sa.func.count())
+            .where(r.c.operation_id.in_(part))
+            .group_by(r.c.operation_id, r.c.state)
         )
-        .group_by(r.c.operation_id)
-        .subquery()
-    )
+        for op_id, state, n in rows:
+            counts[op_id][state] = int(n)
+    return counts
 
 
 async def list_operations(
@@ -251,14 +252,9 @@ async def list_operations(
     newest_first: bool = True,
 ) -> list[OperationView]:
     op, bc = bulk_operations, batch_changes
-    counts = _counts()
     stmt = (
-        sa.select(op, bc.c.name.label("batch_change"), *(counts.c[s.value] for s in ResultState))
-        .select_from(
-            op.join(bc, bc.c.id == op.c.batch_change_id).outerjoin(
-                counts, counts.c.operation_id == op.c.id
-            )
-        )
+        sa.select(op, bc.c.name.label("batch_change"))
+        .select_from(op.join(bc, bc.c.id == op.c.batch_change_id))
         .order_by(op.c.id.desc() if newest_first else op.c.id)
         .limit(limit)
     )
@@ -268,6 +264,8 @@ async def list_operations(
         stmt = stmt.where(op.c.batch_change_id == batch_change_id)
     if operation_ids:
         stmt = stmt.where(op.c.id.in_(sorted(operation_ids)))
+    rows = (await conn.execute(stmt)).all()
+    counts = await _counts(conn, [row.id for row in rows])
     return [
         OperationView(
             id=row.id,
@@ -278,15 +276,15 @@ async def list_operations(
             requested_by=row.requested_by,
             state=OperationState(row.state),
             total=row.total,
-            pending=int(row.pending or 0),
-            done=int(row.done or 0),
-            skipped=int(row.skipped or 0),
-            failed=int(row.failed or 0),
+            pending=counts[row.id][ResultState.PENDING.value],
+            done=counts[row.id][ResultState.DONE.value],
+            skipped=counts[row.id][ResultState.SKIPPED.value],
+            failed=counts[row.id][ResultState.FAILED.value],
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
         )
-        for row in await conn.execute(stmt)
+        for row in rows
     ]
 
 

@@ -58,22 +58,27 @@ def _bucket(raw: Any) -> Bucket | None:
         return None  # unreadable (or from an older format): start full
 
 
-async def take_token(
-    conn: AsyncConnection, host: HostKey, limits: Sequence[WriteLimit], now: datetime
-) -> float:
-    """Take one write token of ``host``: 0.0 when taken, else the seconds to wait (the host
-    is paused, or a bucket is empty). Call it in the transaction that records the write."""
+async def take_tokens(
+    conn: AsyncConnection,
+    host: HostKey,
+    limits: Sequence[WriteLimit],
+    now: datetime,
+    count: int = 1,
+) -> tuple[int, float]:
+    """Take up to ``count`` write tokens of ``host``: ``(taken, 0.0)``, or ``(0, seconds to
+    wait)`` when the host is paused or a bucket is empty. Commit soon: the host's row stays
+    locked until the transaction ends."""
     row = await _lock_row(conn, host, now)
     stored = row.buckets if isinstance(row.buckets, dict) else {}
     current = [_bucket(stored.get(str(limit.window_seconds))) for limit in limits]
-    decision = take(limits, current, now, paused_until=row.paused_until)
+    decision = take(limits, current, now, paused_until=row.paused_until, count=count)
     if decision.granted:
         buckets = {
             str(limit.window_seconds): [bucket.tokens, bucket.refilled_at.isoformat()]
             for limit, bucket in zip(limits, decision.buckets, strict=True)
         }
         await conn.execute(host_write_budgets.update().where(_where(host)).values(buckets=buckets))
-    return decision.wait_seconds
+    return decision.granted_count, decision.wait_seconds
 
 
 async def pause_host(conn: AsyncConnection, host: HostKey, until: datetime, now: datetime) -> None:
