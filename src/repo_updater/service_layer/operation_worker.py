@@ -69,10 +69,6 @@ log = logging.getLogger(__name__)
 
 HostKey = tuple[HostKind, str]
 REFUSED_ARCHIVED = "repository archived (the host refused the write)"
-HELD_TOKENS_FOR = timedelta(seconds=1)
-# Comments are looked for from a little before the interrupted attempt began: the host's
-# clock may be behind ours.
-CLOCK_SKEW = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)

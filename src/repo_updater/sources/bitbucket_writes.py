@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import httpx
 
-from repo_updater.core.domain import ChangesetSnapshot, NewChangesetSpec
+from repo_updater.core.domain import ChangesetSnapshot, HostPullState, NewChangesetSpec
 from repo_updater.core.errors import Conflict, Refused, RepoArchived, SourceError
 from repo_updater.core.operations import MergeMethod
 from repo_updater.sources.common import as_dict, as_list, parse_epoch_ms
@@ -218,7 +218,10 @@ class BitbucketWrites:
         return await self._put(repo_name, number, draft=False)
 
     async def convert_to_draft(self, repo_name: str, number: int) -> ChangesetSnapshot:
-        return await self._put(repo_name, number, draft=True)
+        snapshot = await self._put(repo_name, number, draft=True)
+        if snapshot.state is not HostPullState.DRAFT:  # servers before 8.18 ignore ``draft``
+            raise Refused(f"{repo_name}#{number}: drafts need Bitbucket 8.18 or later")
+        return snapshot
 
     async def add_comment(self, repo_name: str, number: int, body: str) -> None:
         url = f"{_pulls(repo_name)}/{number}/comments"
