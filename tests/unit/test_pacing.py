@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from repo_updater.bootstrap import write_limits
+from repo_updater.config import ConfigError, parse_config
+from repo_updater.core.domain import HostKind
 from repo_updater.core.operations import expected_finish
 from repo_updater.core.pacing import (
     GITHUB_WRITE_LIMITS,
+    OTHER_WRITE_LIMITS,
     Bucket,
     WriteLimit,
     seconds_for,
@@ -88,3 +93,31 @@ def test_expected_finish_takes_the_slower_of_observed_pace_and_budget() -> None:
     assert paced == now + timedelta(seconds=500)
     assert expected_finish(now, started_at=None, finished=0, pending=5) is None
     assert expected_finish(now, started_at=T0, finished=10, pending=0) is None
+
+
+def test_write_limits_come_from_the_config_with_host_defaults() -> None:
+    def service(name: str, kind: str, **extra: object) -> dict[str, object]:
+        return {"name": name, "kind": kind, "url": f"https://{kind}.example.com",
+                "orgs": ["acme"], **extra}  # fmt: skip
+
+    config = parse_config(
+        {"external_services": [
+            service("gh", "github"),
+            service("gh-bots", "github", write_limits={"per_minute": 20}),
+            service("gl", "gitlab", write_limits={"per_hour": 100}),
+        ]},
+        {},
+    )  # fmt: skip
+    limits = write_limits(config)
+    # Two services on one GitHub share its budget: the strictest of each window.
+    assert limits[(HostKind.GITHUB, "https://github.example.com")] == (
+        WriteLimit(20, 60),
+        WriteLimit(500, 3600),
+    )
+    assert limits[(HostKind.GITLAB, "https://gitlab.example.com")] == (
+        OTHER_WRITE_LIMITS[0],
+        WriteLimit(100, 3600),
+    )
+    with pytest.raises(ConfigError, match=r"external_services\.0\.write_limits\.per_minute"):
+        parse_config({"external_services": [service("x", "gitea", write_limits={"per_minute": 0})]},
+                     {})  # fmt: skip
