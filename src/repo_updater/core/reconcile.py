@@ -187,6 +187,8 @@ def _draft(facts: ChangesetFacts, _args: OperationArgs) -> Plan:
 def _update(facts: ChangesetFacts, args: OperationArgs) -> Plan:
     if facts.external_state is ExternalState.MERGED:
         return Plan.skipped("merged: its title and description are final")
+    if args.body is None and args.title is None:
+        return Plan.skipped("nothing to change")
     if args.body is None and args.title == facts.title:
         return Plan.skipped("the title is unchanged")
     return Plan.of(HostCall(CallKind.UPDATE, title=args.title, body=args.body))
@@ -215,7 +217,7 @@ def achieved(facts: ChangesetFacts, kind: OperationKind, args: OperationArgs) ->
     if kind is OperationKind.COMMENT:
         return facts.already_commented
     if kind is OperationKind.UPDATE:
-        return args.body is None and args.title == facts.title
+        return args.body is None and args.title in (None, facts.title)
     wanted = {
         OperationKind.CLOSE: (ExternalState.CLOSED,),
         OperationKind.REOPEN: _OPEN,
