@@ -415,10 +415,21 @@ def test_demo_once_shows_readonly_then_open(tmp_path: Path) -> None:
     back_at = out.index("they are back to what the host says:")
     assert readonly_at < back_at
     during = out[readonly_at:back_at]
-    after = out[back_at:]
+    operations_at = out.index("bulk operations:")
+    after = out[back_at:operations_at]
     assert during.count("READONLY") >= 3 and "OPEN " not in during
     assert "acme/repo-1#1" in after and "OPEN" in after and "DRAFT" in after
     assert "READONLY" not in after
+    # Bulk operations: merges on all four hosts, then a close that the archived repo refuses
+    # (or, should the repo sync learn of the archive first, skips): READONLY either way, and
+    # the other hosts' open pull requests closed.
+    lines = out[operations_at:].splitlines()
+    merged = {line.split()[1].split(".")[0] for line in lines if "done     merge" in line}
+    assert merged == {"github", "gitlab", "gitea", "bitbucket"}
+    closed = {line.split()[1].split(".")[0] for line in lines if "done     close" in line}
+    assert closed == {"gitlab", "gitea", "bitbucket"}
+    [learned] = [line for line in lines if "legacy-api: learned it is archived from" in line]
+    assert learned.endswith("its changesets are READONLY"), learned
     assert db.exists()
 
 

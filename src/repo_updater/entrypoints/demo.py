@@ -3,7 +3,10 @@
 Starts the code-host emulator (GitHub, GitLab, Gitea, Bitbucket Server) on loopback, seeds it,
 syncs every host into a SQLite file, tracks pull requests in a batch change, then walks through
 an archive: the repo is archived in the emulator, the next sync sees the flip, and its
-changesets turn READONLY; unarchived, they return to what the host says. Then it keeps serving
+changesets turn READONLY; unarchived, they return to what the host says. A second step merges
+and closes changesets across the four hosts in bulk, and shows a write refused by an archived
+repository turning that repository's changesets READONLY (``demo_operations``). Then it keeps
+serving
 (API and dashboard) until Ctrl-C, so you can archive repos yourself with
 ``repo-updater emulator archive acme/<repo>`` and watch.
 """
@@ -23,6 +26,7 @@ from repo_updater.config import DEFAULT_DATABASE, Config, parse_config
 from repo_updater.core.domain import ExternalState, HostKind, HostPullState
 from repo_updater.emulator.server import running_emulator
 from repo_updater.emulator.state import EmulatorState
+from repo_updater.entrypoints import demo_operations
 from repo_updater.entrypoints.serve import serve
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import external_services as service_store
@@ -53,6 +57,7 @@ def seed(state: EmulatorState) -> None:
     bb = state.host(HostKind.BITBUCKET_SERVER)
     for i in range(4):
         bb.add_repo("OPS", f"deploy-{i}")
+    demo_operations.seed(state)  # pull requests for the bulk-operations step
 
 
 def demo_config(
@@ -173,6 +178,8 @@ async def walkthrough(app: App, state: EmulatorState, interval: float) -> None:
     took = await wait_for(back, 4 * interval + 30, "the host's states after unarchiving")
     print(f"  after {took:.1f}s they are back to what the host says:")
     show(await changeset_states(app, DEMO_REPO))
+
+    await demo_operations.walkthrough(app, state, wait_for)
 
 
 async def until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:

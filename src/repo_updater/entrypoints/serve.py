@@ -1,5 +1,5 @@
 """``serve``: run what ``bootstrap`` built (the repo-sync worker, the changeset syncer, the
-events retention and the HTTP API) until a stop event is set."""
+operation worker, the events retention and the HTTP API) until a stop event is set."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ async def serve(
     api: bool = True,
     on_ready: Callable[[str | None], None] | None = None,
 ) -> None:
-    """Run the repo sync loop, the changeset syncer and the HTTP API until ``stop`` is set.
+    """Run the repo sync loop, the changeset syncer, the operation worker and the HTTP API
+    until ``stop`` is set.
     ``on_ready`` gets the API's bound URL (None without the API) once it listens."""
     from repo_updater.entrypoints.api import running_api
 
@@ -47,12 +48,13 @@ async def serve(
                 events_retention.run(app.engine, app.clock, retention, stop, health=app.health),
                 name="events-retention",
             ),
+            asyncio.create_task(app.operation_worker.run(stop), name="operations"),
         ]
         try:
             await stop.wait()
         finally:
             # Cancelled mid-round, the loops hand back their claims (the repo sync's service
-            # claim, the changeset round's claims) before they end.
+            # claim, the changeset round's claims, the operation groups' claims) before they end.
             stop.set()
             for task in tasks:
                 task.cancel()

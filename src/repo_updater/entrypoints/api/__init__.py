@@ -17,6 +17,8 @@ all. The routes, by module:
   POST /api/batch-changes/{id}/changesets {"repo", "number"} or {"changesets": [...]}
   GET  /api/changesets, GET /api/changesets/{id}                      changesets
   POST /api/changesets/{id}/sync          forced sync (coalesced)
+  POST /api/batch-changes/{id}/operations a bulk operation (close, merge, ...)  operations
+  GET  /api/operations, GET /api/operations/{id} (progress, results)
   GET  /healthz (readiness: 503 while the store is unreachable), GET /metrics   observability
   GET  /openapi.json                                                  openapi
 """
@@ -40,6 +42,7 @@ from repo_updater.entrypoints.api import (
     login,
     observability,
     openapi,
+    operations,
     repos,
 )
 from repo_updater.entrypoints.api.common import APP_KEY
@@ -58,6 +61,7 @@ ROUTE_MODULES = (
     repos,
     batch_changes,
     changesets,
+    operations,
 )
 
 
