@@ -16,9 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repo_updater.config import Config
 from repo_updater.core.domain import HostKind
-from repo_updater.core.ports import PermissionSource, RepoSource, RequestCounter
+from repo_updater.core.pacing import WriteLimit
+from repo_updater.core.ports import PermissionSource, RequestCounter, WritingSource
 from repo_updater.service_layer.changeset_syncer import ChangesetSyncer
 from repo_updater.service_layer.health import Health
+from repo_updater.service_layer.operation_worker import OperationWorker
 from repo_updater.service_layer.permissions_syncer import PermissionsSyncer
 from repo_updater.service_layer.repo_sync_worker import RepoSyncWorker
 from repo_updater.service_layer.repo_syncer import RepoSyncer
@@ -42,11 +44,12 @@ class App:
     config: Config
     engine: AsyncEngine  # the syncers' and the CLI's connection pool
     api_engine: AsyncEngine  # the HTTP API's own pool, so a busy API never starves the syncers
-    sources: dict[str, RepoSource]  # by external service name
+    sources: dict[str, WritingSource]  # by external service name
     repo_syncer: RepoSyncer
     repo_sync_worker: RepoSyncWorker
     changeset_syncer: ChangesetSyncer
     permissions_syncer: PermissionsSyncer
+    operation_worker: OperationWorker
     clock: Callable[[], datetime] = utcnow
     worker_id: str = field(default_factory=default_worker_id)
     counter: RequestCounter = field(default_factory=RequestCounter)
@@ -57,6 +60,27 @@ class App:
             await source.aclose()
         await self.api_engine.dispose()
         await self.engine.dispose()
+
+
+def strictest(
+    current: tuple[WriteLimit, ...], more: tuple[WriteLimit, ...]
+) -> tuple[WriteLimit, ...]:
+    """Several services on one code host share its budget: per window, the lowest count."""
+    by_window: dict[int, WriteLimit] = {}
+    for limit in (*current, *more):
+        known = by_window.get(limit.window_seconds)
+        if known is None or limit.count < known.count:
+            by_window[limit.window_seconds] = limit
+    return tuple(by_window[w] for w in sorted(by_window))
+
+
+def write_limits(config: Config) -> dict[tuple[HostKind, str], tuple[WriteLimit, ...]]:
+    """Each code host's write limits, by ``(host_kind, host_url)`` as its sources name it."""
+    limits: dict[tuple[HostKind, str], tuple[WriteLimit, ...]] = {}
+    for svc in config.external_services:
+        host = (svc.kind, svc.url)  # the config normalises ``url`` as sources do ``host_url``
+        limits[host] = strictest(limits.get(host, ()), svc.write_limits.limits(svc.kind))
+    return limits
 
 
 @contextlib.asynccontextmanager
@@ -92,9 +116,10 @@ async def open_app(
         svc.name: build_source(svc, env, transport=transport, retry=retry, counter=counter)
         for svc in config.external_services
     }
-    by_host: dict[tuple[HostKind, str], RepoSource] = {}
+    by_host: dict[tuple[HostKind, str], WritingSource] = {}
     for source in sources.values():
         by_host.setdefault((source.kind, source.host_url), source)
+    limits = write_limits(config)
     wid = worker_id or default_worker_id()
     changeset_syncer = ChangesetSyncer(
         engine,
@@ -104,6 +129,16 @@ async def open_app(
         batch_size=config.changeset_batch_size,
         poll_interval=config.changeset_poll_interval,
         lease=timedelta(seconds=config.changeset_lease),
+        health=health,
+    )
+    operation_worker = OperationWorker(
+        engine,
+        by_host,
+        clock,
+        worker_id=wid,
+        limits=limits,
+        poll_interval=config.changeset_poll_interval,
+        on_changesets_changed=changeset_syncer.wake,
         health=health,
     )
     perms = config.permissions
@@ -144,6 +179,7 @@ async def open_app(
         repo_sync_worker=worker,
         changeset_syncer=changeset_syncer,
         permissions_syncer=permissions_syncer,
+        operation_worker=operation_worker,
         clock=clock,
         worker_id=wid,
         counter=counter,

@@ -25,6 +25,7 @@ Example::
         repos: [acme-labs/tools]
         exclude: ["acme/archive-*"]
         sync_interval: 300
+        write_limits: {per_minute: 80, per_hour: 500}   # closes, merges, comments...
 
 Any error names the field (``external_services.0.url: ...``) and nothing starts.
 """
@@ -44,6 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from repo_updater.core.domain import HostKind
+from repo_updater.core.pacing import GITHUB_WRITE_LIMITS, OTHER_WRITE_LIMITS, WriteLimit
 from repo_updater.core.selection import Selection, default_name_prefix, normalise_base_url
 
 # The embedded default: a SQLite file in the current directory.
@@ -73,6 +75,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+class WriteLimitsConfig(_Strict):
+    """A service's content-creation limits: writes (close, merge, comment...) per minute and
+    per hour, shared by every worker. Unset: GitHub's documented 80 / 500, else 120 / 3000."""
+
+    per_minute: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    per_hour: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
+
+    def limits(self, kind: HostKind) -> tuple[WriteLimit, ...]:
+        minute, hour = GITHUB_WRITE_LIMITS if kind is HostKind.GITHUB else OTHER_WRITE_LIMITS
+        return (
+            WriteLimit(self.per_minute, 60) if self.per_minute is not None else minute,
+            WriteLimit(self.per_hour, 3600) if self.per_hour is not None else hour,
+        )
+
+
 class ServiceConfig(_Strict):
     name: str
     kind: HostKind
@@ -83,6 +100,7 @@ class ServiceConfig(_Strict):
     exclude: tuple[str, ...] = ()
     sync_interval: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = None
     name_prefix: str | None = None
+    write_limits: WriteLimitsConfig = WriteLimitsConfig()
 
     @field_validator("name")
     @classmethod

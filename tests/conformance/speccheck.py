@@ -1,11 +1,11 @@
 """Comparisons behind the conformance tests and ``scripts/check_conformance_specs.py`` (pure:
 schemas and dicts in, a list of problems out; an empty list means conformant).
 
-- GraphQL: ``schema_problems(sub, full)``: every type, field, argument, interface, union
-  member and enum value of ``sub`` exists in ``full`` with the same type, and ``sub`` has every
-  argument ``full`` requires. Enums used as output types must list all of ``full``'s values
-  (what a host may send must be known); input enums may list fewer. So a document that is valid
-  against ``sub`` is valid against ``full``.
+- GraphQL: ``schema_problems(sub, full)``: every type, field, argument, input field,
+  interface, union member and enum value of ``sub`` exists in ``full`` with the same type, and
+  ``sub`` has every argument and input field ``full`` requires. Enums used as output types
+  must list all of ``full``'s values (what a host may send must be known); input enums may
+  list fewer. So a document that is valid against ``sub`` is valid against ``full``.
 - ``used_coordinates(schema, document)``: the schema coordinates a document touches.
 - REST (``rest_spec_problems``): an excerpt of response fields (``specs/*_rest.yaml``) against
   an OpenAPI 3 or Swagger 2 description; ``json_problems``: a JSON answer against the excerpt.
@@ -35,7 +35,7 @@ from graphql import (
     get_named_type,
     visit,
 )
-from graphql.language import ArgumentNode, EnumValueNode
+from graphql.language import ArgumentNode, EnumValueNode, ObjectFieldNode
 from graphql.pyutils import Undefined
 
 BUILT_IN = {"String", "Int", "Float", "Boolean", "ID"}
@@ -86,7 +86,8 @@ def schema_problems(sub: GraphQLSchema, full: GraphQLSchema) -> list[str]:
                 problems += [f"enum {named.name}: value {v} missing (the host may send it)"
                              for v in sorted(theirs - ours)]  # fmt: skip
         elif isinstance(named, GraphQLInputObjectType):
-            problems.append(f"input {named.name}: input objects are not compared")
+            assert isinstance(other, GraphQLInputObjectType)
+            problems += _input_problems(named, other)
         else:
             assert isinstance(named, GraphQLScalarType)
     return problems
@@ -120,12 +121,30 @@ def _object_problems(
     return problems
 
 
+def _input_problems(ours: GraphQLInputObjectType, theirs: GraphQLInputObjectType) -> list[str]:
+    problems: list[str] = []
+    for name, field in ours.fields.items():
+        where = f"{ours.name}.{name}"
+        other = theirs.fields.get(name)
+        if other is None:
+            problems.append(f"input field {where}: not in the full schema")
+        elif str(field.type) != str(other.type):
+            problems.append(f"input field {where}: type {field.type} here, {other.type} there")
+    for name, other in theirs.fields.items():
+        required = isinstance(other.type, GraphQLNonNull) and other.default_value is Undefined
+        if required and name not in ours.fields:
+            problems.append(f"input field {ours.name}.{name}: required there, missing here")
+    return problems
+
+
 def schema_coordinates(schema: GraphQLSchema) -> set[str]:
-    """``Type.field``, ``Type.field(arg:)``, ``Enum.VALUE`` and union ``Union|Member`` of a
-    schema (types that only hold those are implied)."""
+    """``Type.field``, ``Type.field(arg:)``, ``Input.field``, ``Enum.VALUE`` and union
+    ``Union|Member`` of a schema (types that only hold those are implied)."""
     out: set[str] = set()
     for named in _own_types(schema):
-        if isinstance(named, GraphQLObjectType | GraphQLInterfaceType):
+        if isinstance(named, GraphQLInputObjectType):
+            out.update(f"{named.name}.{name}" for name in named.fields)
+        elif isinstance(named, GraphQLObjectType | GraphQLInterfaceType):
             for name, field in named.fields.items():
                 out.add(f"{named.name}.{name}")
                 out.update(f"{named.name}.{name}({arg}:)" for arg in field.args)
@@ -156,6 +175,11 @@ def used_coordinates(schema: GraphQLSchema, document: DocumentNode) -> set[str]:
         def enter_argument(self, node: ArgumentNode, *_args: Any) -> None:
             if fields:
                 used.add(f"{fields[-1]}({node.name.value}:)")
+
+        def enter_object_field(self, node: ObjectFieldNode, *_args: Any) -> None:
+            parent = get_named_type(info.get_parent_input_type())
+            if isinstance(parent, GraphQLInputObjectType):
+                used.add(f"{parent.name}.{node.name.value}")
 
         def enter_enum_value(self, node: EnumValueNode, *_args: Any) -> None:
             enum = get_named_type(info.get_input_type())

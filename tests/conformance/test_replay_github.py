@@ -17,7 +17,7 @@ from repo_updater.core.domain import (
 )
 from repo_updater.core.errors import RateLimited
 from repo_updater.core.selection import Selection
-from repo_updater.sources import github as github_module
+from repo_updater.sources import github_writes
 from repo_updater.sources.github import GitHubSource
 from repo_updater.sources.http import RetryPolicy
 from tests.conformance.replay import ReadLog, Replay, excerpt, track_reads, undeclared_reads
@@ -99,7 +99,7 @@ async def test_token_owner_listing_reads_only_documented_fields(
 ) -> None:
     replay = Replay.load("github/rest_token_owner_repos")
     log = ReadLog(api_path="")
-    track_reads(monkeypatch, log, github_module)
+    track_reads(monkeypatch, log)
     src = source(replay, selection=Selection(owners=("alice",)))
     repos = [r async for page in src.list_repos() for r in page]
     await src.aclose()
@@ -118,7 +118,7 @@ async def test_pull_found_by_listing_has_unknown_diff_stats(
     """``GET /pulls`` answers pull-request-simple, without diff stats: unknown, not 0/0."""
     replay = Replay.load("github/rest_existing_pull_simple")
     log = ReadLog(api_path="")
-    track_reads(monkeypatch, log, github_module)
+    track_reads(monkeypatch, log, github_writes)  # the writes decode their answers themselves
     src = source(replay)
     spec = NewChangesetSpec("acme/app", "Bump deps", "", "batch/bump", "main")
     snap = await src.create_changeset(spec)

@@ -20,6 +20,8 @@ enum Kind { A B C }
 type Hit { kind(filter: [Kind!]): Int }
 type A { a: Int } type B { b: Int } type C { c: Int }
 union Any = A | B | C
+type Mutation { close(input: CloseInput!): Repo }
+input CloseInput { id: ID! reason: String note: String = "" }
 """)
 
 
@@ -70,6 +72,17 @@ def test_schema_drift_is_found() -> None:
 def test_a_required_argument_left_out_is_found() -> None:
     found = problems_of("type Query { repo(owner: String!): Repo } type Repo { name: String! }")
     assert found == ["argument Query.repo(name): required there, missing here"]
+
+
+def test_input_object_drift_is_found() -> None:
+    faithful = "type Mutation { close(input: CloseInput!): Repo } type Repo { name: String! }"
+    assert problems_of(faithful + " input CloseInput { id: ID! reason: String }") == []
+    found = problems_of(faithful + " input CloseInput { reason: Int force: Boolean }")
+    assert sorted(found) == sorted([
+        "input field CloseInput.reason: type Int here, String there",
+        "input field CloseInput.force: not in the full schema",
+        "input field CloseInput.id: required there, missing here",
+    ])  # fmt: skip
 
 
 OPENAPI: dict[str, Any] = {

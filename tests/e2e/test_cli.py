@@ -415,17 +415,29 @@ def test_demo_once_shows_readonly_then_open(tmp_path: Path) -> None:
     back_at = out.index("they are back to what the host says:")
     assert readonly_at < back_at
     during = out[readonly_at:back_at]
-    after = out[back_at:]
+    readers_at = out.index("acme/payments is private; who can read it")
+    operations_at = out.index("bulk operations:")
+    assert back_at < readers_at < operations_at
+    after = out[back_at:readers_at]
     assert during.count("READONLY") >= 3 and "OPEN " not in during
     assert "acme/repo-1#1" in after and "OPEN" in after and "DRAFT" in after
     assert "READONLY" not in after
     # Who can read the private repo, then a collaborator removed on the emulator is gone.
-    readers_at = out.index("acme/payments is private; who can read it")
     gone_at = out.index("carol is gone:")
     readers = out[readers_at:gone_at]
     assert all(login in readers for login in ("alice", "bob", "carol", "dave", "octo-admin"))
-    assert "carol" not in out[gone_at + len("carol is gone:") :]
-    assert "alice" in out[gone_at:]
+    assert "carol" not in out[gone_at + len("carol is gone:") : operations_at]
+    assert "alice" in out[gone_at:operations_at]
+    # Bulk operations: merges on all four hosts, then a close that the archived repo refuses
+    # (or, should the repo sync learn of the archive first, skips): READONLY either way, and
+    # the other hosts' open pull requests closed.
+    lines = out[operations_at:].splitlines()
+    merged = {line.split()[1].split(".")[0] for line in lines if "done     merge" in line}
+    assert merged == {"github", "gitlab", "gitea", "bitbucket"}
+    closed = {line.split()[1].split(".")[0] for line in lines if "done     close" in line}
+    assert closed == {"gitlab", "gitea", "bitbucket"}
+    [learned] = [line for line in lines if "legacy-api: learned it is archived from" in line]
+    assert learned.endswith("its changesets are READONLY"), learned
     assert db.exists()
 
 

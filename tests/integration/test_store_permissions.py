@@ -183,7 +183,7 @@ async def test_the_upgrade_keeps_requests_of_private_repos_only(engine: AsyncEng
         cfg.attributes["connection"] = sync_conn
         with warnings.catch_warnings():  # SQLite's batch mode reflects the expression index
             warnings.filterwarnings("ignore", message=".*expression-based index.*")
-            command.downgrade(cfg, "0200")  # the revision before 0500
+            command.downgrade(cfg, "0400")  # the revision before 0500
 
     async with engine.begin() as conn:
         await conn.run_sync(downgrade)

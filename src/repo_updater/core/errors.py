@@ -11,8 +11,11 @@ escapes a source. Messages never contain tokens.
     │   └── Forbidden              403 without a reason: writes check whether it is an archive
     ├── Conflict                   409: the write conflicts with what exists (a PR for that branch)
     └── HostError                  anything else: 5xx, timeouts, malformed or truncated answers
+        └── Refused                another 4xx (405 not mergeable, 422 validation failed): the
+                                   host understood and said no; the same request will not pass
 
-Only ``HostError`` is worth retrying at once; ``RateLimited`` after ``retry_after`` seconds.
+Only ``HostError`` (not ``Refused``) is worth retrying at once; ``RateLimited`` after
+``retry_after`` seconds.
 """
 
 from __future__ import annotations
@@ -62,6 +65,12 @@ class Conflict(SourceError):
 
 class HostError(SourceError):
     """Anything else: 5xx, timeouts, malformed or truncated responses."""
+
+
+class Refused(HostError):
+    """A 4xx the other classes do not cover (405 "Pull Request is not mergeable", 422
+    "Validation Failed"): the host understood the request and refused it. Retrying the same
+    request does not help, so writers treat it as final."""
 
 
 # The longest cause an internal error message carries (a database's message can quote a whole

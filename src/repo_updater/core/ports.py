@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from repo_updater.core.domain import (
@@ -14,6 +15,7 @@ from repo_updater.core.domain import (
     NewChangesetSpec,
     SourcedRepo,
 )
+from repo_updater.core.operations import MergeMethod
 from repo_updater.core.permissions import AccountPermission, RepoRef
 
 
@@ -38,15 +40,51 @@ class RepoSource(Protocol):
 
 
 class ChangesetWriter(Protocol):
-    """Changes pull requests on a code host (the reconciler's side). A write the host refuses
-    because the repository is archived raises ``RepoArchived``. Snapshots returned carry
-    ``changeset_id`` 0: the caller knows which changeset it wrote."""
+    """Changes pull requests on a code host (the reconciler's side).
+
+    ``repo_name`` is the host-relative name (``acme/widgets``), ``number`` the pull request's
+    number on it. Every write raises ``RepoArchived`` when the host refuses it because the
+    repository is archived (whatever status the host uses for that), ``NotFound``,
+    ``Unauthorized``, ``Refused`` (the host said no: not mergeable, validation failed) or
+    ``Conflict``; ``RateLimited`` is raised at once, not slept through, so the caller can
+    pause every worker. Snapshots returned carry ``changeset_id`` 0 (the caller knows which
+    changeset it wrote) and at least the new ``state``."""
 
     async def create_changeset(self, spec: NewChangesetSpec) -> ChangesetSnapshot:
-        """Open a pull request, or return the one already open for the same branch."""
+        """Open a pull request, or return the one already open for the same branches."""
         ...
 
     async def close_changeset(self, repo_name: str, number: int) -> ChangesetSnapshot: ...
+
+    async def reopen_changeset(self, repo_name: str, number: int) -> ChangesetSnapshot: ...
+
+    async def merge_changeset(
+        self, repo_name: str, number: int, method: MergeMethod
+    ) -> ChangesetSnapshot: ...
+
+    async def update_changeset(
+        self, repo_name: str, number: int, *, title: str | None, body: str | None
+    ) -> ChangesetSnapshot:
+        """Change the title and/or description (a draft stays a draft)."""
+        ...
+
+    async def mark_ready(self, repo_name: str, number: int) -> ChangesetSnapshot:
+        """Undraft: mark the pull request ready for review."""
+        ...
+
+    async def convert_to_draft(self, repo_name: str, number: int) -> ChangesetSnapshot: ...
+
+    async def add_comment(self, repo_name: str, number: int, body: str) -> None: ...
+
+    async def has_comment(self, repo_name: str, number: int, body: str, since: datetime) -> bool:
+        """Whether a comment with exactly ``body`` was posted on the pull request at or after
+        ``since`` (to tell whether an interrupted ``add_comment`` went through)."""
+        ...
+
+
+class WritingSource(RepoSource, ChangesetWriter, Protocol):
+    """A source that reads and writes: the reconciler loads a changeset again before it
+    repeats a write that may have reached the host."""
 
 
 @runtime_checkable

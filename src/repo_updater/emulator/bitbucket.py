@@ -7,7 +7,8 @@ capped at 1000), single repos (with the ``archived`` flag of Bitbucket 8+), sing
 requests (``fromRef.latestCommit`` is the head commit), and the build statuses of a commit
 (``GET /rest/build-status/1.0/commits/{id}``, paged, one status per key: the pull request's
 check state as ``INPROGRESS``/``SUCCESSFUL``/``FAILED``). Timestamps are epoch milliseconds.
-Errors use Bitbucket's ``{"errors": [...]}`` body. Project keys are the emulated repos'
+Errors use Bitbucket's ``{"errors": [...]}`` body. The write routes (create, update, decline,
+reopen, merge, comments) are in ``bitbucket_writes``. Project keys are the emulated repos'
 ``owner``; a project whose repos are all gone still exists and lists an empty page.
 """
 
@@ -122,7 +123,7 @@ class _Bitbucket:
         ref = {"slug": repo.name, "project": {"key": repo.owner}}
         return {
             "id": pull.number,
-            "version": 0,
+            "version": pull.version,
             "title": pull.title,
             "description": pull.body,
             "state": state,
@@ -256,4 +257,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get(repo + "/pull-requests/{id}", bb.get_pull)
     app.router.add_get("/rest/build-status/1.0/commits/{commit}", bb.build_statuses)
     permissions.add_bitbucket_routes(app, host, API, bb._repo, _paged)
+    from repo_updater.emulator import bitbucket_writes  # it builds on this module's helpers
+
+    bitbucket_writes.add_routes(app, bb)
     return app

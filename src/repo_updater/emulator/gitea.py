@@ -4,11 +4,10 @@ Modelled: org and user repo listings (``page``/``limit``, limit capped at 50 lik
 ``MAX_RESPONSE_ITEMS``, ``Link`` and ``X-Total-Count`` headers; ``Link`` URLs start with
 ``settings.external_url`` when set, as Gitea's start with its ``ROOT_URL``), single repos, pull
 requests (paged listing without ``additions``/``deletions``, which Gitea leaves out of lists;
-GET, PATCH, POST, GET by base and head branch), PR reviews (paged: ``page``, ``limit`` default
-30, ``X-Total-Count``, no ``Link``) and the combined commit status of a PR head (an empty
-``CombinedStatus`` with ``state: ""`` when there are no statuses).
-Writes to archived repos answer ``423 Locked`` with ``"<Repository 5:org/name> is archived"``,
-as Gitea's ``mustNotBeArchived`` does.
+GET, GET by base and head branch), PR reviews (paged: ``page``, ``limit`` default 30,
+``X-Total-Count``, no ``Link``) and the combined commit status of a PR head (an empty
+``CombinedStatus`` with ``state: ""`` when there are no statuses). The write routes (create,
+edit, merge, comments) are in ``gitea_writes``.
 
 Every owner that has (had) repos is an org, except the names in ``HostState.users``: those are
 users, which only ``/users/{name}/repos`` lists (``/orgs/{name}/repos`` answers 404 for them).
@@ -30,7 +29,6 @@ from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.listing import (
     int_param,
     iso,
-    json_body,
     link_header,
     page_url,
 )
@@ -214,10 +212,6 @@ class _Gitea:
             _error(request, 404, "The target couldn't be found.") if pull is None else (repo, pull)
         )
 
-    @staticmethod
-    def _archived(request: web.Request, repo: EmulatedRepo) -> web.Response:
-        return _error(request, 423, f"<Repository {repo.id}:{repo.full_name}> is archived")
-
     async def get_repo(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
         if isinstance(repo, web.Response):
@@ -299,53 +293,6 @@ class _Gitea:
             }
         )
 
-    async def edit_pull(self, request: web.Request) -> web.Response:
-        found = self._pull(request)
-        if isinstance(found, web.Response):
-            return found
-        repo, pull = found
-        if repo.archived:
-            return self._archived(request, repo)
-        params = await json_body(request)
-        state = params.get("state")
-        if state == "closed" and pull.state in (HostPullState.OPEN, HostPullState.DRAFT):
-            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.CLOSED)
-        elif state == "open" and pull.state is HostPullState.CLOSED:
-            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.OPEN)
-        for key, attr in (("title", "title"), ("body", "body"), ("base", "base_ref")):
-            if isinstance(params.get(key), str):
-                setattr(pull, attr, params[key])
-        return web.json_response(self.pull_json(repo, pull, self.root(request)), status=201)
-
-    async def create_pull(self, request: web.Request) -> web.Response:
-        repo = self._repo(request)
-        if isinstance(repo, web.Response):
-            return repo
-        if repo.archived:
-            return self._archived(request, repo)
-        params = await json_body(request)
-        head, base, title = (str(params.get(k) or "") for k in ("head", "base", "title"))
-        if not (head and base and title):
-            return _error(request, 422, "head, base and title are required")
-        for other in repo.pulls.values():
-            same = other.head_ref == head and other.base_ref == base
-            if same and other.state in (HostPullState.OPEN, HostPullState.DRAFT):
-                return _error(
-                    request,
-                    409,
-                    f"pull request already exists for these targets [id: {other.number}]",
-                )
-        draft = title.lower().startswith(WIP_PREFIXES)
-        pull = self.host.add_pull(
-            repo.full_name,
-            title=title,
-            state=HostPullState.DRAFT if draft else HostPullState.OPEN,
-            head_ref=head,
-            base_ref=base,
-            body=str(params.get("body") or ""),
-        )
-        return web.json_response(self.pull_json(repo, pull, self.root(request)), status=201)
-
 
 def build_app(state: EmulatorState) -> web.Application:
     host = state.host(HostKind.GITEA)
@@ -356,11 +303,12 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get(API + "/users/{user}/repos", gt.user_repos)
     app.router.add_get(repo, gt.get_repo)
     app.router.add_get(repo + "/pulls", gt.list_pulls)
-    app.router.add_post(repo + "/pulls", gt.create_pull)
     app.router.add_get(repo + "/pulls/{index}", gt.get_pull)
-    app.router.add_patch(repo + "/pulls/{index}", gt.edit_pull)
     app.router.add_get(repo + "/pulls/{index}/reviews", gt.reviews)
     app.router.add_get(repo + "/commits/{ref}/status", gt.commit_status)
+    from repo_updater.emulator import gitea_writes  # it builds on this module's helpers
+
+    gitea_writes.add_routes(app, gt)  # before /pulls/{base}/{head}, which would shadow them
     app.router.add_get(repo + "/pulls/{base}/{head}", gt.pull_by_branches)
     permissions.add_gitea_routes(app, host, API, gt._repo)
     return app

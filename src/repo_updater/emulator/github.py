@@ -11,11 +11,11 @@ Routes (relative to the sub-app, like https://api.github.com):
   viewer's own repositories, private ones included, and (``organization_member``) those of
   every org.
 - ``GET /repos/{owner}/{repo}``
-- ``GET /repos/{owner}/{repo}/pulls`` (``state``, ``head``, ``per_page``, ``page``),
-  ``POST /repos/{owner}/{repo}/pulls``
-- ``GET /repos/{owner}/{repo}/pulls/{number}``, ``PATCH /repos/{owner}/{repo}/pulls/{number}``
+- ``GET /repos/{owner}/{repo}/pulls`` (``state``, ``head``, ``per_page``, ``page``)
+- ``GET /repos/{owner}/{repo}/pulls/{number}``
 - the same under ``/repositories/{id}`` (where renamed repositories redirect to)
 - ``POST /graphql`` (see ``github_graphql``)
+- the write routes (pulls, merges, comments, GraphQL mutations): see ``github_writes``.
 
 Every route is also served GitHub Enterprise Server style: REST under ``/api/v3`` and GraphQL
 at ``/api/graphql`` (``{emulator}/github/api/v3`` is then the base URL).
@@ -43,7 +43,6 @@ from repo_updater.emulator.state import (
     EmulatedRepo,
     EmulatorState,
     HostState,
-    utcnow,
 )
 
 PREFIX = "/github"
@@ -65,12 +64,12 @@ def build_app(state: EmulatorState) -> web.Application:
         for repo in ("/repos/{owner}/{repo}", "/repositories/{id}"):
             app.router.add_get(root + repo, api.get_repo)
             app.router.add_get(root + repo + "/pulls", api.list_pulls)
-            app.router.add_post(root + repo + "/pulls", api.create_pull)
             app.router.add_get(root + repo + "/pulls/{number}", api.get_pull)
-            app.router.add_patch(root + repo + "/pulls/{number}", api.update_pull)
-    app.router.add_post("/graphql", graphql.handle)
-    app.router.add_post("/api/graphql", graphql.handle)  # GHES
     permissions.add_github_routes(app, host, api._repo, roots=("", GHES_API))
+    from repo_updater.emulator import github_writes  # it builds on this module's helpers
+
+    # The write routes (under both REST roots), and POST /graphql and /api/graphql (GHES).
+    github_writes.add_routes(app, api, graphql, rest_roots=("", GHES_API))
     return app
 
 
@@ -331,71 +330,6 @@ class _GitHubRest:
         if isinstance(found, web.Response):
             return found
         return json_response(pull_json(*found, api_base(request)))
-
-    async def create_pull(self, request: web.Request) -> web.Response:
-        repo = self._repo(request)
-        if isinstance(repo, web.Response):
-            return repo
-        if repo.archived:
-            return message(403, ARCHIVED_MESSAGE)
-        body = await _json_object(request)
-        if body is None:
-            return message(400, "Problems parsing JSON")
-        title, head, base = body.get("title"), body.get("head"), body.get("base")
-        missing = [
-            f
-            for f, v in (("title", title), ("head", head), ("base", base))
-            if not isinstance(v, str) or not v
-        ]
-        if missing:
-            return _validation_failed(f"missing field(s): {', '.join(missing)}")
-        assert isinstance(title, str) and isinstance(head, str) and isinstance(base, str)
-        head_ref = head.partition(":")[2] if ":" in head else head
-        for pull in repo.pulls.values():
-            if pull.head_ref == head_ref and pull.state in (
-                HostPullState.OPEN,
-                HostPullState.DRAFT,
-            ):
-                return _validation_failed(
-                    f"A pull request already exists for {repo.owner}:{head_ref}."
-                )
-        state = HostPullState.DRAFT if body.get("draft") is True else HostPullState.OPEN
-        text = body.get("body")
-        pull = self.host.add_pull(
-            repo.full_name,
-            title=title,
-            state=state,
-            head_ref=head_ref,
-            base_ref=base,
-            body=text if isinstance(text, str) else "",
-        )
-        return json_response(pull_json(repo, pull, api_base(request)), status=201)
-
-    async def update_pull(self, request: web.Request) -> web.Response:
-        found = self._pull(request)
-        if isinstance(found, web.Response):
-            return found
-        repo, pull = found
-        if repo.archived:
-            return message(403, ARCHIVED_MESSAGE)
-        body = await _json_object(request)
-        if body is None:
-            return message(400, "Problems parsing JSON")
-        wanted = body.get("state")
-        if wanted is not None and wanted not in ("open", "closed"):
-            return _validation_failed("state must be 'open' or 'closed'")
-        if wanted is not None and pull.state is HostPullState.MERGED:
-            return _validation_failed("Cannot change the state of a merged pull request.")
-        for field, attr in (("title", "title"), ("body", "body"), ("base", "base_ref")):
-            value = body.get(field)
-            if isinstance(value, str):
-                setattr(pull, attr, value)
-                pull.updated_at = utcnow()
-        if wanted == "closed" and pull.state is not HostPullState.CLOSED:
-            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.CLOSED)
-        elif wanted == "open" and pull.state is HostPullState.CLOSED:
-            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.OPEN)
-        return json_response(pull_json(repo, pull, api_base(request)))
 
 
 def _moved(request: web.Request, old_full: str, repo: EmulatedRepo) -> web.Response:

@@ -290,8 +290,12 @@ _PULL_FIELDS: dict[str, Any] = {
 
 
 def build_github_schema() -> GraphQLSchema:
-    """Build the schema from SDL and attach the resolvers."""
-    schema = build_schema(SDL)
+    """Build the schema from SDL and attach the resolvers (the mutations' are in
+    ``github_mutations``)."""
+    from repo_updater.emulator import github_mutations  # it builds on this module
+
+    schema = build_schema(SDL + github_mutations.MUTATION_SDL)
+    github_mutations.attach(schema)
 
     def object_type(name: str) -> GraphQLObjectType:
         t = schema.get_type(name)
@@ -373,6 +377,8 @@ def _format_error(error: GraphQLError) -> dict[str, Any]:
         formatted = {"type": "NOT_FOUND", **formatted}
     elif isinstance(error.original_error, ForbiddenError):
         formatted = {"type": "FORBIDDEN", **formatted, "extensions": {"saml_failure": True}}
+    elif isinstance(kind := getattr(error.original_error, "graphql_type", None), str):
+        formatted = {"type": kind, **formatted}  # the mutations' errors (UNPROCESSABLE, ...)
     return formatted
 
 

@@ -1,7 +1,8 @@
 """The SDL of the GitHub GraphQL subset the emulator serves (see ``github_graphql``): the
-types and fields a changeset syncer selects, named and typed as in GitHub's public schema.
-``tests/conformance`` checks that it is a subset of the public schema's excerpt in
-``tests/conformance/specs/github.graphql`` (same types, fields, argument types)."""
+types and fields a changeset syncer selects (``SDL``) and the mutations the reconciler sends
+(``MUTATION_SDL``, resolved in ``github_mutations``), named and typed as in GitHub's public
+schema. ``tests/conformance`` checks that both are a subset of the public schema's excerpt in
+``tests/conformance/specs/github.graphql`` (same types, fields, argument and input types)."""
 
 from __future__ import annotations
 
@@ -97,4 +98,19 @@ type PullRequestTimelineItemsConnection {
   totalCount: Int!
   pageInfo: PageInfo!
 }
+"""
+
+MUTATION_SDL = """
+type Mutation {
+  markPullRequestReadyForReview(
+    input: MarkPullRequestReadyForReviewInput!
+  ): MarkPullRequestReadyForReviewPayload
+  convertPullRequestToDraft(
+    input: ConvertPullRequestToDraftInput!
+  ): ConvertPullRequestToDraftPayload
+}
+input MarkPullRequestReadyForReviewInput { clientMutationId: String pullRequestId: ID! }
+type MarkPullRequestReadyForReviewPayload { clientMutationId: String pullRequest: PullRequest }
+input ConvertPullRequestToDraftInput { clientMutationId: String pullRequestId: ID! }
+type ConvertPullRequestToDraftPayload { clientMutationId: String pullRequest: PullRequest }
 """

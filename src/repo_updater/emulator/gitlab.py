@@ -3,10 +3,10 @@
 Modelled: group project listing (``include_subgroups``, offset pagination with GitLab's
 ``Link``/``X-*`` headers, ``X-Total`` omitted above 10,000 like GitLab; ``Link`` URLs carry the
 host and port of ``settings.external_url`` like GitLab's ``gitlab.host``), single projects by
-id or URL-encoded path, merge requests (batched ``iids[]`` listing, single GET, PUT with
-``state_event``, POST), MR reviewers (``state``: unreviewed, reviewed, requested_changes,
-approved, unapproved) and MR approvals. Writes to archived projects answer
-``403 {"message": "403 Forbidden"}`` as GitLab does: the body does not say why.
+id or URL-encoded path, merge requests (batched ``iids[]`` listing, single GET), MR reviewers
+(``state``: unreviewed, reviewed, requested_changes, approved, unapproved) and MR approvals.
+The write routes (create, update, merge, notes) are in ``gitlab_writes``; writes to archived
+projects answer ``403 {"message": "403 Forbidden"}`` as GitLab does: the body does not say why.
 ``detailed_merge_status`` is CE's (no ``requested_changes``, which only EE reports).
 
 Like GitLab, the MR *list* leaves ``head_pipeline`` out (only the single-MR GET has it);
@@ -27,7 +27,6 @@ from repo_updater.emulator.faults import fault_middleware
 from repo_updater.emulator.listing import (
     int_param,
     iso,
-    json_body,
     link_header,
     page_url,
 )
@@ -320,66 +319,6 @@ class _GitLab:
             {"iid": pull.number, "approved": bool(by), "approved_by": by, "approvals_left": 0}
         )
 
-    async def update_mr(self, request: web.Request) -> web.Response:
-        found = self._mr(request)
-        if isinstance(found, web.Response):
-            return found
-        repo, pull = found
-        if repo.archived:
-            return _error(403, "403 Forbidden")
-        params = {**request.query, **(await json_body(request))}
-        event = params.get("state_event")
-        open_states = (HostPullState.OPEN, HostPullState.DRAFT)
-        if event == "close" and pull.state in open_states:
-            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.CLOSED)
-        elif event == "reopen" and pull.state is HostPullState.CLOSED:
-            self.host.set_pull_state(repo.full_name, pull.number, HostPullState.OPEN)
-        for key, attr in (
-            ("title", "title"),
-            ("description", "body"),
-            ("target_branch", "base_ref"),
-        ):
-            if isinstance(params.get(key), str):
-                setattr(pull, attr, params[key])
-        if "title" in params and pull.state in open_states:
-            is_draft = pull.title.lower().startswith(DRAFT_PREFIXES)
-            pull.state = HostPullState.DRAFT if is_draft else HostPullState.OPEN
-        return web.json_response(self.mr_json(repo, pull, self.root(request), pipeline=True))
-
-    async def create_mr(self, request: web.Request) -> web.Response:
-        repo = self.project(request.match_info["project"])
-        if repo is None:
-            return _error(404, "404 Project Not Found")
-        if repo.archived:
-            return _error(403, "403 Forbidden")
-        params = {**request.query, **(await json_body(request))}
-        missing = [k for k in ("source_branch", "target_branch", "title") if not params.get(k)]
-        if missing:
-            return web.json_response({"error": f"{', '.join(missing)} is missing"}, status=400)
-        head, title = str(params["source_branch"]), str(params["title"])
-        for other in repo.pulls.values():
-            if other.head_ref == head and other.state in (HostPullState.OPEN, HostPullState.DRAFT):
-                return web.json_response(
-                    {
-                        "message": [
-                            "Another open merge request already exists for this source branch: "
-                            f"!{other.number}"
-                        ]
-                    },
-                    status=409,
-                )
-        draft = title.lower().startswith(DRAFT_PREFIXES)
-        pull = self.host.add_pull(
-            repo.full_name,
-            title=title,
-            state=HostPullState.DRAFT if draft else HostPullState.OPEN,
-            head_ref=head,
-            base_ref=str(params["target_branch"]),
-            body=str(params.get("description", "")),
-        )
-        body = self.mr_json(repo, pull, self.root(request), pipeline=True)
-        return web.json_response(body, status=201)
-
 
 def build_app(state: EmulatorState, *, list_pipelines: bool = False) -> web.Application:
     """The GitLab sub-application. ``list_pipelines=True`` puts ``head_pipeline`` in MR lists,
@@ -391,10 +330,11 @@ def build_app(state: EmulatorState, *, list_pipelines: bool = False) -> web.Appl
     app.router.add_get(API + "/groups/{group}/projects", gl.group_projects)
     app.router.add_get(API + "/projects/{project}", gl.get_project)
     app.router.add_get(mr, gl.list_mrs)
-    app.router.add_post(mr, gl.create_mr)
     app.router.add_get(mr + "/{iid}", gl.get_mr)
-    app.router.add_put(mr + "/{iid}", gl.update_mr)
     app.router.add_get(mr + "/{iid}/approvals", gl.approvals)
     app.router.add_get(mr + "/{iid}/reviewers", gl.reviewers)
     permissions.add_gitlab_routes(app, host, API, gl.project)
+    from repo_updater.emulator import gitlab_writes  # it builds on this module's helpers
+
+    gitlab_writes.add_routes(app, gl)
     return app

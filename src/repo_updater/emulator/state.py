@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from repo_updater.core.domain import CheckState, HostKind, HostPullState, ReviewState
+from repo_updater.emulator.write_rules import WriteRules
 
 
 def utcnow() -> datetime:
@@ -35,6 +36,14 @@ class EmulatedEvent:
 
 
 @dataclass(slots=True)
+class EmulatedComment:
+    id: int
+    body: str
+    author: str
+    at: datetime
+
+
+@dataclass(slots=True)
 class EmulatedPull:
     number: int
     title: str
@@ -52,6 +61,9 @@ class EmulatedPull:
     closed_at: datetime | None = None
     merged_at: datetime | None = None
     events: list[EmulatedEvent] = field(default_factory=list)
+    comments: list[EmulatedComment] = field(default_factory=list)
+    version: int = 0  # Bitbucket's optimistic lock: bumped by every change of the PR itself
+    conflicted: bool = False  # the head does not merge cleanly into the base
 
 
 @dataclass(slots=True)
@@ -156,6 +168,7 @@ class HostState:
     groups: dict[str, list[str]] = field(default_factory=dict)
     owner_members: dict[str, dict[str, str]] = field(default_factory=dict)
     accounts: dict[str, int] = field(default_factory=dict)  # login -> user id, on first use
+    writes: WriteRules = field(default_factory=WriteRules)  # merge rules, write limits, log
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     # Per-owner repos in id order, rebuilt lazily after repos are added, renamed or deleted
     # (listing 100,000 repos page by page must not scan them all for every page).
@@ -359,6 +372,7 @@ class HostState:
         pull = self.repo(full_name).pulls[number]
         previous = pull.state
         pull.state = state
+        pull.version += 1
         now = utcnow()
         pull.updated_at = now
         pull.closed_at = now if state in (HostPullState.CLOSED, HostPullState.MERGED) else None

@@ -5,7 +5,9 @@ syncs every host into a SQLite file, tracks pull requests in a batch change, the
 an archive: the repo is archived in the emulator, the next sync sees the flip, and its
 changesets turn READONLY; unarchived, they return to what the host says. Then it shows who can
 read a private repo, removes a collaborator on the emulator, and shows them gone after the next
-permissions sync. Then it keeps serving
+permissions sync. A further step merges and closes changesets across the four hosts in bulk, and
+shows a write refused by an archived repository turning that repository's changesets READONLY
+(``demo_operations``). Then it keeps serving
 (API and dashboard) until Ctrl-C, so you can archive repos yourself with
 ``repo-updater emulator archive acme/<repo>`` and watch.
 """
@@ -25,6 +27,7 @@ from repo_updater.config import DEFAULT_DATABASE, Config, parse_config
 from repo_updater.core.domain import ExternalState, HostKind, HostPullState
 from repo_updater.emulator.server import running_emulator
 from repo_updater.emulator.state import EmulatorState
+from repo_updater.entrypoints import demo_operations
 from repo_updater.entrypoints.serve import serve
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import external_services as service_store
@@ -73,6 +76,7 @@ def seed(state: EmulatorState) -> None:
     gt.set_collaborator("infra/vault", "bob", "write")
     bb.add_repo("OPS", "credentials", private=True)
     bb.set_collaborator("OPS/credentials", "carol", "admin")
+    demo_operations.seed(state)  # pull requests for the bulk-operations step
 
 
 def demo_config(
@@ -197,6 +201,7 @@ async def walkthrough(app: App, state: EmulatorState, interval: float) -> None:
     print(f"  after {took:.1f}s they are back to what the host says:")
     show(await changeset_states(app, DEMO_REPO))
     await permissions_walkthrough(app, state, interval)
+    await demo_operations.walkthrough(app, state, wait_for)
 
 
 async def readers(app: App, name: str) -> list[Any] | None:

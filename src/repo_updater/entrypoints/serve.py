@@ -1,5 +1,6 @@
 """``serve``: run what ``bootstrap`` built (the repo-sync worker, the changeset syncer, the
-permissions syncer, the events retention and the HTTP API) until a stop event is set."""
+permissions syncer, the operation worker, the events retention and the HTTP API) until a stop
+event is set."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ async def serve(
     api: bool = True,
     on_ready: Callable[[str | None], None] | None = None,
 ) -> None:
-    """Run the repo sync loop, the changeset and permissions syncers and the HTTP API until
-    ``stop`` is set.
+    """Run the repo sync loop, the changeset and permissions syncers, the operation worker and
+    the HTTP API until ``stop`` is set.
     ``on_ready`` gets the API's bound URL (None without the API) once it listens."""
     from repo_updater.entrypoints.api import running_api
 
@@ -48,6 +49,7 @@ async def serve(
                 events_retention.run(app.engine, app.clock, retention, stop, health=app.health),
                 name="events-retention",
             ),
+            asyncio.create_task(app.operation_worker.run(stop), name="operations"),
         ]
         if app.config.permissions.enabled:
             tasks.append(
@@ -57,7 +59,7 @@ async def serve(
             await stop.wait()
         finally:
             # Cancelled mid-round, the loops hand back their claims (the repo sync's service
-            # claim, the changeset round's claims) before they end.
+            # claim, the changeset round's claims, the operation groups' claims) before they end.
             stop.set()
             for task in tasks:
                 task.cancel()

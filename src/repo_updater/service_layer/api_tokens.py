@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -56,15 +57,29 @@ async def create_token(conn: AsyncConnection, name: str, scope: Scope, now: date
     return token
 
 
+@dataclass(frozen=True, slots=True)
+class TokenHolder:
+    """Who presented a live token: its name (never the token) and scope."""
+
+    name: str
+    scope: Scope
+
+
 async def authenticate(conn: AsyncConnection, presented: str) -> Scope | None:
     """The scope of a presented token; None if it is not a live token."""
+    holder = await identify(conn, presented)
+    return None if holder is None else holder.scope
+
+
+async def identify(conn: AsyncConnection, presented: str) -> TokenHolder | None:
+    """The name and scope of a presented token; None if it is not a live token."""
     if not presented.isascii() or not 0 < len(presented) <= MAX_TOKEN_LENGTH:
         return None
     wanted = digest(presented)
-    found = await token_store.scope_and_digest(conn, wanted)
-    if found is None or not hmac.compare_digest(found[1], wanted):
+    found = await token_store.by_digest(conn, wanted)
+    if found is None or not hmac.compare_digest(found[2], wanted):
         return None
-    return Scope(found[0])
+    return TokenHolder(found[0], Scope(found[1]))
 
 
 async def any_token(conn: AsyncConnection) -> bool:

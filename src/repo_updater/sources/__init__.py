@@ -1,5 +1,5 @@
-"""Sources: one module per code host, each a ``RepoSource`` (and, where the host allows it, a
-``ChangesetWriter``) over the shared HTTP client. ``build_source`` picks the module for a
+"""Sources: one module per code host, each a ``RepoSource`` and a ``ChangesetWriter`` (its
+writes in ``<host>_writes``) over the shared HTTP client. ``build_source`` picks the module for a
 configured external service from the registry below; modules are imported when first used."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import httpx
 
 from repo_updater.config import ServiceConfig, token_for
 from repo_updater.core.domain import HostKind
-from repo_updater.core.ports import ChangesetWriter, PermissionSource, RepoSource, RequestCounter
+from repo_updater.core.ports import PermissionSource, RequestCounter, WritingSource
 from repo_updater.sources.http import RetryPolicy
 from repo_updater.sources.rest import SourceOptions
 
 
 class SourceFactory(Protocol):
-    def __call__(self, **options: Unpack[SourceOptions]) -> RepoSource: ...
+    def __call__(self, **options: Unpack[SourceOptions]) -> WritingSource: ...
 
 
 # Host kind -> "module:class" of its source.
@@ -42,7 +42,7 @@ def build_source(
     transport: httpx.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
     counter: RequestCounter | None = None,
-) -> RepoSource:
+) -> WritingSource:
     """The source for one configured external service (token read from ``env``)."""
     return source_class(svc.kind)(
         base_url=svc.url,
@@ -63,8 +63,8 @@ if TYPE_CHECKING:  # mypy checks that every source that writes implements the pr
 
     def _conforms(
         gh: GitHubSource, gl: GitLabSource, gt: GiteaSource, bb: BitbucketServerSource
-    ) -> tuple[list[RepoSource], list[ChangesetWriter]]:
-        return [gh, gl, gt, bb], [gh, gl, gt]
+    ) -> list[WritingSource]:
+        return [gh, gl, gt, bb]
 
     def _reads_permissions(
         gh: GitHubSource, gl: GitLabSource, gt: GiteaSource, bb: BitbucketServerSource

@@ -17,8 +17,8 @@ core REST API beside ``/rest/api/1.0``; one status per build key, newest first).
 ``SUCCESSFUL`` -> PASSED, else (none, or only ``UNKNOWN``) UNKNOWN.
 
 An existing project with no repositories (or none the token may read) lists an empty page
-(``200``, ``isLastPage: true``); only an unknown project key is a 404. This source does not
-write (no create/close yet).
+(``200``, ``isLastPage: true``); only an unknown project key is a 404. Writes are in
+``bitbucket_writes``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from repo_updater.core.domain import (
     SourcedRepo,
 )
 from repo_updater.core.errors import HostError, NotFound
+from repo_updater.sources.bitbucket_writes import BitbucketWrites
 from repo_updater.sources.common import (
     PerRepoPullLoader,
     as_dict,
@@ -59,7 +60,7 @@ def _repo_path(full_name: str) -> str:
     return f"/projects/{quote(key, safe='')}/repos/{quote(slug, safe='')}"
 
 
-class BitbucketServerSource(BitbucketPermissions, PerRepoPullLoader, RestSource):
+class BitbucketServerSource(BitbucketPermissions, BitbucketWrites, PerRepoPullLoader, RestSource):
     kind = HostKind.BITBUCKET_SERVER
     api_suffix = "/rest/api/1.0"
 

@@ -26,7 +26,7 @@ Combined status ``state`` -> check state: ``success``, ``warning`` (success on G
 ``skipped`` -> PASSED; ``failure``, ``error``, ``running_with_failure`` (forks) -> FAILED;
 ``pending``, ``running`` (Gitea <= 1.20) -> PENDING; ``""`` (no statuses) and others -> UNKNOWN.
 
-Writes to archived repos answer ``423 Locked`` -> ``RepoArchived``.
+Writes are in ``gitea_writes``.
 """
 
 from __future__ import annotations
@@ -44,11 +44,10 @@ from repo_updater.core.domain import (
     CheckState,
     HostKind,
     HostPullState,
-    NewChangesetSpec,
     ReviewState,
     SourcedRepo,
 )
-from repo_updater.core.errors import Conflict, HostError, NotFound
+from repo_updater.core.errors import HostError, NotFound
 from repo_updater.sources.common import (
     PerRepoPullLoader,
     as_dict,
@@ -56,6 +55,7 @@ from repo_updater.sources.common import (
     list_selection,
     parse_iso,
 )
+from repo_updater.sources.gitea_writes import GiteaWrites
 from repo_updater.sources.http import parse_next_link
 from repo_updater.sources.permissions import GiteaPermissions
 from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
@@ -72,7 +72,7 @@ def _repo_path(full_name: str) -> str:
     return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
-class GiteaSource(GiteaPermissions, PerRepoPullLoader, RestSource):
+class GiteaSource(GiteaPermissions, GiteaWrites, PerRepoPullLoader, RestSource):
     kind = HostKind.GITEA
     api_suffix = "/api/v1"
     archived_statuses = (423,)  # Locked
@@ -243,30 +243,6 @@ class GiteaSource(GiteaPermissions, PerRepoPullLoader, RestSource):
             page += 1
         # The last verdict per reviewer counts: order by submission, not by server order.
         return sorted(reviews, key=_review_order)
-
-    # --- writes ------------------------------------------------------------------------------
-
-    async def create_changeset(self, spec: NewChangesetSpec) -> ChangesetSnapshot:
-        """Open a pull request; if one is already open for head and base, return that one."""
-        title = spec.title
-        if spec.draft and not title.lower().startswith(WIP_PREFIXES):
-            title = f"WIP: {title}"
-        body = {"head": spec.head_ref, "base": spec.base_ref, "title": title, "body": spec.body}
-        path = _repo_path(spec.repo_name)
-        try:
-            response = await self._client.request("POST", path + "/pulls", kind="write", json=body)
-        except Conflict:
-            existing = (
-                f"{path}/pulls/{quote(spec.base_ref, safe='')}/{quote(spec.head_ref, safe='')}"
-            )
-            data, _ = await self._get(existing, kind="get_changeset")
-            return _snapshot(0, as_dict(data))
-        return _snapshot(0, as_dict(response.json()))
-
-    async def close_changeset(self, repo_name: str, number: int) -> ChangesetSnapshot:
-        url = f"{_repo_path(repo_name)}/pulls/{number}"
-        response = await self._client.request("PATCH", url, kind="write", json={"state": "closed"})
-        return _snapshot(0, as_dict(response.json()))
 
 
 def _total(response: httpx.Response) -> int:

@@ -1,5 +1,5 @@
-"""GitHub source: lists repositories over REST, loads pull requests over GraphQL in batches,
-and opens/closes pull requests over REST.
+"""GitHub source: lists repositories over REST, loads pull requests over GraphQL in batches;
+its writes are in ``github_writes``.
 
 Listing remembers each page's ``ETag`` so that an unchanged page costs a ``304`` (which GitHub
 does not count against the rate limit) and no parsing. An owner that is not an organization is
@@ -22,7 +22,6 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Unpack
 from urllib.parse import quote
 
@@ -32,8 +31,6 @@ from repo_updater.core.domain import (
     ChangesetRef,
     ChangesetSnapshot,
     HostKind,
-    HostPullState,
-    NewChangesetSpec,
     SourcedRepo,
 )
 from repo_updater.core.errors import (
@@ -53,9 +50,9 @@ from repo_updater.sources.github_graphql import (
     snapshot_from_node,
 )
 from repo_updater.sources.github_ratelimit import GraphQLBudget, rate_limit_error
+from repo_updater.sources.github_writes import GitHubWrites, classify_422
 from repo_updater.sources.http import (
     HostClient,
-    decode_json,
     parse_next_link,
     response_message,
     retry_after_seconds,
@@ -68,10 +65,6 @@ log = logging.getLogger(__name__)
 PER_PAGE = 100
 _ARCHIVED = "archived so is read-only"
 GHES_REST_SUFFIX = "/api/v3"
-
-
-class _PullRequestExists(SourceError):
-    """422: an open pull request for this head branch already exists."""
 
 
 @dataclass(slots=True)
@@ -96,7 +89,7 @@ class _CachedPage:
         return [SourcedRepo(*row) for row in json.loads(zlib.decompress(self.blob))]
 
 
-class GitHubSource(GitHubPermissions, RestSource):
+class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
     kind = HostKind.GITHUB
 
     def __init__(
@@ -155,8 +148,8 @@ class GitHubSource(GitHubPermissions, RestSource):
                 return RateLimited(f"{where}: rate limited: {message}", 60.0)
         if status == 401:
             return Unauthorized(f"{where}: 401 unauthorized (check the token): {message}")
-        if status == 422 and "already exists" in _errors_text(response):
-            return _PullRequestExists(f"{where}: a pull request already exists")
+        if status == 422:
+            return classify_422(where, message, response)
         return None
 
     # --- repositories ----------------------------------------------------------------------
@@ -338,77 +331,3 @@ class GitHubSource(GitHubPermissions, RestSource):
             )  # fmt: skip
             failures.append(f"{where}: {repo_name}: {error}")
         return snapshots
-
-    async def create_changeset(self, spec: NewChangesetSpec) -> ChangesetSnapshot:
-        """Open a pull request (or return the open one for the same head branch).
-
-        The snapshot's ``changeset_id`` is 0: the caller knows which changeset it is."""
-        url = f"/repos/{quote(spec.repo_name, safe='/')}/pulls"
-        payload = {
-            "title": spec.title,
-            "body": spec.body,
-            "head": spec.head_ref,
-            "base": spec.base_ref,
-            "draft": spec.draft,
-        }
-        try:
-            response = await self.client.request("POST", url, kind="create_pr", json=payload)
-        except _PullRequestExists:
-            owner = spec.repo_name.partition("/")[0]
-            existing, _ = await self.client.get_json(
-                url, kind="find_pr", params={"head": f"{owner}:{spec.head_ref}", "state": "open"}
-            )
-            if not isinstance(existing, list) or not existing:
-                raise HostError(f"POST {url}: pull request exists but was not found") from None
-            return _snapshot_from_rest(existing[0])
-        return _snapshot_from_rest(decode_json(response, url))
-
-    async def close_changeset(self, repo_name: str, number: int) -> ChangesetSnapshot:
-        """Close a pull request. Raises ``RepoArchived`` if the repository is read-only."""
-        url = f"/repos/{quote(repo_name, safe='/')}/pulls/{number}"
-        response = await self.client.request(
-            "PATCH", url, kind="close_pr", json={"state": "closed"}
-        )
-        return _snapshot_from_rest(decode_json(response, url))
-
-
-def _snapshot_from_rest(raw: Any) -> ChangesetSnapshot:
-    if not isinstance(raw, dict):
-        raise HostError("malformed pull request in response")
-    try:
-        if raw.get("merged_at") or raw.get("merged"):
-            state = HostPullState.MERGED
-        elif raw["state"] == "closed":
-            state = HostPullState.CLOSED
-        elif raw.get("draft"):
-            state = HostPullState.DRAFT
-        else:
-            state = HostPullState.OPEN
-        updated = raw.get("updated_at")
-        return ChangesetSnapshot(
-            changeset_id=0,
-            number=int(raw["number"]),
-            state=state,
-            title=str(raw.get("title", "")),
-            url=str(raw.get("html_url", "")),
-            # ``GET /pulls`` answers the "simple" schema, without diff stats: unknown, not 0.
-            additions=_optional_int(raw.get("additions")),
-            deletions=_optional_int(raw.get("deletions")),
-            head_ref=str((raw.get("head") or {}).get("ref", "")),
-            base_ref=str((raw.get("base") or {}).get("ref", "")),
-            updated_at=datetime.fromisoformat(updated) if updated else None,
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise HostError(f"malformed pull request in response: {error!r}") from None
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _errors_text(response: httpx.Response) -> str:
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return ""
-    return json.dumps(body.get("errors", "")) if isinstance(body, dict) else ""

@@ -29,8 +29,7 @@ MR states: ``opened`` -> OPEN (DRAFT when ``draft``), ``merged`` -> MERGED, ``cl
 ``locked`` -> CLOSED (``locked``, as in Sourcegraph: GitLab locks an MR while merging it or
 when an admin locks it; it takes no changes either way).
 
-Writes to archived projects answer a bare ``403 {"message": "403 Forbidden"}``; the source then
-GETs the project and raises ``RepoArchived`` if it is archived.
+Writes are in ``gitlab_writes``.
 """
 
 from __future__ import annotations
@@ -38,8 +37,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Unpack
 from urllib.parse import quote
-
-import httpx
 
 from repo_updater.core.batching import group_by
 from repo_updater.core.domain import (
@@ -49,17 +46,12 @@ from repo_updater.core.domain import (
     CheckState,
     HostKind,
     HostPullState,
-    NewChangesetSpec,
     ReviewState,
     SourcedRepo,
 )
 from repo_updater.core.errors import (
-    Conflict,
-    Forbidden,
     HostError,
     NotFound,
-    RepoArchived,
-    SourceError,
 )
 from repo_updater.sources.common import (
     as_dict,
@@ -70,6 +62,7 @@ from repo_updater.sources.common import (
     load_groups,
     parse_iso,
 )
+from repo_updater.sources.gitlab_writes import GitLabWrites
 from repo_updater.sources.http import parse_next_link, rebase_link
 from repo_updater.sources.permissions import GitLabPermissions
 from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
@@ -90,7 +83,7 @@ def _path(name: str) -> str:
     return quote(name, safe="")
 
 
-class GitLabSource(GitLabPermissions, RestSource):
+class GitLabSource(GitLabPermissions, GitLabWrites, RestSource):
     kind = HostKind.GITLAB
     api_suffix = "/api/v4"
 
@@ -227,49 +220,9 @@ class GitLabSource(GitLabPermissions, RestSource):
             approvals, _ = await self._get(base + "/approvals", kind="load_approvals")
             mr["_approved"] = bool(as_dict(approvals).get("approved_by"))
 
-    # --- writes ------------------------------------------------------------------------------
-
-    async def create_changeset(self, spec: NewChangesetSpec) -> ChangesetSnapshot:
-        """Open a merge request; if one is already open for the branch, return that one."""
-        title = spec.title
-        if spec.draft and not title.lower().startswith(("draft:", "[draft]", "(draft)")):
-            title = f"Draft: {title}"
-        url = f"/projects/{_path(spec.repo_name)}/merge_requests"
-        body = {
-            "source_branch": spec.head_ref,
-            "target_branch": spec.base_ref,
-            "title": title,
-            "description": spec.body,
-        }
-        try:
-            response = await self._write("POST", url, spec.repo_name, json=body)
-        except Conflict:
-            query = {"source_branch": spec.head_ref, "state": "opened"}
-            data, _ = await self._get(url, kind="get_changeset", params=query)
-            if not isinstance(data, list) or not data:
-                raise
-            return _snapshot(0, as_dict(data[0]))
-        return _snapshot(0, as_dict(response.json()))
-
-    async def close_changeset(self, repo_name: str, number: int) -> ChangesetSnapshot:
-        url = f"/projects/{_path(repo_name)}/merge_requests/{number}"
-        response = await self._write("PUT", url, repo_name, json={"state_event": "close"})
-        return _snapshot(0, as_dict(response.json()))
-
-    async def _write(self, method: str, url: str, repo_name: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._client.request(method, url, kind="write", **kwargs)
-        except Forbidden as exc:
-            if await self._archived(repo_name):
-                raise RepoArchived(f"{repo_name} is archived (read-only): {exc}") from None
-            raise
-
-    async def _archived(self, repo_name: str) -> bool:
-        try:
-            data, _ = await self._get(f"/projects/{_path(repo_name)}", kind="get_repo")
-        except SourceError:
-            return False
-        return bool(as_dict(data).get("archived"))
+    def _to_snapshot(self, changeset_id: int, mr: dict[str, Any]) -> ChangesetSnapshot:
+        """A merge request as GitLab answers it (its writes, in ``gitlab_writes``, use it)."""
+        return _snapshot(changeset_id, mr)
 
 
 def _check_state(mr: dict[str, Any]) -> CheckState:

@@ -21,6 +21,7 @@ from repo_updater.core.errors import (
     HostError,
     NotFound,
     RateLimited,
+    Refused,
     RepoArchived,
     SourceError,
     Unauthorized,
@@ -79,14 +80,35 @@ class HostClient:
         return text
 
     async def request(
-        self, method: str, url: str, *, kind: str = "request", **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        kind: str = "request",
+        idempotent: bool = True,
+        wait_rate_limits: bool = True,
+        **kwargs: Any,
     ) -> httpx.Response:
         """Send a request; return the 2xx/304 response or raise a ``SourceError``.
 
         Only URLs on the host's own origin are requested (a ``Link`` or redirect to another
         host would carry the token there). Same-origin redirects (renamed repositories answer
-        301) are followed, up to 5 hops."""
-        _, response = await self._send(method, url, kind=kind, parse=False, **kwargs)
+        301) are followed, up to 5 hops.
+
+        ``idempotent=False`` (a comment, a merge, a GraphQL mutation): the request is repeated
+        only when it surely never reached the host (the connection failed); after a timeout or
+        a 5xx it may have been applied, so the error goes to the caller, who can look before
+        trying again. ``wait_rate_limits=False``: a rate limit is raised at once instead of
+        slept through (the reconciler shares the wait with its other workers)."""
+        _, response = await self._send(
+            method,
+            url,
+            kind=kind,
+            parse=False,
+            idempotent=idempotent,
+            wait_rate_limits=wait_rate_limits,
+            **kwargs,
+        )
         return response
 
     async def request_json(
@@ -101,7 +123,9 @@ class HostClient:
         """``request``, and the decoded JSON body (None for a 304). A 2xx whose body is not
         valid JSON (a page cut short by a proxy or a dropped connection) is retried like a
         5xx when ``retry_invalid`` (default: for GET and HEAD, which are safe to repeat; a
-        GraphQL query passes True), then raises ``HostError``."""
+        GraphQL query passes True), then raises ``HostError``. A request that is not
+        ``idempotent`` is never repeated for an invalid body: the host did answer 2xx, so the
+        write was applied."""
         if retry_invalid is None:
             retry_invalid = method in ("GET", "HEAD")
         return await self._send(method, url, kind=kind, parse=True, retry_invalid=retry_invalid,
@@ -115,6 +139,8 @@ class HostClient:
         kind: str,
         parse: bool,
         retry_invalid: bool = False,
+        idempotent: bool = True,
+        wait_rate_limits: bool = True,
         **kwargs: Any,
     ) -> tuple[Any, httpx.Response]:
         self._check_origin(method, url)
@@ -124,11 +150,16 @@ class HostClient:
             try:
                 self.counter.add(kind)
                 response = await self._send_following_redirects(method, url, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                retryable = True  # the request never left: safe to send again
+                error: SourceError = HostError(
+                    f"{method} {self.redact(url)}: {self.redact(str(exc)) or 'cannot connect'}"
+                )
             except httpx.TimeoutException:
-                retryable = True
-                error: SourceError = HostError(f"{method} {self.redact(url)}: timed out")
+                retryable = idempotent
+                error = HostError(f"{method} {self.redact(url)}: timed out")
             except httpx.HTTPError as exc:
-                retryable = True
+                retryable = idempotent
                 error = HostError(f"{method} {self.redact(url)}: {self.redact(str(exc))}")
             else:
                 if response.status_code == 304:
@@ -139,12 +170,14 @@ class HostClient:
                     try:
                         return decode_json(response, self.redact(url), method), response
                     except HostError as invalid:
-                        retryable, error = retry_invalid, invalid
+                        retryable, error = retry_invalid and idempotent, invalid
                 else:
                     # Only server-side failures are worth another try; a 4xx will not change.
-                    retryable = response.status_code >= 500
+                    retryable = idempotent and response.status_code >= 500
                     error = self._map(response)
             if isinstance(error, RateLimited):
+                if not wait_rate_limits:
+                    raise error
                 if error.retry_after <= self.retry.max_rate_limit_wait and attempt <= 5:
                     log.warning(
                         "rate limited by %s; waiting %.1fs", self.base_url, error.retry_after
@@ -235,8 +268,8 @@ def classify_status(
     """What a non-2xx answer means, for every host (a source refines it with its own
     classifier first): 429 -> RateLimited (``Retry-After`` or an epoch reset header); 401 ->
     Unauthorized; ``archived_statuses`` or a 403 whose message says "archived" ->
-    RepoArchived; other 403 -> Forbidden; 404 -> NotFound; 409 -> Conflict; anything else ->
-    HostError (retried when it is a 5xx)."""
+    RepoArchived; other 403 -> Forbidden; 404 -> NotFound; 409 -> Conflict; another 4xx ->
+    Refused; anything else -> HostError (retried when it is a 5xx)."""
     request = response.request
     where = f"{request.method} {redact(str(request.url))[:300]}"
     status = response.status_code
@@ -254,6 +287,8 @@ def classify_status(
         return NotFound(f"{where}: 404 not found: {detail}")
     if status == 409:
         return Conflict(f"{where}: 409 conflict: {detail}")
+    if 400 <= status < 500:
+        return Refused(f"{where}: HTTP {status}: {detail}")
     return HostError(f"{where}: HTTP {status}: {detail}")
 
 

@@ -42,14 +42,20 @@ async def add_token(
 
 async def scope_and_digest(conn: AsyncConnection, digest: str) -> tuple[str, str] | None:
     """The scope and stored digest of the token with this digest, if there is one."""
+    found = await by_digest(conn, digest)
+    return None if found is None else (found[1], found[2])
+
+
+async def by_digest(conn: AsyncConnection, digest: str) -> tuple[str, str, str] | None:
+    """The name, scope and stored digest of the token with this digest, if there is one."""
     row = (
         await conn.execute(
-            sa.select(api_tokens.c.scope, api_tokens.c.token_sha256).where(
+            sa.select(api_tokens.c.name, api_tokens.c.scope, api_tokens.c.token_sha256).where(
                 api_tokens.c.token_sha256 == digest
             )
         )
     ).first()
-    return None if row is None else (row.scope, row.token_sha256)
+    return None if row is None else (row.name, row.scope, row.token_sha256)
 
 
 async def list_tokens(conn: AsyncConnection) -> list[TokenInfo]:

@@ -301,3 +301,104 @@ api_tokens = sa.Table(
     sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
+
+# --- bulk operations (the reconciler) ------------------------------------------------------------
+# One row per operation a user asked for ("close these 1,000 changesets"). Its changesets are
+# grouped by repository (``bulk_operation_repos``): a group is what a worker claims, so one
+# repo's writes of one operation run in one place, one after the other, and a repo found
+# archived stops its group at once. One result row per changeset says what became of it.
+bulk_operations = sa.Table(
+    "bulk_operations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "batch_change_id",
+        sa.Integer,
+        sa.ForeignKey("batch_changes.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.String(32), nullable=False),  # OperationKind
+    sa.Column("args", sa.JSON, nullable=False),  # OperationArgs.to_json()
+    sa.Column("requested_by", sa.String(200), nullable=False, server_default=""),
+    sa.Column("state", sa.String(16), nullable=False),  # OperationState
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),  # first attempt of any result
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+)
+sa.Index("bulk_operations_batch_change_idx", bulk_operations.c.batch_change_id)
+
+bulk_operation_repos = sa.Table(
+    "bulk_operation_repos",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "operation_id",
+        sa.Integer,
+        sa.ForeignKey("bulk_operations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+    # When the group's next pending result may run; NULL once none is pending.
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("operation_id", "repo_id", name="bulk_operation_repos_uq"),
+)
+sa.Index("bulk_operation_repos_next_idx", bulk_operation_repos.c.next_attempt_at)
+
+bulk_operation_results = sa.Table(
+    "bulk_operation_results",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "operation_id",
+        sa.Integer,
+        sa.ForeignKey("bulk_operations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column(
+        "group_id",
+        sa.Integer,
+        sa.ForeignKey("bulk_operation_repos.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column(
+        "changeset_id",
+        sa.Integer,
+        sa.ForeignKey("changesets.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("state", sa.String(16), nullable=False),  # ResultState
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),  # what was done, or why not
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    # Set (committed) before the first write of an attempt: a write may have reached the host,
+    # so the next attempt looks at the host before it writes again.
+    sa.Column("write_started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("operation_id", "changeset_id", name="bulk_operation_results_uq"),
+)
+sa.Index(
+    "bulk_operation_results_op_state_idx",
+    bulk_operation_results.c.operation_id,
+    bulk_operation_results.c.state,
+)
+sa.Index(
+    "bulk_operation_results_group_idx",
+    bulk_operation_results.c.group_id,
+    bulk_operation_results.c.id,
+)
+
+# Write budgets, one row per code host, shared by every worker process: token buckets for the
+# host's content-creation limits and the end of a pause a rate limit asked for (core.pacing).
+host_write_budgets = sa.Table(
+    "host_write_budgets",
+    metadata,
+    sa.Column("host_kind", sa.String(32), primary_key=True),
+    sa.Column("host_url", sa.String(500), primary_key=True),
+    # {"<window seconds>": [tokens, "<refilled at, ISO 8601>"], ...}
+    sa.Column("buckets", sa.JSON, nullable=False),
+    sa.Column("paused_until", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

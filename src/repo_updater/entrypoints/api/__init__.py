@@ -18,6 +18,8 @@ all. The routes, by module:
   POST /api/batch-changes/{id}/changesets {"repo", "number"} or {"changesets": [...]}
   GET  /api/changesets, GET /api/changesets/{id}                      changesets
   POST /api/changesets/{id}/sync          forced sync (coalesced)
+  POST /api/batch-changes/{id}/operations a bulk operation (close, merge, ...)  operations
+  GET  /api/operations, GET /api/operations/{id} (progress, results)
   GET  /healthz (readiness: 503 while the store is unreachable), GET /metrics   observability
   GET  /openapi.json                                                  openapi
 """
@@ -41,6 +43,7 @@ from repo_updater.entrypoints.api import (
     login,
     observability,
     openapi,
+    operations,
     permissions,
     repos,
 )
@@ -61,6 +64,7 @@ ROUTE_MODULES = (
     permissions,
     batch_changes,
     changesets,
+    operations,
 )
 
 

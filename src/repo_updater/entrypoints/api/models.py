@@ -18,6 +18,7 @@ from repo_updater.core.domain import (
     PublicationState,
     ReviewState,
 )
+from repo_updater.core.operations import OperationKind, OperationState, ResultState
 
 
 class Out(BaseModel):
@@ -200,3 +201,70 @@ class RepoPermissions(Page[PermissionOut]):
 
 def answer(body: BaseModel, status: int = 200) -> web.Response:
     return web.Response(text=body.model_dump_json(), status=status, content_type="application/json")
+
+
+# --- bulk operations (the reconciler) ------------------------------------------------------------
+
+
+class OperationOut(Out):
+    id: int
+    batch_change_id: int
+    batch_change: str = Field(description="the batch change's name")
+    kind: OperationKind
+    args: dict[str, Any] = Field(description="merge_method, force, body, title")
+    requested_by: str = Field(description="cli:<user>, api:<token name>, demo, ...")
+    state: OperationState
+    total: int
+    pending: int
+    done: int
+    skipped: int
+    failed: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ProgressOut(Out):
+    total: int
+    pending: int
+    done: int
+    skipped: int
+    failed: int
+    expected_finish: datetime | None = Field(
+        description="null when finished, or before anything to estimate from"
+    )
+    fraction: float = Field(description="final results / total, 0..1")
+
+
+class OperationStatusOut(Out):
+    operation: OperationOut
+    progress: ProgressOut
+
+
+class OperationResultOut(Out):
+    id: int
+    changeset_id: int
+    repo_name: str
+    number: int
+    state: ResultState
+    detail: str = Field(description="what was done, why it was skipped, or the error")
+    attempts: int
+    next_attempt_at: datetime | None = Field(description="only while pending")
+    finished_at: datetime | None
+
+
+class OperationDetail(OperationStatusOut):
+    results: Page[OperationResultOut] = Field(description="in changeset result order, paged")
+
+
+class PlannedOut(Out):
+    changeset: int
+    repo: str
+    number: int
+    state: ExternalState | None = Field(description="the stored external state")
+    plan: str = Field(description='what would be done, e.g. "close" or "skip: <reason>"')
+    calls: list[str] = Field(description="the host calls, in order")
+
+
+class OperationPreview(Out):
+    plans: list[PlannedOut]

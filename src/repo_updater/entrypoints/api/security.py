@@ -31,12 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from repo_updater.config import ApiConfig
 from repo_updater.entrypoints.api.endpoint import Access, endpoint_of
 from repo_updater.entrypoints.api.inputs import ApiError
-from repo_updater.service_layer.api_tokens import Scope, authenticate
+from repo_updater.service_layer.api_tokens import Scope, identify
 
 COOKIE = "repo_updater_token"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 WILDCARDS = frozenset({"", "0.0.0.0", "[::]"})
 _HOST_RE = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::([0-9]{1,5}))?$")
+# The name of the token a request presented (set by ``Guard.scope``), for ``requester``.
+TOKEN_NAME_KEY = web.RequestKey("repo_updater_token_name", str)
 TOKEN_HINT = "create one with `repo-updater tokens create NAME --scope read|write`"
 
 
@@ -112,20 +114,36 @@ class Guard:
             scheme, _, token = header.strip().partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-            return await self.scope_of_token(token.strip())
+            return await self.scope_of_token(token.strip(), request=request)
         cookie = request.cookies.get(COOKIE)
         if cookie and request.method in ("GET", "HEAD"):
-            return await self.scope_of_token(cookie, "your login is no longer valid; log in again")
+            return await self.scope_of_token(
+                cookie, "your login is no longer valid; log in again", request=request
+            )
         return None
 
     async def scope_of_token(
-        self, token: str, problem: str = "the token is not valid (revoked?)"
+        self,
+        token: str,
+        problem: str = "the token is not valid (revoked?)",
+        *,
+        request: web.Request | None = None,
     ) -> Scope:
+        """The token's scope (401 if it is not live); its name is kept on ``request``."""
         async with self.engine.connect() as conn:
-            scope = await authenticate(conn, token)
-        if scope is None:
+            holder = await identify(conn, token)
+        if holder is None:
             raise Unauthorized(problem)
-        return scope
+        if request is not None:
+            request[TOKEN_NAME_KEY] = holder.name
+        return holder.scope
+
+
+def requester(request: web.Request) -> str:
+    """Who asked, for the records a request leaves (``api:<token name>``; ``api`` when no
+    token was presented, as for open reads)."""
+    name = request.get(TOKEN_NAME_KEY)
+    return f"api:{name}" if name else "api"
 
 
 def check_origin(request: web.Request) -> None:

@@ -11,6 +11,9 @@
   repo-updater batch-changes create NAME | list | close ID
   repo-updater changesets track --batch-change ID --repo NAME --number N | list | sync ID
   repo-updater tokens create NAME [--scope read|write] | list | revoke NAME
+  repo-updater changesets close|reopen|merge|comment|ready|draft|update --batch-change NAME
+               [--state S] [--id N ...] [--dry-run]     bulk operations, with progress
+  repo-updater operations list | show ID
   repo-updater emulator serve | archive | unarchive | rename | delete | fault ...
 
 The database comes from ``--database``, else the config file's ``database``, else
@@ -41,6 +44,7 @@ GROUPS = (
     "changesets",
     "tokens",
     "accounts",
+    "operations",
     "emulator",
 )
 

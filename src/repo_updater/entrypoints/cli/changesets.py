@@ -1,4 +1,5 @@
-"""``repo-updater changesets ...``: track pull requests, list changesets, request a sync."""
+"""``repo-updater changesets ...``: track pull requests, list changesets, request a sync; the
+bulk actions (close, merge, ...) are in ``cli.operations``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from repo_updater.entrypoints.cli.common import (
     store_options,
     store_transaction,
 )
+from repo_updater.entrypoints.cli.operations import add_changeset_actions
 
 COLUMNS = [
     "id",
@@ -46,6 +48,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("id", type=int)
     store_options(s)
     s.set_defaults(func=f"{__name__}:cmd_sync")
+    add_changeset_actions(actions)  # close, reopen, merge, comment, ready, draft, update
 
 
 async def cmd_list(args: argparse.Namespace) -> int:

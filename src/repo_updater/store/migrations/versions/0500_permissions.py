@@ -9,7 +9,7 @@ nothing consumed them. Public and deleted repos lose theirs; every live private 
 (reason ``migrated``, due now), so the first permissions sync after the upgrade covers them all.
 
 Revision ID: 0500
-Revises: 0200
+Revises: 0400
 """
 
 from datetime import UTC, datetime
@@ -20,7 +20,7 @@ from alembic import op
 import repo_updater.store.schema
 
 revision = "0500"
-down_revision = "0200"
+down_revision = "0400"
 branch_labels = None
 depends_on = None
 
