@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from repo_updater.config import Config
 from repo_updater.core.domain import HostKind
 from repo_updater.core.ports import RepoSource, RequestCounter
+from repo_updater.metrics import Metrics
 from repo_updater.service_layer.changeset_syncer import ChangesetSyncer
 from repo_updater.service_layer.health import Health
 from repo_updater.service_layer.repo_sync_worker import RepoSyncWorker
@@ -49,6 +50,7 @@ class App:
     worker_id: str = field(default_factory=default_worker_id)
     counter: RequestCounter = field(default_factory=RequestCounter)
     health: Health = field(default_factory=Health)
+    metrics: Metrics = field(default_factory=Metrics)  # this process's Prometheus registry
 
     async def aclose(self) -> None:
         for source in self.sources.values():
@@ -76,6 +78,7 @@ async def open_app(
     env = os.environ if env is None else env
     counter = RequestCounter()
     health = Health()
+    metrics = Metrics(counter)
     engine = create_engine(config.database)
     try:
         await migrate(engine)
@@ -103,8 +106,11 @@ async def open_app(
         poll_interval=config.changeset_poll_interval,
         lease=timedelta(seconds=config.changeset_lease),
         health=health,
+        metrics=metrics,
     )
-    repo_syncer = RepoSyncer(engine, clock, on_changeset_syncs_requested=changeset_syncer.wake)
+    repo_syncer = RepoSyncer(
+        engine, clock, on_changeset_syncs_requested=changeset_syncer.wake, metrics=metrics
+    )
     worker = RepoSyncWorker(
         engine,
         repo_syncer,
@@ -128,6 +134,7 @@ async def open_app(
         worker_id=wid,
         counter=counter,
         health=health,
+        metrics=metrics,
     )
     try:
         await worker.register_services(retire_unconfigured=retire_unconfigured)

@@ -122,8 +122,9 @@ class HostClient:
         while True:
             attempt += 1
             try:
-                self.counter.add(kind)
+                self.counter.add(kind, self.base_url)
                 response = await self._send_following_redirects(method, url, **kwargs)
+                self._note_budget(response)
             except httpx.TimeoutException:
                 retryable = True
                 error: SourceError = HostError(f"{method} {self.redact(url)}: timed out")
@@ -156,6 +157,15 @@ class HostClient:
                 await asyncio.sleep(self.retry.backoff * (2 ** (attempt - 1)))
                 continue
             raise error
+
+    def _note_budget(self, response: httpx.Response) -> None:
+        """Keep the rate-limit budget the host reports (GitHub and Gitea:
+        ``X-RateLimit-Remaining``; GitLab: ``RateLimit-Remaining``) for ``/metrics``."""
+        for header in ("x-ratelimit-remaining", "ratelimit-remaining"):
+            value = response.headers.get(header)
+            if value is not None and value.isdigit():
+                self.counter.remaining(self.base_url, int(value))
+                return
 
     def _check_origin(self, method: str, url: str) -> None:
         target = httpx.URL(url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,13 +17,21 @@ from repo_updater.store.schema import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceCounts:
+    name: str
+    last_sync_at: float | None  # epoch seconds
+    last_success_at: float | None
+    failed: bool
+
+
 @dataclass(slots=True)
 class StoreCounts:
     repos: dict[str, int] = field(default_factory=dict)  # live / archived / deleted
     changesets: dict[str, int] = field(default_factory=dict)  # by external state
     changeset_sync_requests: int = 0
     permission_sync_requests: int = 0
-    services: list[tuple[str, float | None, bool]] = field(default_factory=list)
+    services: list[ServiceCounts] = field(default_factory=list)
 
 
 async def store_counts(conn: AsyncConnection) -> StoreCounts:
@@ -53,10 +62,16 @@ async def store_counts(conn: AsyncConnection) -> StoreCounts:
         sa.select(
             external_services.c.name,
             external_services.c.last_sync_at,
+            external_services.c.last_success_at,
             external_services.c.last_sync_error,
         ).where(external_services.c.deleted_at.is_(None))
     )
     out.services = [
-        (name, at.timestamp() if at else None, error is not None) for name, at, error in services
+        ServiceCounts(name, _epoch(at), _epoch(ok), error is not None)
+        for name, at, ok, error in services
     ]
     return out
+
+
+def _epoch(at: datetime | None) -> float | None:
+    return None if at is None else at.timestamp()

@@ -72,6 +72,23 @@ class ServiceOut(Out):
     sync_requested_at: datetime | None = Field(description="a forced sync is due then")
 
 
+class ServiceSyncOut(Out):
+    started_at: datetime
+    finished_at: datetime
+    complete: bool = Field(description="false: the listing failed; nothing was removed")
+    error: str | None
+    listed: int
+    added: int
+    modified: int
+    removed: int
+    archived: int = Field(description="archive flips seen, either way")
+
+
+class ServiceSyncs(Out):
+    service: str
+    items: list[ServiceSyncOut] = Field(description="the newest syncs first (at most 50 kept)")
+
+
 class BatchChangeOut(Out):
     id: int
     name: str

@@ -1,4 +1,4 @@
-"""Health and Prometheus metrics."""
+"""Health and Prometheus metrics (``repo_updater.metrics``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import sqlalchemy as sa
 from aiohttp import web
 
+from repo_updater import metrics as metrics_module
 from repo_updater.core.errors import describe
 from repo_updater.entrypoints.api.common import error, the_app
 from repo_updater.entrypoints.api.endpoint import Access, endpoint
@@ -18,43 +19,17 @@ routes = web.RouteTableDef()
 HEALTH_TIMEOUT = 5.0  # seconds for the store to answer a health check
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 @routes.get("/metrics")
-@endpoint(Access.READ, "Prometheus metrics", content_type="text/plain")
+@endpoint(Access.READ, "Prometheus metrics (text exposition format)", content_type="text/plain")
 async def metrics(request: web.Request) -> web.Response:
+    """The app's registry (``repo_updater.metrics``), with the store's counts read now."""
     app = the_app(request)
     async with app.api_engine.connect() as conn:
         counts = await store_counts(conn)
-    lines = ["# TYPE repo_updater_repos gauge"]
-    lines += [f'repo_updater_repos{{state="{k}"}} {v}' for k, v in counts.repos.items()]
-    lines.append("# TYPE repo_updater_changesets gauge")
-    lines += [
-        f'repo_updater_changesets{{external_state="{_label(k)}"}} {v}'
-        for k, v in sorted(counts.changesets.items())
-    ]
-    lines += [
-        "# TYPE repo_updater_changeset_sync_requests_pending gauge",
-        f"repo_updater_changeset_sync_requests_pending {counts.changeset_sync_requests}",
-        "# TYPE repo_updater_permission_sync_requests_pending gauge",
-        f"repo_updater_permission_sync_requests_pending {counts.permission_sync_requests}",
-        "# TYPE repo_updater_service_last_sync_timestamp_seconds gauge",
-    ]
-    for name, at, _ in counts.services:
-        if at is not None:
-            lines.append(
-                f'repo_updater_service_last_sync_timestamp_seconds{{service="{_label(name)}"}} {at}'
-            )
-    lines.append("# TYPE repo_updater_service_last_sync_failed gauge")
-    lines += [
-        f'repo_updater_service_last_sync_failed{{service="{_label(name)}"}} {int(failed)}'
-        for name, _, failed in counts.services
-    ]
-    lines.append("# TYPE repo_updater_code_host_requests_total counter")
-    lines.append(f"repo_updater_code_host_requests_total {app.counter.count}")
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    app.metrics.set_store_counts(counts)
+    return web.Response(
+        body=app.metrics.exposition(), headers={"Content-Type": metrics_module.CONTENT_TYPE}
+    )
 
 
 @routes.get("/healthz")

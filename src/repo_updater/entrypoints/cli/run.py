@@ -20,10 +20,20 @@ if TYPE_CHECKING:
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run everything against the built-in emulator (no token)")
+    p = sub.add_parser(
+        "demo",
+        help="run everything against the built-in emulator (no token)",
+        description="Start the code-host emulator, sync it, track pull requests in a batch "
+        "change, archive a repository and show its changesets turn READONLY and back; then "
+        "keep serving the API and the dashboard until Ctrl-C.",
+    )
     p.add_argument("--database", help="database URL (default: ./repo-updater.db)")
-    p.add_argument("--emulator-port", type=int, default=7700)
-    p.add_argument("--api-port", type=int, default=7800)
+    p.add_argument(
+        "--emulator-port", type=int, default=7700, help="emulator port (default 7700; 0: any)"
+    )
+    p.add_argument(
+        "--api-port", type=int, default=7800, help="API and dashboard port (default 7800; 0: any)"
+    )
     p.add_argument("--interval", type=float, default=3.0, help="repo sync interval, seconds")
     p.add_argument("--once", action="store_true", help="exit after the walkthrough")
     p.set_defaults(func="repo_updater.entrypoints.demo:run_demo")
@@ -37,7 +47,9 @@ def add_parsers(sub: Any) -> None:
         )
         store_options(p)
         if name == "sync":
-            p.add_argument("--service", help="only this external service")
+            p.add_argument(
+                "--service", help="only this external service (no retiring of the others)"
+            )
         p.set_defaults(func=f"{__name__}:cmd_{name}")
 
 
