@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -75,3 +76,35 @@ async def store_counts(conn: AsyncConnection) -> StoreCounts:
 
 def _epoch(at: datetime | None) -> float | None:
     return None if at is None else at.timestamp()
+
+
+async def change_marker(conn: AsyncConnection) -> str:
+    """A short string that changes whenever anything a dashboard shows changes: a changeset's
+    sync or state, a tracked or closed batch change, a service's sync. One round trip; the
+    maxima walk primary keys, except ``changesets.updated_at`` (a scan: about a millisecond
+    per 10,000 changesets)."""
+    from repo_updater.store.schema import (
+        batch_change_changesets,
+        batch_changes,
+        changeset_state_history,
+        service_sync_history,
+    )
+
+    def biggest(column: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+        return sa.select(sa.func.max(column)).scalar_subquery()
+
+    row = (
+        await conn.execute(
+            sa.select(
+                biggest(changeset_state_history.c.id),
+                biggest(changesets.c.updated_at),
+                sa.select(sa.func.count()).select_from(batch_change_changesets).scalar_subquery(),
+                biggest(batch_changes.c.id),
+                biggest(batch_changes.c.closed_at),
+                biggest(service_sync_history.c.id),
+                biggest(external_services.c.last_sync_at),
+                biggest(external_services.c.sync_requested_at),
+            )
+        )
+    ).one()
+    return "|".join("" if v is None else str(v) for v in row)

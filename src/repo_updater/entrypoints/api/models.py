@@ -151,6 +151,11 @@ class BatchChangeStats(Out):
     burndown: BurndownOut
 
 
+class Pulse(Out):
+    version: str = Field(description="changes whenever the dashboard's data changes")
+    at: datetime = Field(description="the server's time")
+
+
 class ServiceSyncRequested(Out):
     requested: str
     due_at: datetime
