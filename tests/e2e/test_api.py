@@ -5,7 +5,6 @@ bad input answers a clear ``{"error": ...}`` and changes nothing; no answer carr
 from __future__ import annotations
 
 import asyncio
-import html
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -146,15 +145,22 @@ async def test_archived_repos_and_a_requested_service_sync(api: Api, emu: Runnin
     assert [e["payload"]["name"] for e in events] == [f"{PREFIX}/acme/gadgets"]
 
 
-async def test_dashboard_shows_the_archived_repo(api: Api) -> None:
-    response = await api.call("GET", "/")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    assert "<h2>Archived repositories</h2>" in response.text
-    archived_section = response.text.split("<h2>Archived repositories</h2>", 1)[1]
-    archived_section = archived_section.split("<h2>", 1)[0]
-    assert html.escape(LEGACY) in archived_section
-    assert WIDGETS not in archived_section
+async def test_dashboard_page_and_assets_are_served(api: Api) -> None:
+    """What the browser tests (test_dashboard.py) load: the page with a strict CSP, and its
+    script and style sheet with a validator (a second load costs a 304)."""
+    page = await api.call("GET", "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script src="/static/app.js"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for path, kind in (("/static/app.js", "text/javascript"), ("/static/app.css", "text/css")):
+        asset = await api.call("GET", path)
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
+        again = await api.call("GET", path, headers={"If-None-Match": asset.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+    first = (await api.get("/api/pulse"))["version"]
+    assert (await api.get("/api/pulse"))["version"] == first, "nothing changed"
+    await api.post("/api/batch-changes", 201, json={"name": "pulse"})
+    assert (await api.get("/api/pulse"))["version"] != first
     assert (await api.get("/healthz")) == {"ok": True}
 
 
@@ -432,24 +438,66 @@ async def test_bad_input_answers_a_clear_error_and_changes_nothing(api: Api) -> 
     assert await snapshot(api.app.engine) == before
 
 
-async def test_metrics_count_repos_changesets_and_pending_requests(api: Api) -> None:
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
+    """Every sample of a Prometheus exposition, by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(got: Samples, name: str, **labels: str) -> float:
+    return got[(name, frozenset(labels.items()))]
+
+
+async def test_metrics_count_repos_changesets_requests_and_syncs(
+    api: Api, emu: RunningEmulator
+) -> None:
     response = await api.call("GET", "/metrics")
-    assert response.status_code == 200
-    lines = set(response.text.splitlines())
-    assert 'repo_updater_repos{state="live"} 3' in lines
-    assert 'repo_updater_repos{state="archived"} 1' in lines
-    assert 'repo_updater_service_last_sync_failed{service="gh"} 0' in lines
-    assert "repo_updater_changeset_sync_requests_pending 0" in lines
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    got = samples(response.text)
+    # Live repos split by the archived flag, removed ones apart: no sample counts another's.
+    assert value(got, "repo_updater_repos", archived="false") == 2
+    assert value(got, "repo_updater_repos", archived="true") == 1
+    assert value(got, "repo_updater_repos_deleted") == 0
+    assert value(got, "repo_updater_service_last_sync_failed", service="gh") == 0
+    assert value(got, "repo_updater_changeset_sync_requests_pending") == 0
+    # The fixture's sync: one duration observed, complete; the requests it sent, by kind.
+    assert value(got, "repo_updater_repo_sync_duration_seconds_count", service="gh",
+                 outcome="complete") == 1  # fmt: skip
+    host = api.app.sources["gh"].host_url
+    listed = value(got, "repo_updater_code_host_requests_total", host=host, kind="list_repos")
+    assert listed >= 1
+    assert value(got, "repo_updater_rate_limit_remaining", host=host) > 0
 
     bc = await api.post("/api/batch-changes", 201, json={"name": "metrics"})
     await api.post(
         f"/api/batch-changes/{bc['id']}/changesets", 201,
         json={"repo": f"{PREFIX}/acme/widgets", "number": 1},
     )  # fmt: skip
-    lines = set((await api.call("GET", "/metrics")).text.splitlines())
-    assert 'repo_updater_changesets{external_state="UNSYNCED"} 1' in lines
-    assert "repo_updater_changeset_sync_requests_pending 1" in lines
-    assert "repo_updater_permission_sync_requests_pending 3" in lines
+    got = samples((await api.call("GET", "/metrics")).text)
+    assert value(got, "repo_updater_changesets", external_state="UNSYNCED") == 1
+    assert value(got, "repo_updater_changeset_sync_requests_pending") == 1
+    assert value(got, "repo_updater_permission_sync_requests_pending") == 3
+
+    # A failing sync: counted by its reason, and as an incomplete sync's duration.
+    await api.app.repo_sync_worker.sync_service("gh")  # a good one first: 2 complete syncs
+    async with EmulatorAdmin(emu.url) as admin:
+        await admin.set_faults(GH, errors_next=100)
+        result = await api.app.repo_sync_worker.sync_service("gh")
+        await admin.clear_faults(GH)
+    assert not result.complete
+    got = samples((await api.call("GET", "/metrics")).text)
+    assert value(got, "repo_updater_sync_errors_total", sync="repo_sync", reason="host_error") == 1
+    assert value(got, "repo_updater_repo_sync_duration_seconds_count", service="gh",
+                 outcome="incomplete") == 1  # fmt: skip
+    assert value(got, "repo_updater_service_last_sync_failed", service="gh") == 1
 
 
 async def test_bulk_tracking_is_all_or_nothing(api: Api) -> None:

@@ -40,9 +40,9 @@ class Running:
 async def running(emu: RunningEmulator, tmp_path: Path) -> AsyncIterator[Running]:
     gh = emu.state.host(HostKind.GITHUB)
     for i in range(REPOS):
-        repo = gh.add_repo("acme", f"repo-{i}")
-        gh.add_pull(repo.full_name, title=f"Upgrade CI on repo-{i}")
-        gh.add_pull(repo.full_name, title=f"Bump deps on repo-{i}", state=HostPullState.DRAFT)
+        emulated = gh.add_repo("acme", f"repo-{i}")
+        gh.add_pull(emulated.full_name, title=f"Upgrade CI on repo-{i}")
+        gh.add_pull(emulated.full_name, title=f"Bump deps on repo-{i}", state=HostPullState.DRAFT)
     config = parse_config(
         {
             "database": f"sqlite:///{tmp_path}/dash.db",

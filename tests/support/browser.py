@@ -24,13 +24,17 @@ ARGS = [
 ]
 
 
-@asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+def require_chromium() -> None:
     if not Path(CHROMIUM).exists():
         pytest.fail(
             f"the dashboard tests need Debian's chromium at {CHROMIUM}: "
             "`apt-get install -y chromium` (.ci/run does it), or set REPO_UPDATER_CHROMIUM"
         )
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    require_chromium()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
