@@ -25,7 +25,7 @@ import asyncio
 import importlib
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from repo_updater.entrypoints.cli.common import CLIError
 
@@ -120,11 +120,29 @@ def _report(exc: Exception) -> int | None:
     return None
 
 
+def _configured_log_format(args: argparse.Namespace) -> Literal["text", "json"]:
+    """The config file's ``log_format``, read before anything logs (a config that cannot be
+    read is reported by the command itself, which loads it properly)."""
+    from repo_updater.entrypoints.cli.common import config_path
+
+    path = config_path(args)
+    if path is None:
+        return "text"
+    try:
+        import yaml
+
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except (OSError, ValueError, yaml.YAMLError):
+        return "text"
+    return "json" if isinstance(data, dict) and data.get("log_format") == "json" else "text"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from repo_updater import logs
 
-    logs.configure(args.log_format or "text", verbose=args.verbose)
+    logs.configure(args.log_format or _configured_log_format(args), verbose=args.verbose)
     try:
         code: int = asyncio.run(resolve(args.func)(args))
         return code

@@ -60,10 +60,6 @@ def load(args: argparse.Namespace, *, required: bool) -> Config:
     config = load_config(Path(path), os.environ)
     if getattr(args, "database", None):
         config = config.model_copy(update={"database": args.database})
-    if getattr(args, "log_format", None) is None and config.log_format != "text":
-        from repo_updater import logs
-
-        logs.configure(config.log_format, verbose=getattr(args, "verbose", False))
     return config
 
 

@@ -14,7 +14,7 @@ import csv
 import dataclasses
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,24 +87,34 @@ def _cell(value: Any, now: datetime) -> str:
     return str(getattr(value, "value", value))
 
 
-def table(rows: Sequence[Any], columns: Sequence[str], now: datetime | None = None) -> str:
+def table_lines(
+    rows: Sequence[Any], columns: Sequence[str], now: datetime | None = None
+) -> Iterator[str]:
+    """The lines of a table (no trailing newlines): a header, then one line per row."""
     if not rows:
-        return "(none)"
+        yield "(none)"
+        return
     now = now or datetime.now(UTC)
     cells = [[_cell(as_dict(r).get(c), now) for c in columns] for r in rows]
     heads = [c.upper() for c in columns]
     widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(heads)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-              for row in cells]  # fmt: skip
-    return "\n".join(lines)
+    yield "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip()
+    for row in cells:
+        yield "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+
+
+def table(rows: Sequence[Any], columns: Sequence[str], now: datetime | None = None) -> str:
+    return "\n".join(table_lines(rows, columns, now))
 
 
 def emit(rows: Sequence[Any], columns: Sequence[str], fmt: str, *, header: bool = True) -> None:
     """Print ``rows`` in ``fmt`` on stdout (``header=False``: csv rows only, to follow on)."""
+    # Written a line at a time: a reader that goes away (`| head`) is noticed at the next
+    # write (one huge write can lose the error), and nothing more is formatted for nobody.
     out = sys.stdout
     if fmt == "table":
-        out.write(table(rows, columns) + "\n")
+        for line in table_lines(rows, columns):
+            out.write(line + "\n")
     elif fmt == "json":
         json.dump([_plain(as_dict(r)) for r in rows], out, indent=2)
         out.write("\n")
