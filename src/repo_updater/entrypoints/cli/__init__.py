@@ -21,7 +21,6 @@ Building the parser imports no command: each subcommand names its function as
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -140,6 +139,8 @@ def _configured_log_format(args: argparse.Namespace) -> Literal["text", "json"]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import asyncio  # here, not at the top: --help does without it (40 ms)
+
     from repo_updater import logs
 
     logs.configure(args.log_format or _configured_log_format(args), verbose=args.verbose)

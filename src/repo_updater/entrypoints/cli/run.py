@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import signal
 import sys
@@ -103,6 +102,8 @@ class ProgressLine:
 
 
 async def cmd_sync(args: argparse.Namespace) -> int:
+    import asyncio
+
     config = load(args, required=True)
     known = [s.name for s in config.external_services]
     if args.service and args.service not in known:
@@ -151,6 +152,8 @@ async def _sync(config: Config, names: list[str], *, retire: bool) -> int:
 def on_signals(handler: Callable[[int], None]) -> Iterator[list[int]]:
     """Call ``handler(signum)`` on SIGINT and SIGTERM (alike) while the block runs; yields
     the list of signals received."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
@@ -171,6 +174,8 @@ def on_signals(handler: Callable[[int], None]) -> Iterator[list[int]]:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from repo_updater.bootstrap import open_app
     from repo_updater.entrypoints.serve import serve
 
