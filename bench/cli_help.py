@@ -41,26 +41,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--reps", type=int, default=15, help="processes per figure")
     args = parser.parse_args()
-    rows: list[tuple[str, str, list[float]]] = []
+    rows: dict[tuple[str, str], list[float]] = {}
     with baseline_src(BEFORE) as before:
-        for variant, src in (("before", before), ("after", None)):
-            for label, command in COMMANDS.items():
-                if label.startswith("floor") and variant == "before":
-                    continue
-                wall(command, src)  # warm the file cache
-                rows.append((variant, label, [wall(command, src) for _ in range(args.reps)]))
-    floor = stats(next(t for _, label, t in rows if label.startswith("floor")))[1]
+        variants = [("before", before), ("after", None)]
+        cases = [(v, src, label, command) for v, src in variants
+                 for label, command in COMMANDS.items()
+                 if not (label.startswith("floor") and v == "before")]  # fmt: skip
+        for _, src, _, command in cases:
+            wall(command, src)  # warm the file cache and write the bytecode
+        # Interleaved, so that load from other work on the machine falls on every variant.
+        for _ in range(args.reps):
+            for variant, src, label, command in cases:
+                rows.setdefault((variant, label), []).append(wall(command, src))
+    floor = stats(next(t for (_, label), t in rows.items() if label.startswith("floor")))[1]
     lines = [
         "# CLI --help start-up time",
         "",
         f"`python bench/cli_help.py --reps {args.reps}`, {platform.python_version()}, "
-        f"{platform.machine()}, 2 cores shared with other work. Wall time of a fresh process; "
+        f"{platform.machine()}, 2 cores shared with other work. Wall time of a fresh process, "
+        "the variants interleaved; "
         f"before: `{BEFORE}`, after: this tree; ratio: median over the floor's median.",
         "",
         "| variant | command | min | median | median / floor |",
         "|---|---|---|---|---|",
     ]
-    for variant, label, times in rows:
+    for (variant, label), times in sorted(rows.items(), key=lambda kv: kv[0][0] != "before"):
         lo, med = stats(times)
         lines.append(f"| {variant} | `{label}` | {lo * 1000:.0f} ms | {med * 1000:.0f} ms | "
                      f"{med / floor:.1f}x |")  # fmt: skip

@@ -31,6 +31,7 @@ const SERVICE_COLUMNS = [
 let view = null; // { render(), refresh() } of the page shown
 let pulse = null; // the last /api/pulse version seen
 let lastUpdate = null;
+let routeGen = 0; // bumped on each navigation: a late answer for the page left is dropped
 
 // --- small helpers --------------------------------------------------------------------------
 
@@ -148,7 +149,9 @@ function burndown(series) {
 
 function batchChangesPage(main) {
   async function refresh() {
+    const gen = routeGen;
     const page = await api("/api/batch-changes?limit=1000");
+    if (gen !== routeGen) return;
     const rows = page.items.map((b) => h("tr", {},
       h("td", {}, h("a", { href: `#/batch-changes/${b.id}` }, b.name)),
       h("td", {}, b.state), h("td", {}, b.changeset_count), h("td", {}, time(b.created_at)),
@@ -162,7 +165,7 @@ function batchChangesPage(main) {
 }
 
 function batchChangePage(main, id, perPage) {
-  const state = { filter: null, cursors: [null], index: 0 };
+  const state = { filter: null, cursors: [null], index: 0, seq: 0 };
   let parts = null;
 
   function layout(bc) {
@@ -237,8 +240,11 @@ function batchChangePage(main, id, perPage) {
     else if (state.filter) query.set("state", state.filter);
     const after = state.cursors[state.index];
     if (after) query.set("after", after);
+    const gen = routeGen;
+    const seq = ++state.seq; // a filter click and a poll may overlap: the newest one draws
     const [bc, stats, page] = await Promise.all([api(`/api/batch-changes/${id}`),
       api(`/api/batch-changes/${id}/stats?points=40`), api(`/api/changesets?${query}`)]);
+    if (gen !== routeGen || seq !== state.seq) return;
     if (!parts) layout(bc);
     parts.sub.replaceChildren(`${bc.state.toLowerCase()} · created `, time(bc.created_at),
       bc.description ? ` · ${bc.description}` : "");
@@ -252,10 +258,12 @@ function batchChangePage(main, id, perPage) {
 
 function servicesPage(main) {
   async function refresh() {
+    const gen = routeGen;
     const page = await api("/api/services?limit=1000");
     const columns = SERVICE_COLUMNS.filter((c) => !c.optional || page.items.some((s) => c.key in s));
     const histories = await Promise.all(page.items.map((s) =>
       api(`/api/services/${encodeURIComponent(s.name)}/syncs?limit=20`).catch(() => ({ items: [] }))));
+    if (gen !== routeGen) return;
     const rows = page.items.map((s, i) => h("tr", { "data-service": s.name },
       columns.map((c) => {
         const v = s[c.key];
@@ -279,6 +287,7 @@ function servicesPage(main) {
 // --- routing and live updates ---------------------------------------------------------------
 
 function route() {
+  routeGen += 1;
   const main = document.getElementById("main");
   const [hash, search] = (location.hash.replace(/^#/, "") || "/").split("?");
   const params = new URLSearchParams(search || "");
