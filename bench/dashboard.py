@@ -17,7 +17,7 @@ Measured, each rep:
 - server time of each call, and the floor: ``GET /healthz`` (one trivial query);
 - in Debian's chromium (Playwright): time from navigation to the changesets and the
   burndown drawn (after), or to the page loaded (before).
-Writes ``bench/results/dashboard.md``.
+Writes ``bench/results/dashboard.md`` (``dashboard-postgresql.md`` for PostgreSQL).
 """
 
 from __future__ import annotations
@@ -273,7 +273,8 @@ async def main() -> None:
             reps.append(await one_rep(args.backend, args.size, Path(tmp), src))
             print(f"rep {i + 1}/{args.reps} done", flush=True)
     text = report(reps, args.size, args.backend)
-    out = ROOT / "bench" / "results" / "dashboard.md"
+    suffix = "" if args.backend == "sqlite" else f"-{args.backend}"
+    out = ROOT / "bench" / "results" / f"dashboard{suffix}.md"
     out.write_text(text)
     print(text)
 

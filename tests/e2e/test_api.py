@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import sqlalchemy as sa
@@ -157,10 +158,15 @@ async def test_dashboard_page_and_assets_are_served(api: Api) -> None:
         assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
         again = await api.call("GET", path, headers={"If-None-Match": asset.headers["etag"]})
         assert again.status_code == 304 and again.content == b""
-    first = (await api.get("/api/pulse"))["version"]
-    assert (await api.get("/api/pulse"))["version"] == first, "nothing changed"
+    first = await api.get("/api/pulse")
+    assert await api.get("/api/pulse") == {**first, "at": ANY}, "nothing changed"
     await api.post("/api/batch-changes", 201, json={"name": "pulse"})
-    assert (await api.get("/api/pulse"))["version"] != first
+    second = await api.get("/api/pulse")
+    assert second["version"] != first["version"] and second["states"] != first["states"]
+    await api.app.repo_sync_worker.sync_service("gh")  # a sync that changes no state
+    third = await api.get("/api/pulse")
+    assert third["version"] != second["version"], "the services page shows the sync"
+    assert third["states"] == second["states"], "no counts or burndown to re-read"
     assert (await api.get("/healthz")) == {"ok": True}
 
 

@@ -78,11 +78,19 @@ def _epoch(at: datetime | None) -> float | None:
     return None if at is None else at.timestamp()
 
 
-async def change_marker(conn: AsyncConnection) -> str:
-    """A short string that changes whenever anything a dashboard shows changes: a changeset's
-    sync or state, a tracked or closed batch change, a service's sync. One round trip; the
-    maxima walk primary keys, except ``changesets.updated_at`` (a scan: about a millisecond
-    per 10,000 changesets)."""
+@dataclass(frozen=True, slots=True)
+class ChangeMarker:
+    """What the dashboard polls. ``states`` changes when a batch change's counts or burndown
+    may have (a state change, a tracked or closed batch change, a sync error set or cleared);
+    ``anything`` also when any changeset or service was synced at all."""
+
+    states: str
+    anything: str
+
+
+async def change_marker(conn: AsyncConnection) -> ChangeMarker:
+    """One round trip; the maxima walk primary keys, except ``changesets.updated_at`` and the
+    count of errored changesets (scans: about a millisecond per 10,000 changesets)."""
     from repo_updater.store.schema import (
         batch_change_changesets,
         batch_changes,
@@ -93,18 +101,23 @@ async def change_marker(conn: AsyncConnection) -> str:
     def biggest(column: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
         return sa.select(sa.func.max(column)).scalar_subquery()
 
+    def count(table: sa.Table, *where: sa.ColumnElement[bool]) -> sa.ScalarSelect[Any]:
+        return sa.select(sa.func.count()).select_from(table).where(*where).scalar_subquery()
+
     row = (
         await conn.execute(
             sa.select(
                 biggest(changeset_state_history.c.id),
-                biggest(changesets.c.updated_at),
-                sa.select(sa.func.count()).select_from(batch_change_changesets).scalar_subquery(),
+                count(batch_change_changesets),
                 biggest(batch_changes.c.id),
                 biggest(batch_changes.c.closed_at),
+                count(changesets, changesets.c.sync_error.is_not(None)),
+                biggest(changesets.c.updated_at),
                 biggest(service_sync_history.c.id),
                 biggest(external_services.c.last_sync_at),
                 biggest(external_services.c.sync_requested_at),
             )
         )
     ).one()
-    return "|".join("" if v is None else str(v) for v in row)
+    values = ["" if v is None else str(v) for v in row]
+    return ChangeMarker(states="|".join(values[:5]), anything="|".join(values))

@@ -73,13 +73,17 @@ async def style(request: web.Request) -> web.Response:
 @endpoint(
     Access.READ,
     "What the dashboard polls: a version that changes when its data does",
-    description="Cheap (one query): poll it, and re-read the lists and stats when `version` "
-    "differs from the last one.",
+    description="Cheap (one query): poll it; re-read the lists when `version` differs from the "
+    "last one, and the counts and burndown when `states` does.",
     response=Pulse,
 )
 async def pulse(request: web.Request) -> web.Response:
     app = the_app(request)
     async with app.api_engine.connect() as conn:
         marker = await change_marker(conn)
-    version = hashlib.sha256(marker.encode()).hexdigest()[:16]
-    return answer(Pulse(version=version, at=app.clock()))
+    return answer(Pulse(version=_digest(marker.anything), states=_digest(marker.states),
+                        at=app.clock()))  # fmt: skip
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

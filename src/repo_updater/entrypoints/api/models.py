@@ -153,6 +153,9 @@ class BatchChangeStats(Out):
 
 class Pulse(Out):
     version: str = Field(description="changes whenever the dashboard's data changes")
+    states: str = Field(
+        description="changes when counts or burndowns may have (a subset of `version`)"
+    )
     at: datetime = Field(description="the server's time")
 
 
@@ -190,5 +193,14 @@ class Page(Out, Generic[T]):
     next: str | None = Field(description="pass as `after` for the next page; null at the end")
 
 
+COMPRESS_OVER = 1024  # bytes: smaller answers are not worth a gzip header
+
+
 def answer(body: BaseModel, status: int = 200) -> web.Response:
-    return web.Response(text=body.model_dump_json(), status=status, content_type="application/json")
+    """The JSON answer; gzip when the client accepts it and the body is large (a page of 50
+    changesets is ~25 KiB, ~4 KiB compressed: what the dashboard fetches on each update)."""
+    text = body.model_dump_json()
+    response = web.Response(text=text, status=status, content_type="application/json")
+    if len(text) > COMPRESS_OVER:
+        response.enable_compression()
+    return response

@@ -29,7 +29,7 @@ const SERVICE_COLUMNS = [
 ];
 
 let view = null; // { render(), refresh() } of the page shown
-let pulse = null; // the last /api/pulse version seen
+let pulse = null; // the last /api/pulse answer
 let lastUpdate = null;
 let routeGen = 0; // bumped on each navigation: a late answer for the page left is dropped
 
@@ -187,7 +187,7 @@ function batchChangePage(main, id, perPage) {
       ["Errored", "errored", stats.errored]];
     parts.filters.replaceChildren(...options.map(([label, value, n]) => h("button", {
       type: "button", "data-filter": value || "all", "aria-pressed": String(state.filter === value),
-      onclick: () => { state.filter = value; state.cursors = [null]; state.index = 0; refresh(); },
+      onclick: () => { state.filter = value; state.cursors = [null]; state.index = 0; refresh({ stats: false }); },
     }, `${label} (${n})`)));
   }
 
@@ -227,14 +227,17 @@ function batchChangePage(main, id, perPage) {
     const first = state.index * perPage + 1;
     parts.pager.replaceChildren(
       h("button", { type: "button", disabled: state.index === 0, "data-page": "prev",
-        onclick: () => { state.index -= 1; refresh(); } }, "‹ Previous"),
+        onclick: () => { state.index -= 1; refresh({ stats: false }); } }, "‹ Previous"),
       h("span", { class: "muted" }, rows.length ? `${first}–${first + rows.length - 1}` : ""),
       h("button", { type: "button", disabled: !page.next, "data-page": "next",
-        onclick: () => { state.cursors[state.index + 1] = page.next; state.index += 1; refresh(); } },
+        onclick: () => { state.cursors[state.index + 1] = page.next; state.index += 1; refresh({ stats: false }); } },
       "Next ›"));
   }
 
-  async function refresh() {
+  let stats = null; // kept between refreshes that need no new counts
+  let statsAt = 0; // when: the burndown's "now" is re-read at least once a minute
+
+  async function refresh(options) {
     const query = new URLSearchParams({ batch_change: id, order: "attention", limit: perPage });
     if (state.filter === "errored") query.set("errored", "true");
     else if (state.filter) query.set("state", state.filter);
@@ -242,9 +245,12 @@ function batchChangePage(main, id, perPage) {
     if (after) query.set("after", after);
     const gen = routeGen;
     const seq = ++state.seq; // a filter click and a poll may overlap: the newest one draws
-    const [bc, stats, page] = await Promise.all([api(`/api/batch-changes/${id}`),
-      api(`/api/batch-changes/${id}/stats?points=40`), api(`/api/changesets?${query}`)]);
+    const again = !stats || !options || options.stats !== false || Date.now() - statsAt > 60000;
+    const [bc, fresh, page] = await Promise.all([api(`/api/batch-changes/${id}`),
+      again ? api(`/api/batch-changes/${id}/stats?points=40`) : stats, api(`/api/changesets?${query}`)]);
     if (gen !== routeGen || seq !== state.seq) return;
+    if (again) statsAt = Date.now();
+    stats = fresh;
     if (!parts) layout(bc);
     parts.sub.replaceChildren(`${bc.state.toLowerCase()} · created `, time(bc.created_at),
       bc.description ? ` · ${bc.description}` : "");
@@ -316,8 +322,11 @@ async function poll() {
   try {
     const body = await api("/api/pulse");
     lastUpdate = Date.now();
-    if (pulse !== null && body.version !== pulse && view) await view.refresh();
-    pulse = body.version;
+    if (pulse !== null && body.version !== pulse.version && view) {
+      // Counts and burndown cost the most to compute: re-read them only when they may differ.
+      await view.refresh({ stats: body.states !== pulse.states });
+    }
+    pulse = body;
   } catch (e) {
     // shown by tickTimes as "no answer for N s"; the next poll tries again
   }
