@@ -255,8 +255,9 @@ def report(reps: list[Rep], size: int, backend: str) -> str:
         "",
         "Before, every update re-sent the whole page (the 200 rows it showed of each table). "
         "After, the page and its assets load once (the assets revalidate with an ETag); each "
-        "poll is `/api/pulse` alone unless something changed, and then the stats (40 burndown "
-        "points) and one page of 50 changesets, whatever the size of the batch change.",
+        "poll is `/api/pulse` alone unless something changed, and then one page of 50 "
+        "changesets, plus the stats (40 burndown points) when a state changed (the figures "
+        "above count both), whatever the size of the batch change. JSON answers are gzipped.",
     ]
     return "\n".join(lines) + "\n"
 
