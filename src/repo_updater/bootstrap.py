@@ -18,6 +18,7 @@ from repo_updater.config import Config
 from repo_updater.core.domain import HostKind
 from repo_updater.core.pacing import WriteLimit
 from repo_updater.core.ports import PermissionSource, RequestCounter, WritingSource
+from repo_updater.metrics import Metrics
 from repo_updater.service_layer.changeset_syncer import ChangesetSyncer
 from repo_updater.service_layer.health import Health
 from repo_updater.service_layer.operation_worker import OperationWorker
@@ -54,6 +55,7 @@ class App:
     worker_id: str = field(default_factory=default_worker_id)
     counter: RequestCounter = field(default_factory=RequestCounter)
     health: Health = field(default_factory=Health)
+    metrics: Metrics = field(default_factory=Metrics)  # this process's Prometheus registry
 
     async def aclose(self) -> None:
         for source in self.sources.values():
@@ -102,6 +104,7 @@ async def open_app(
     env = os.environ if env is None else env
     counter = RequestCounter()
     health = Health()
+    metrics = Metrics(counter)
     engine = create_engine(config.database)
     try:
         await migrate(engine)
@@ -130,6 +133,7 @@ async def open_app(
         poll_interval=config.changeset_poll_interval,
         lease=timedelta(seconds=config.changeset_lease),
         health=health,
+        metrics=metrics,
     )
     operation_worker = OperationWorker(
         engine,
@@ -140,6 +144,7 @@ async def open_app(
         poll_interval=config.changeset_poll_interval,
         on_changesets_changed=changeset_syncer.wake,
         health=health,
+        metrics=metrics,
     )
     perms = config.permissions
     permissions_syncer = PermissionsSyncer(
@@ -152,12 +157,14 @@ async def open_app(
         refresh_interval=timedelta(seconds=perms.refresh_interval),
         refresh_jitter=perms.refresh_jitter,
         health=health,
+        metrics=metrics,
     )
     repo_syncer = RepoSyncer(
         engine,
         clock,
         on_changeset_syncs_requested=changeset_syncer.wake,
         on_permission_syncs_requested=permissions_syncer.wake,
+        metrics=metrics,
     )
     worker = RepoSyncWorker(
         engine,
@@ -184,6 +191,7 @@ async def open_app(
         worker_id=wid,
         counter=counter,
         health=health,
+        metrics=metrics,
     )
     try:
         await worker.register_services(retire_unconfigured=retire_unconfigured)

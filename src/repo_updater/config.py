@@ -5,6 +5,7 @@ Example::
     database: sqlite:///repo-updater.db
     repo_sync_interval: 60          # seconds, default for every service
     events_retention_days: 30       # serve deletes older events
+    log_format: text                # or json: one JSON object per log line
     api:
       host: 127.0.0.1
       port: 7800
@@ -248,6 +249,9 @@ class Config(_Strict):
     changeset_lease: Annotated[float, Field(ge=3, le=3600)] = 300.0
     # Events (the outbox) older than this are deleted by ``serve``, in batches, hourly.
     events_retention_days: Annotated[float, Field(gt=0, le=36500)] = 30.0
+    # Log lines on stderr: text for a person, or one JSON object per line (``--log-format``
+    # on the command line wins).
+    log_format: Literal["text", "json"] = "text"
     api: ApiConfig = ApiConfig()
     permissions: PermissionsConfig = PermissionsConfig()
     external_services: tuple[ServiceConfig, ...] = ()

@@ -5,11 +5,11 @@ bad input answers a clear ``{"error": ...}`` and changes nothing; no answer carr
 from __future__ import annotations
 
 import asyncio
-import html
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +24,7 @@ from repo_updater.entrypoints.serve import serve
 from repo_updater.sources.http import RetryPolicy
 from repo_updater.store.schema import metadata
 from tests.support.api import ApiClient, api_client
+from tests.support.metrics import samples, value
 
 GH = HostKind.GITHUB
 PREFIX = "github.test"
@@ -146,15 +147,27 @@ async def test_archived_repos_and_a_requested_service_sync(api: Api, emu: Runnin
     assert [e["payload"]["name"] for e in events] == [f"{PREFIX}/acme/gadgets"]
 
 
-async def test_dashboard_shows_the_archived_repo(api: Api) -> None:
-    response = await api.call("GET", "/")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    assert "<h2>Archived repositories</h2>" in response.text
-    archived_section = response.text.split("<h2>Archived repositories</h2>", 1)[1]
-    archived_section = archived_section.split("<h2>", 1)[0]
-    assert html.escape(LEGACY) in archived_section
-    assert WIDGETS not in archived_section
+async def test_dashboard_page_and_assets_are_served(api: Api) -> None:
+    """What the browser tests (test_dashboard.py) load: the page with a strict CSP, and its
+    script and style sheet with a validator (a second load costs a 304)."""
+    page = await api.call("GET", "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script src="/static/app.js"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for path, kind in (("/static/app.js", "text/javascript"), ("/static/app.css", "text/css")):
+        asset = await api.call("GET", path)
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
+        again = await api.call("GET", path, headers={"If-None-Match": asset.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+    first = await api.get("/api/pulse")
+    assert await api.get("/api/pulse") == {**first, "at": ANY}, "nothing changed"
+    await api.post("/api/batch-changes", 201, json={"name": "pulse"})
+    second = await api.get("/api/pulse")
+    assert second["version"] != first["version"] and second["states"] != first["states"]
+    await api.app.repo_sync_worker.sync_service("gh")  # a sync that changes no state
+    third = await api.get("/api/pulse")
+    assert third["version"] != second["version"], "the services page shows the sync"
+    assert third["states"] == second["states"], "no counts or burndown to re-read"
     assert (await api.get("/healthz")) == {"ok": True}
 
 
@@ -432,25 +445,65 @@ async def test_bad_input_answers_a_clear_error_and_changes_nothing(api: Api) -> 
     assert await snapshot(api.app.engine) == before
 
 
-async def test_metrics_count_repos_changesets_and_pending_requests(api: Api) -> None:
+async def test_metrics_count_repos_changesets_requests_and_syncs(
+    api: Api, emu: RunningEmulator
+) -> None:
     response = await api.call("GET", "/metrics")
-    assert response.status_code == 200
-    lines = set(response.text.splitlines())
-    assert 'repo_updater_repos{state="live"} 3' in lines
-    assert 'repo_updater_repos{state="archived"} 1' in lines
-    assert 'repo_updater_service_last_sync_failed{service="gh"} 0' in lines
-    assert "repo_updater_changeset_sync_requests_pending 0" in lines
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    got = samples(response.text)
+    # Live repos split by the archived flag, removed ones apart: no sample counts another's.
+    assert value(got, "repo_updater_repos", archived="false") == 2
+    assert value(got, "repo_updater_repos", archived="true") == 1
+    assert value(got, "repo_updater_repos_deleted") == 0
+    assert value(got, "repo_updater_service_last_sync_failed", service="gh") == 0
+    assert value(got, "repo_updater_changeset_sync_requests_pending") == 0
+    # The fixture's sync: one duration observed, complete; the requests it sent, by kind.
+    assert value(got, "repo_updater_repo_sync_duration_seconds_count", service="gh",
+                 outcome="complete") == 1  # fmt: skip
+    host = api.app.sources["gh"].host_url
+    listed = value(got, "repo_updater_code_host_requests_total", host=host, kind="list_repos")
+    assert listed >= 1
+    assert value(got, "repo_updater_rate_limit_remaining", host=host) > 0
+    # The reconciler's and the permissions syncer's figures are on the same registry: no bulk
+    # operation yet; GitHub's default write budget (80/min, 500/h) untouched, so each bucket
+    # holds its full burst (a tenth); no private repo, so no grants and no full refresh yet.
+    for state in ("running", "finished"):
+        assert value(got, "repo_updater_operations", state=state) == 0
+    assert value(got, "repo_updater_write_budget_remaining", host=host, window_seconds="60") == 8
+    assert value(got, "repo_updater_write_budget_remaining", host=host,
+                 window_seconds="3600") == 50  # fmt: skip
+    assert value(got, "repo_updater_repo_permissions") == 0
+    assert value(got, "repo_updater_permission_syncs_failing") == 0
+    assert not any(n.startswith("repo_updater_permission_last_full") for n, _ in got)
+    # No hand-written exposition: every family comes with its HELP and TYPE.
+    for line in response.text.splitlines():
+        if line.startswith("# TYPE "):
+            name = line.split()[2]
+            assert f"# HELP {name} " in response.text, name
 
     bc = await api.post("/api/batch-changes", 201, json={"name": "metrics"})
     await api.post(
         f"/api/batch-changes/{bc['id']}/changesets", 201,
         json={"repo": f"{PREFIX}/acme/widgets", "number": 1},
     )  # fmt: skip
-    lines = set((await api.call("GET", "/metrics")).text.splitlines())
-    assert 'repo_updater_changesets{external_state="UNSYNCED"} 1' in lines
-    assert "repo_updater_changeset_sync_requests_pending 1" in lines
+    got = samples((await api.call("GET", "/metrics")).text)
+    assert value(got, "repo_updater_changesets", external_state="UNSYNCED") == 1
+    assert value(got, "repo_updater_changeset_sync_requests_pending") == 1
     # Public repos need no permissions sync: anyone can read them.
-    assert "repo_updater_permission_sync_requests_pending 0" in lines
+    assert value(got, "repo_updater_permission_sync_requests_pending") == 0
+
+    # A failing sync: counted by its reason, and as an incomplete sync's duration.
+    await api.app.repo_sync_worker.sync_service("gh")  # a good one first: 2 complete syncs
+    async with EmulatorAdmin(emu.url) as admin:
+        await admin.set_faults(GH, errors_next=100)
+        result = await api.app.repo_sync_worker.sync_service("gh")
+        await admin.clear_faults(GH)
+    assert not result.complete
+    got = samples((await api.call("GET", "/metrics")).text)
+    assert value(got, "repo_updater_sync_errors_total", sync="repo_sync", reason="host_error") == 1
+    assert value(got, "repo_updater_repo_sync_duration_seconds_count", service="gh",
+                 outcome="incomplete") == 1  # fmt: skip
+    assert value(got, "repo_updater_service_last_sync_failed", service="gh") == 1
 
 
 async def test_bulk_tracking_is_all_or_nothing(api: Api) -> None:

@@ -130,6 +130,8 @@ async def test_closed_reads_need_a_token_and_the_login_cookie_reads_only(
         assert (await client.get("/openapi.json")).status_code == 200  # public
         r = await client.get("/")
         assert (r.status_code, r.headers["Location"]) == (303, "/login")
+        assert (await client.get("/static/app.js")).status_code == 200  # no data in it
+        assert (await client.get("/api/pulse")).status_code == 401  # what the page polls
 
         r = await client.post("/login", data={"token": "rut_wrong"})
         assert r.status_code == 401 and "not valid" in r.text and "rut_wrong" not in r.text
@@ -140,6 +142,7 @@ async def test_closed_reads_need_a_token_and_the_login_cookie_reads_only(
         cookie = r.headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         assert (await client.get("/")).status_code == 200  # the cookie is sent back
+        assert (await client.get("/api/pulse")).status_code == 200  # the page's own reads
         assert (await client.get("/api/repos")).status_code == 200
 
         # The cookie never authenticates a write, even a well-formed one from this origin.

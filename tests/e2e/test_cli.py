@@ -254,7 +254,8 @@ def test_unopenable_sqlite_file_is_a_message_not_a_traceback(tmp_path: Path) -> 
     # A subprocess, and only the start of stderr is checked: aiosqlite 0.22 does not wait for
     # its worker thread after a failed connect, which then sometimes prints "Event loop is
     # closed" from that thread at exit (a dependency race, not the CLI's error handling).
-    done = run(tmp_path, "repos", "list", "--database", f"sqlite:///{tmp_path}/no/dir/x.db")
+    # (A read command refuses a missing file before opening it: test_cli_usability.py.)
+    done = run(tmp_path, "migrate", "--database", f"sqlite:///{tmp_path}/no/dir/x.db")
     assert done.returncode == 1
     assert done.stderr.startswith("error: database: unable to open database file"), done.stderr
     assert list(tmp_path.iterdir()) == []
@@ -330,7 +331,7 @@ def test_sync_archive_track_and_serve(tmp_path: Path, emulator: str) -> None:
     assert listed[0].split()[:3] == ["ID", "NAME", "ARCHIVED"]
     assert len(listed) == 31
     assert f"{PREFIX}/acme/repo-3" in listing
-    assert "True" not in listing  # nothing archived yet
+    assert " yes " not in listing  # nothing archived yet
     assert "archived acme/repo-3" in archive
 
     out = ok(work, "sync", *cfg)
@@ -342,22 +343,38 @@ def test_sync_archive_track_and_serve(tmp_path: Path, emulator: str) -> None:
     )
     archived = archived_table.splitlines()
     assert len(archived) == 2, archived
-    assert archived[1].split()[1:3] == [f"{PREFIX}/acme/repo-3", "True"]
+    assert archived[1].split()[1:3] == [f"{PREFIX}/acme/repo-3", "yes"]
     assert "'upgrade-ci' (id 1)" in created
 
     repo = f"{PREFIX}/acme/repo-5"
-    track = ("changesets", "track", "--batch-change", "1", "--number", "1")
-    tracked, again, unknown = run_all(
+    track = ("changesets", "track", "--batch-change", "upgrade-ci", "--number")
+    tracked, again, unknown, no_pull = run_all(
         work,
-        (*track, "--repo", repo, *cfg),
+        (*track, "1", "--repo", repo, *cfg),
         ("batch-changes", "create", "upgrade-ci", *cfg),
-        (*track, "--repo", f"{PREFIX}/acme/nope", *cfg),
+        (*track, "1", "--repo", f"{PREFIX}/acme/nope", *cfg),
+        (*track, "1", "99", "--repo", f"{PREFIX}/acme/repo-6", *cfg),  # #99 is not on the host
     )
     assert tracked.returncode == 0, tracked.stderr
     assert f"tracking {repo}#1 as changeset 1" in tracked.stdout
     assert again.returncode == 2 and "exists already" in again.stderr
     assert unknown.returncode == 2 and "no repository named" in unknown.stderr
-    assert "Traceback" not in again.stderr + unknown.stderr
+    assert no_pull.returncode == 2 and "has no pull request #99" in no_pull.stderr, no_pull
+    assert "Traceback" not in again.stderr + unknown.stderr + no_pull.stderr
+    assert changeset_states(db) == [("1", None)], "nothing tracked for the missing pull request"
+
+    # `changesets sync` syncs now and prints the result; by id or by batch change.
+    synced = ok(work, "changesets", "sync", "1", *cfg)
+    assert synced.splitlines()[1].split()[:4] == ["1", repo, "1", "OPEN"], synced
+    assert changeset_states(db) == [("1", "OPEN")]
+    queued, status = ok_all(
+        work,
+        ("changesets", "sync", "--batch-change", "upgrade-ci", "--queue", *cfg),
+        ("batch-changes", "status", "upgrade-ci", *cfg),
+    )
+    assert "sync requested for 1 changeset" in queued
+    assert "1 changesets: open 1" in status and "burndown" in status, status
+    assert "needs action: nothing" in status
 
     # `serve` syncs the tracked changeset, and notices an archive on the emulator.
     serve_log = (tmp_path / "serve.log").open("w")
@@ -375,8 +392,17 @@ def test_sync_archive_track_and_serve(tmp_path: Path, emulator: str) -> None:
     finally:
         stop(serve)
         serve_log.close()
-    table = ok(work, "changesets", "list", *cfg)
+    table, status, readonly = ok_all(
+        work,
+        ("changesets", "list", *cfg),
+        ("batch-changes", "status", "1", *cfg),  # by id as well as by name
+        ("changesets", "list", "--state", "readonly", "--limit", "5", "-o", "ndjson", *cfg),
+    )
     assert "READONLY" in table and repo in table
+    assert "+00:00" not in table and ("ago" in table or "just now" in table)  # relative times
+    assert "1 READONLY: their repositories are archived" in status, status
+    assert f"#1 {repo}#1 READONLY" in status
+    assert [json.loads(line)["external_state"] for line in readonly.splitlines()] == ["READONLY"]
     assert sorted(p.name for p in work.iterdir() if not p.name.startswith("cli.db")) == [
         "repo-updater.yaml"
     ]

@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from repo_updater.core.domain import HostPullState
+from repo_updater.core.domain import HostKind, HostPullState
 from repo_updater.emulator.server import RunningEmulator
 from repo_updater.service_layer.api_tokens import Scope
+from repo_updater.store.write_budgets import pause_host
 from tests.support.api import ApiClient, api_client, make_token
+from tests.support.metrics import samples, value
 from tests.support.operations import OWNERS, tracked
 
 DEADLINE = 60.0
@@ -68,6 +71,24 @@ async def test_dry_run_then_close_across_hosts_with_progress_and_results(
     assert {r["state"] for r in skipped["results"]["items"]} == {"skipped"}
     listed = await api.items("/api/operations")
     assert [o["operation"]["kind"] for o in listed] == ["close"]
+
+    # /metrics: the operation by state, one write per host that went through, and the write
+    # budgets (a host paused by a rate limit has none left).
+    app = api.app
+    github = next(s for s in app.sources.values() if s.kind is HostKind.GITHUB)
+    async with app.engine.begin() as conn:
+        now = app.clock()
+        await pause_host(conn, (github.kind, github.host_url), now + timedelta(hours=1), now)
+    got = samples((await api.call("GET", "/metrics")).text)
+    assert value(got, "repo_updater_operations", state="finished") == 1
+    assert value(got, "repo_updater_operations", state="running") == 0
+    for source in app.sources.values():
+        host = source.host_url
+        assert value(got, "repo_updater_host_writes_total", host=host, result="ok") == 1
+        for window in ("60", "3600"):
+            left = value(got, "repo_updater_write_budget_remaining", host=host,
+                          window_seconds=window)  # fmt: skip
+            assert left == 0 if source is github else 0 <= left <= 300, (host, window, left)
 
 
 async def test_lists_are_cursor_paged(client: tuple[ApiClient, int]) -> None:

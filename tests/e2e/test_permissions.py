@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from repo_updater.entrypoints.cli import main
 from repo_updater.entrypoints.serve import serve
 from repo_updater.sources.http import RetryPolicy
 from repo_updater.store import repos as repo_store
+from tests.support.metrics import samples, value
 
 GH = HostKind.GITHUB
 PREFIX = "github.test"
@@ -108,9 +111,11 @@ async def test_readers_follow_the_host_and_a_public_repo_drops_them(
             lambda: _without(readers, "carol"), "carol's removal after the next permissions sync"
         )
         metrics = (await api.get("/metrics")).text
-        assert "repo_updater_repo_permissions 2" in metrics
-        assert 'repo_updater_permission_syncs_total{outcome="synced"}' in metrics
-        assert "repo_updater_permission_last_full_refresh_timestamp_seconds" in metrics
+        got = samples(metrics)
+        assert value(got, "repo_updater_repo_permissions") == 2
+        # Counted by serve's permissions syncer, wired to the app's registry by bootstrap.
+        assert value(got, "repo_updater_permission_syncs_total", outcome="synced") >= 2
+        assert value(got, "repo_updater_permission_last_full_refresh_timestamp_seconds") > 0
 
         await admin.set_visibility(GH, "acme/payments", False)
 
@@ -187,6 +192,16 @@ def test_cli_shows_readers_and_what_an_account_can_read(
     out = capsys.readouterr().out
     assert f"{PREFIX}/acme/payments is private; permissions synced" in out
     assert out.splitlines()[-1].split() == ["Alice", "admin", "admin"]
+    # Every list takes --output: one object for json (as the API), one grant a line else.
+    assert main(["repos", "permissions", f"{PREFIX}/acme/payments", "-o", "json", *store]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["private"] is True and [g["login"] for g in whole["permissions"]] == ["Alice"]
+    assert main(["repos", "permissions", f"{PREFIX}/acme/payments", "-o", "csv", *store]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["login"], r["access"]) for r in rows] == [("Alice", "admin")]
+    assert main(["accounts", "repos", "alice", "--service", "gh", "-o", "ndjson", *store]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["permission"] for line in lines] == ["read", "admin"]
     assert main(["repos", "permissions", f"{PREFIX}/acme/docs", *store]) == 0
     assert "is public: anyone can read it" in capsys.readouterr().out
     assert main(["accounts", "repos", "ALICE", "--service", "gh", "--json", *store]) == 0

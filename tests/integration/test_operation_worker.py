@@ -24,6 +24,7 @@ from repo_updater.store import events as event_store
 from repo_updater.store import operations as op_store
 from repo_updater.store.schema import bulk_operation_results, changeset_sync_requests
 from repo_updater.store.write_budgets import list_budgets
+from tests.support.metrics import samples, value
 from tests.support.operations import (
     OWNERS,
     enqueue,
@@ -119,6 +120,12 @@ async def test_an_archived_refusal_turns_the_repos_changesets_readonly_in_one_go
     ]  # fmt: skip
     other = [got[(f"{kind.value}.test/{owner}/app-0", n)][0] for n in range(1, 5)]
     assert other == ["done"] * 4
+    # The app's worker counts its writes on the app's registry (wired by bootstrap).
+    figures = samples(app.metrics.exposition().decode())
+    host_url = app.sources[f"svc-{kind.value}"].host_url
+    writes = "repo_updater_host_writes_total"
+    assert value(figures, writes, host=host_url, result="ok") == 4
+    assert value(figures, writes, host=host_url, result="archived") == 1
 
 
 async def enqueue_ids(
@@ -193,7 +200,7 @@ async def test_a_secondary_rate_limit_pauses_the_host_and_nothing_is_lost(
     async with tracked(store_url, emu) as (app, bc):
         gh.writes.per_minute, gh.writes.retry_after = 2, 1
         op = await enqueue(app, bc, OperationKind.COMMENT, body="hello")
-        worker = fast_worker(app)
+        worker = fast_worker(app, metrics=app.metrics)
         await worker.run_once()
         async with app.engine.connect() as conn:
             [budget] = [b for b in await list_budgets(conn) if b.host_kind is HostKind.GITHUB]
@@ -204,6 +211,11 @@ async def test_a_secondary_rate_limit_pauses_the_host_and_nothing_is_lost(
         view = await run_until_finished(app, op, worker)
     assert (view.done, view.failed) == (4, 0)
     assert all(len(p.comments) == 1 for p in repo.pulls.values())
+    figures = samples(app.metrics.exposition().decode())
+    host_url = app.sources["svc-github"].host_url
+    assert value(figures, "repo_updater_host_writes_total", host=host_url, result="ok") == 4
+    assert value(figures, "repo_updater_host_writes_total", host=host_url,
+                 result="rate_limited") >= 1  # fmt: skip
 
 
 async def test_the_write_budget_paces_and_the_expected_finish_says_when(

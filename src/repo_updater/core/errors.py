@@ -73,6 +73,30 @@ class Refused(HostError):
     request does not help, so writers treat it as final."""
 
 
+def reason(exc: BaseException) -> str:
+    """A short, fixed label for why a sync failed (a metric label: never free text)."""
+    for kind, label in _REASONS:
+        if isinstance(exc, kind):
+            return label
+    return "internal"
+
+
+# Most specific first: Forbidden is an Unauthorized, Refused a HostError.
+_REASONS: tuple[tuple[type[SourceError], str], ...] = (
+    (RateLimited, "rate_limited"),
+    (NotFound, "not_found"),
+    (RepoArchived, "archived"),
+    (Forbidden, "forbidden"),
+    (Unauthorized, "unauthorized"),
+    (Conflict, "conflict"),
+    (Refused, "refused"),
+    (HostError, "host_error"),
+    (SourceError, "host_error"),
+)
+REASONS = ("rate_limited", "not_found", "archived", "forbidden", "unauthorized", "conflict",
+           "refused", "host_error", "internal")  # fmt: skip
+
+
 # The longest cause an internal error message carries (a database's message can quote a whole
 # row; a status line and a log line stay readable).
 MAX_CAUSE = 200

@@ -106,11 +106,20 @@ class PermissionSource(Protocol):
 
 @dataclass(slots=True)
 class RequestCounter:
-    """Counts HTTP requests a source made (for benchmarks and metrics)."""
+    """Counts HTTP requests the sources made, by kind and by code host, and keeps the last
+    rate-limit budget each host reported (for benchmarks and ``/metrics``)."""
 
     count: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    by_host: dict[tuple[str, str], int] = field(default_factory=dict)  # (host, kind) -> count
+    rate_limit_remaining: dict[str, int] = field(default_factory=dict)  # host -> remaining
 
-    def add(self, kind: str) -> None:
+    def add(self, kind: str, host: str = "") -> None:
         self.count += 1
         self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
+        key = (host, kind)
+        self.by_host[key] = self.by_host.get(key, 0) + 1
+
+    def remaining(self, host: str, value: int) -> None:
+        """The host said this many requests (or points) are left in its window."""
+        self.rate_limit_remaining[host] = value

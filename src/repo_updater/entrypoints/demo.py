@@ -297,12 +297,15 @@ async def run_demo(args: argparse.Namespace) -> int:
                 if args.once:
                     return 0
                 db_flag = "" if database == DEFAULT_DATABASE else f" --database {database}"
+                async with app.engine.connect() as conn:
+                    ids = {b.name: b.id for b in await cs_store.list_batch_changes(conn)}
                 print(
                     f"\nAPI and dashboard: {ready.result()}/  (Ctrl-C to stop)\n"
-                    "Try, in another terminal:\n"
+                    f"The batch change: {ready.result()}/#/batch-changes/{ids[BATCH_CHANGE]}\n"
+                    "Try, in another terminal (and watch the page):\n"
                     f"  repo-updater emulator archive acme/repo-3 --url {emulator.url}\n"
-                    f"  repo-updater repos list --archived{db_flag}   (after the next sync)\n"
-                    f"  repo-updater changesets list{db_flag}\n"
+                    f"  repo-updater batch-changes status {BATCH_CHANGE}{db_flag}\n"
+                    f"  repo-updater changesets list --state readonly{db_flag}\n"
                     f"  repo-updater emulator collaborator remove {PRIVATE_REPO} bob "
                     f"--url {emulator.url}\n"
                     f"  repo-updater repos permissions github.emulator/{PRIVATE_REPO}{db_flag}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,8 +20,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from repo_updater.core.batching import chunks, group_by
-from repo_updater.core.errors import RateLimited, SourceError, describe, internal_error
+from repo_updater.core.errors import RateLimited, SourceError, describe, internal_error, reason
 from repo_updater.core.ports import RepoSource
+from repo_updater.metrics import Metrics
 from repo_updater.service_layer.health import Health, pause
 from repo_updater.store.changeset_claims import (
     ClaimedChangeset,
@@ -70,6 +72,7 @@ class ChangesetSyncer:
         poll_interval: float = 30.0,
         write_chunk: int = 200,
         health: Health | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if batch_size < 1 or write_chunk < 1:
             raise ValueError("batch_size and write_chunk must be positive")
@@ -82,6 +85,7 @@ class ChangesetSyncer:
         self._poll_interval = poll_interval
         self._write_chunk = write_chunk
         self._health = health if health is not None else Health()
+        self._metrics = metrics
         self._wake = asyncio.Event()
         self._backoff: dict[HostKey, datetime] = {}  # host -> rate-limited until
         # SQLite has one writer at a time: serialise our own writes instead of contending.
@@ -133,6 +137,17 @@ class ChangesetSyncer:
             log.warning("could not release changeset claims: %s", describe(exc))
 
     async def _sync_host(self, host: HostKey, items: list[ClaimedChangeset]) -> SyncRound:
+        timer = time.monotonic()
+        done = await self._load_and_write(host, items)
+        if self._metrics is not None:
+            self._metrics.observe_changeset_batch(host[1], time.monotonic() - timer)
+        return done
+
+    def _count_errors(self, exc: BaseException, count: int) -> None:
+        if self._metrics is not None:
+            self._metrics.changeset_errors(reason(exc), count)
+
+    async def _load_and_write(self, host: HostKey, items: list[ClaimedChangeset]) -> SyncRound:
         source = self._sources.get(host)
         if source is None:
             error = f"no code host connection configured for {host[0]} {host[1]}"
@@ -140,6 +155,7 @@ class ChangesetSyncer:
         try:
             snapshots = await source.load_changesets([c.ref() for c in items])
         except RateLimited as exc:
+            self._count_errors(exc, 1)  # one per limit hit: the rest is retried, not failed
             until = self._clock() + timedelta(seconds=max(exc.retry_after, 0.0))
             self._backoff[host] = until
             # What loaded before the limit hit is written; the rest waits for the reset.
@@ -155,11 +171,13 @@ class ChangesetSyncer:
                 await release_claims(conn, rest, until)
             return await self._write(done) + SyncRound(released=len(rest))
         except SourceError as exc:
+            self._count_errors(exc, len(items))
             log.warning("loading %d changesets from %s failed: %s", len(items), host[1], exc)
             return await self._write([SyncOutcome(c, error=str(exc)) for c in items])
         except Exception as exc:  # a bug in a source must not lose the claimed requests
             # Only the type at warning level: a foreign exception's text could hold a secret.
             error = internal_error(exc)
+            self._count_errors(exc, len(items))
             log.error("%s loading changesets from %s", error, host[1])
             log.debug("traceback of the unexpected error", exc_info=True)
             return await self._write([SyncOutcome(c, error=error) for c in items])

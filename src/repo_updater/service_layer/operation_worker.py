@@ -40,6 +40,7 @@ from repo_updater.core.errors import (
     RepoArchived,
     SourceError,
     describe,
+    reason,
 )
 from repo_updater.core.operations import ResultState
 from repo_updater.core.pacing import WriteLimit, resume_at
@@ -52,6 +53,7 @@ from repo_updater.core.reconcile import (
     plan,
 )
 from repo_updater.core.schedule import retry_at
+from repo_updater.metrics import Metrics
 from repo_updater.service_layer import repo_changes
 from repo_updater.service_layer.health import Health, pause
 from repo_updater.service_layer.operation_support import (
@@ -106,9 +108,11 @@ class OperationWorker:
         max_inline_wait: float = 2.0,
         on_changesets_changed: Callable[[], None] | None = None,
         health: Health | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
         self._sources = dict(sources)
+        self._metrics = metrics
         self._clock = clock
         self.worker_id = worker_id
         self._limits = {host: tuple(limits[host]) for host in self._sources if host in limits}
@@ -266,11 +270,14 @@ class OperationWorker:
                     await self._token_in_place(group)
                 snapshot = await call_host(source, group, attempt, call) or snapshot
         except SourceError as exc:
+            self._count_write(group, exc)
             return await self._failed(group, attempt, exc, started=True)
         except Exception as exc:  # a bug in a source: retried, then failed; no traceback text
             log.exception("operation %d: unexpected error", group.operation_id)
             error = InternalError(f"internal error: {type(exc).__name__}")
+            self._count_write(group, error)
             return await self._failed(group, attempt, error, started=True)
+        self._count_write(group, None)
         async with self._transaction() as conn:
             now = self._clock()
             state = None if snapshot is None else snapshot.state
@@ -338,6 +345,15 @@ class OperationWorker:
             if wait == 0.0:
                 return
             await asyncio.sleep(wait)
+
+    def _count_write(self, group: ClaimedGroup, exc: SourceError | None) -> None:
+        """One write attempt for ``/metrics``: it went through (None), or why not."""
+        if self._metrics is None:
+            return
+        why = None if exc is None else reason(exc)
+        if isinstance(exc, InternalError):  # a bug in a source, not the host's answer
+            why = "internal"
+        self._metrics.observe_write(group.host_url, why)
 
     # --- outcomes ----------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from repo_updater.core.permissions import (
 )
 from repo_updater.core.ports import PermissionSource
 from repo_updater.core.schedule import retry_at
+from repo_updater.metrics import Metrics
 from repo_updater.service_layer.health import Health, pause
 from repo_updater.service_layer.permission_requests import MADE_PUBLIC
 from repo_updater.store import events as event_store
@@ -105,6 +106,7 @@ class PermissionsSyncer:
         write_chunk: int = 25,
         draw: Callable[[], float] = random.random,
         health: Health | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if batch_size < 1 or write_chunk < 1:
             raise ValueError("batch_size and write_chunk must be positive")
@@ -120,6 +122,7 @@ class PermissionsSyncer:
         self._write_chunk = write_chunk
         self._draw = draw
         self._health = health if health is not None else Health()
+        self._metrics = metrics
         self._wake = asyncio.Event()
         self._backoff: dict[HostKey, datetime] = {}
         self.stats = PermissionStats()
@@ -269,6 +272,8 @@ class PermissionsSyncer:
                 total += await self._write_chunk_of(conn, part)
         self.stats.synced += total.synced
         self.stats.failed += total.failed
+        if self._metrics is not None:
+            self._metrics.observe_permission_syncs(total.synced, total.failed)
         self.stats.rows_written += total.rows_written
         if self.stats.rows_written >= self._analyze_at:
             # Once when this process first writes, then each time it has written twice as

@@ -9,6 +9,7 @@ in the same transaction as the flip (invariant 2), and wakes the changeset synce
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,14 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from repo_updater.config import ServiceConfig
 from repo_updater.core import diff as d
 from repo_updater.core.domain import RepoEventKind, SourcedRepo
-from repo_updater.core.errors import RateLimited, SourceError, internal_error
+from repo_updater.core.errors import RateLimited, SourceError, internal_error, reason
 from repo_updater.core.ports import RepoSource
 from repo_updater.core.schedule import next_service_sync_at
+from repo_updater.metrics import Metrics
 from repo_updater.service_layer.permission_requests import notify_permissions
 from repo_updater.service_layer.repo_changes import notify_changesets
 from repo_updater.store import events as event_store
 from repo_updater.store import external_services as service_store
 from repo_updater.store import repos as repo_store
+from repo_updater.store import sync_history
 from repo_updater.store.db import is_unavailable
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class SyncResult:
     service: str
     complete: bool = False
     error: str | None = None
+    error_reason: str | None = None  # core.errors.reason: a fixed label (metrics)
     pages: int = 0
     listed: int = 0
     duplicates: int = 0
@@ -102,11 +106,13 @@ class RepoSyncer:
         *,
         on_changeset_syncs_requested: Callable[[], None] | None = None,
         on_permission_syncs_requested: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._wake = on_changeset_syncs_requested
         self._wake_permissions = on_permission_syncs_requested
+        self._metrics = metrics
 
     async def register(self, service: ServiceConfig) -> int:
         """Register a configured service; returns its id. When its code host's URL changed
@@ -161,6 +167,7 @@ class RepoSyncer:
         progress: ProgressCallback | None = None,
     ) -> SyncResult:
         started = self._clock()  # the next sync is due ``interval`` after this one started
+        timer = time.monotonic()
         result = SyncResult(service=service.name)
         run = _Run(service.name, await self.register(service), source, d.SeenIds(), result)
         prog = SyncProgress(service=service.name)
@@ -206,6 +213,9 @@ class RepoSyncer:
                 log.error("%s: removing unlisted repos failed: %s", service.name, result.error)
                 log.debug("traceback", exc_info=True)
         await self._record(run, started, timedelta(seconds=interval))
+        if self._metrics is not None:
+            failed = None if result.complete else (result.error_reason or "internal")
+            self._metrics.observe_repo_sync(service.name, time.monotonic() - timer, failed)
         if result.changeset_syncs_requested and self._wake is not None:
             self._wake()
         if result.permission_syncs_requested and self._wake_permissions is not None:
@@ -215,6 +225,7 @@ class RepoSyncer:
     @staticmethod
     def _failed(result: SyncResult, exc: Exception, error: str) -> None:
         result.error = error
+        result.error_reason = reason(exc)
         if isinstance(exc, RateLimited):
             result.retry_after = exc.retry_after
 
@@ -243,6 +254,12 @@ class RepoSyncer:
                 conn, run.external_service_id, now=now, error=result.error,
                 next_at=next_at, counters=counters, started=started,
             )  # fmt: skip
+            flips = len(result.archived) + len(result.unarchived)
+            await sync_history.add_sync(conn, run.external_service_id, sync_history.SyncRecord(
+                started_at=started, finished_at=now, complete=result.complete,
+                error=result.error, listed=result.listed, added=result.added,
+                modified=result.modified, removed=result.removed, archived=flips,
+            ))  # fmt: skip
 
     async def _apply_page(self, run: _Run, page: Sequence[SourcedRepo]) -> None:
         async with self._engine.connect() as conn:

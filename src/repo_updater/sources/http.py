@@ -56,6 +56,9 @@ class HostClient:
     transport: httpx.AsyncBaseTransport | None = None
     counter: RequestCounter = field(default_factory=RequestCounter)
     secrets: tuple[str, ...] = ()
+    # The code host's ``host_url`` (its source's), which names it in the counter as in every
+    # other figure; empty: ``base_url``.
+    host_url: str = ""
     _client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
@@ -148,8 +151,9 @@ class HostClient:
         while True:
             attempt += 1
             try:
-                self.counter.add(kind)
+                self.counter.add(kind, self.host_url or self.base_url)
                 response = await self._send_following_redirects(method, url, **kwargs)
+                self._note_budget(response)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 retryable = True  # the request never left: safe to send again
                 error: SourceError = HostError(
@@ -189,6 +193,15 @@ class HostClient:
                 await asyncio.sleep(self.retry.backoff * (2 ** (attempt - 1)))
                 continue
             raise error
+
+    def _note_budget(self, response: httpx.Response) -> None:
+        """Keep the rate-limit budget the host reports (GitHub and Gitea:
+        ``X-RateLimit-Remaining``; GitLab: ``RateLimit-Remaining``) for ``/metrics``."""
+        for header in ("x-ratelimit-remaining", "ratelimit-remaining"):
+            value = response.headers.get(header)
+            if value is not None and value.isdigit():
+                self.counter.remaining(self.host_url or self.base_url, int(value))
+                return
 
     def _check_origin(self, method: str, url: str) -> None:
         target = httpx.URL(url)

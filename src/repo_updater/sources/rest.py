@@ -90,6 +90,7 @@ class RestSource:
             transport=transport,
             counter=counter if counter is not None else RequestCounter(),
             secrets=(token,) if token else (),
+            host_url=self.host_url,
         )
         self._limit = asyncio.Semaphore(max(1, concurrency))
 

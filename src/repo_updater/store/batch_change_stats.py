@@ -81,9 +81,12 @@ async def transitions(
     ).where(h.c.changeset_id.in_(_members(batch_change_id)), h.c.at <= until)
     both = sa.union_all(created, changed).subquery()
     stmt = sa.select(both.c.at, both.c.changeset_id, both.c.state).order_by(both.c.at, both.c.seq)
-    result = await conn.stream(stmt)
-    async for at, changeset_id, state in result:
-        yield _aware(at), int(changeset_id), str(state)
+    # Fetched a thousand rows at a time: one driver round trip per row (aiosqlite hops to its
+    # thread for each) cost 1.3 s at 25,000 transitions; memory stays bounded all the same.
+    result = await conn.stream(stmt.execution_options(yield_per=1000))
+    async for part in result.partitions():
+        for at, changeset_id, state in part:
+            yield _aware(at), int(changeset_id), str(state)
 
 
 def _aware(value: datetime | str) -> datetime:

@@ -312,6 +312,21 @@ async def request_sync(
     return total
 
 
+async def requestable(conn: AsyncConnection, changeset_ids: Iterable[int]) -> list[int]:
+    """Those of these changesets a sync request would be served for: published, on a live
+    repository, in an open batch change."""
+    out: list[int] = []
+    for part in chunks(sorted(set(changeset_ids))):
+        stmt = sa.select(changesets.c.id).where(
+            changesets.c.id.in_(part),
+            changesets.c.publication_state == PublicationState.PUBLISHED.value,
+            on_live_repo(),
+            in_open_batch_change(),
+        )
+        out += (await conn.execute(stmt)).scalars()
+    return out
+
+
 async def request_syncs_for_repos(
     conn: AsyncConnection, repo_ids: Collection[int], reason: str, now: datetime
 ) -> int:

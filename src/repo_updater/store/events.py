@@ -59,6 +59,20 @@ async def list_events(
     ]
 
 
+async def newest_events(
+    conn: AsyncConnection, *, kind: str | None = None, limit: int = 100
+) -> list[Event]:
+    """The newest ``limit`` events, oldest first."""
+    query = sa.select(events).order_by(events.c.id.desc()).limit(limit)
+    if kind is not None:
+        query = query.where(events.c.kind == kind)
+    rows = list(await conn.execute(query))
+    return [
+        Event(id=r.id, kind=r.kind, repo_id=r.repo_id, payload=r.payload, created_at=r.created_at)
+        for r in reversed(rows)
+    ]
+
+
 async def prune_events(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` events created before ``before`` (oldest first, on the
     ``created_at`` index); returns how many. The caller loops in short transactions."""

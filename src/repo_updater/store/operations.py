@@ -110,21 +110,6 @@ FACT_COLUMNS = (
 )
 
 
-async def batch_change_id_by_name(conn: AsyncConnection, name_or_id: str) -> int:
-    """A batch change named ``name_or_id``, else one with that id (the CLI takes either)."""
-    bc = batch_changes
-    found = (
-        await conn.execute(sa.select(bc.c.id).where(bc.c.name == name_or_id))
-    ).scalar_one_or_none()
-    if found is None and name_or_id.isdigit() and int(name_or_id) < 2**31:
-        found = (
-            await conn.execute(sa.select(bc.c.id).where(bc.c.id == int(name_or_id)))
-        ).scalar_one_or_none()
-    if found is None:
-        raise BatchChangeNotFound(f"no batch change named {name_or_id!r}")
-    return int(found)
-
-
 async def select_targets(
     conn: AsyncConnection,
     batch_change_id: int,

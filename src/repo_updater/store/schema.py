@@ -290,6 +290,35 @@ sa.Index(
     changeset_state_history.c.at,
 )
 
+# The recent repo syncs of each external service (the dashboard's services page), one row per
+# finished sync, written with the service's sync status; the newest ``sync_history.KEEP`` per
+# service are kept.
+service_sync_history = sa.Table(
+    "service_sync_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "external_service_id",
+        sa.Integer,
+        sa.ForeignKey("external_services.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Column("complete", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("listed", sa.Integer, nullable=False),
+    sa.Column("added", sa.Integer, nullable=False),
+    sa.Column("modified", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=False),
+    sa.Column("archived", sa.Integer, nullable=False),  # archive flips, either way
+)
+sa.Index(
+    "service_sync_history_svc_idx",
+    service_sync_history.c.external_service_id,
+    service_sync_history.c.id,
+)
+
 # API tokens: only a SHA-256 of each token is kept (the tokens are 256-bit random strings, so a
 # fast hash is enough); the token itself is shown once, when it is created.
 api_tokens = sa.Table(

@@ -1,13 +1,15 @@
-"""HTTP API (JSON) and a small read-only dashboard.
+"""HTTP API (JSON) and the dashboard (a static page drawn from the API).
 
 Every route declares who may call it and what it takes and answers (``api.endpoint``); the
 security middleware (``api.security``) enforces the access, ``api.inputs`` parses the inputs,
 ``api.errors`` makes every error JSON, and ``/openapi.json`` (``api.openapi``) documents it
 all. The routes, by module:
 
-  GET  /                                  dashboard (HTML)            dashboard
+  GET  /, /static/app.js, /static/app.css  dashboard (page, assets)   dashboard
+  GET  /api/pulse                         what the dashboard polls
   GET  /login, POST /login, POST /logout  dashboard login (cookie)    login
   GET  /api/services                      services, sync status      external_services
+  GET  /api/services/{name}/syncs         its recent repo syncs
   POST /api/services/{name}/sync          forced sync (coalesced)
   GET  /api/repos, GET /api/events                                    repos
   GET  /api/repos/{id}/permissions        who can read a repository  permissions

@@ -1,74 +1,89 @@
-"""The dashboard: one HTML page, refreshed by the browser. Bounded: it shows at most
-``SHOWN`` rows per table (what needs attention first) and the total counts; the API pages
-through the rest."""
+"""The dashboard: a static page (``static/``: HTML, CSS and JavaScript shipped in the package,
+no build step, nothing from the internet) that draws itself from the JSON API, and
+``/api/pulse``, the small answer it polls to know when to re-read its data.
+
+Pages (hash routes of ``/``): ``#/`` the batch changes, ``#/batch-changes/{id}`` one batch
+change (counts, burndown, changesets), ``#/services`` the services and their recent syncs.
+The page is a read: open on loopback, else the login cookie (``api.login``). Its assets hold
+no data and are public, so the login page can use them too."""
 
 from __future__ import annotations
 
-import html
-from typing import Any
+import hashlib
+from importlib import resources
 
 from aiohttp import web
 
 from repo_updater.entrypoints.api.common import the_app
 from repo_updater.entrypoints.api.endpoint import Access, endpoint
-from repo_updater.store import changeset_queries as queries
-from repo_updater.store import external_services as service_store
-from repo_updater.store import repos as repo_store
-from repo_updater.store.counts import store_counts
+from repo_updater.entrypoints.api.models import Pulse, answer
+from repo_updater.store.counts import change_marker
 
 routes = web.RouteTableDef()
 
-SHOWN = 200
+# The page may load its own script and style and nothing else; no inline script runs.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+
+
+def _asset(name: str) -> bytes:
+    return (resources.files(__package__) / "static" / name).read_bytes()
+
+
+def _static(name: str, content_type: str, request: web.Request) -> web.Response:
+    body = _asset(name)
+    etag = hashlib.sha256(body).hexdigest()[:20]
+    headers = {
+        "Cache-Control": "no-cache",
+        "ETag": f'"{etag}"',
+        "X-Content-Type-Options": "nosniff",
+    }
+    if request.headers.get("If-None-Match") == f'"{etag}"':
+        return web.Response(status=304, headers=headers)
+    response = web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
+    response.enable_compression()
+    return response
 
 
 @routes.get("/")
-@endpoint(Access.READ, "The dashboard", content_type="text/html")
+@endpoint(Access.READ, "The dashboard (HTML)", content_type="text/html")
 async def dashboard(request: web.Request) -> web.Response:
+    response = _static("index.html", "text/html", request)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@routes.get("/static/app.js")
+@endpoint(Access.PUBLIC, "The dashboard's script", content_type="text/javascript")
+async def script(request: web.Request) -> web.Response:
+    return _static("app.js", "text/javascript", request)
+
+
+@routes.get("/static/app.css")
+@endpoint(Access.PUBLIC, "The dashboard's style sheet", content_type="text/css")
+async def style(request: web.Request) -> web.Response:
+    return _static("app.css", "text/css", request)
+
+
+@routes.get("/api/pulse")
+@endpoint(
+    Access.READ,
+    "What the dashboard polls: a version that changes when its data does",
+    description="Cheap (one query): poll it; re-read the lists when `version` differs from the "
+    "last one, and the counts and burndown when `states` does.",
+    response=Pulse,
+)
+async def pulse(request: web.Request) -> web.Response:
     app = the_app(request)
     async with app.api_engine.connect() as conn:
-        svcs = await service_store.list_services(conn, limit=SHOWN)
-        archived = await repo_store.list_repos(conn, archived=True, limit=SHOWN)
-        rows = await queries.page_changesets(
-            conn, queries.ChangesetFilter(), order=queries.ChangesetOrder.ATTENTION, limit=SHOWN
-        )
-        counts = await store_counts(conn)
-    css = [view for view, _ in rows]
-    esc = html.escape
+        marker = await change_marker(conn)
+    return answer(Pulse(version=_digest(marker.anything), states=_digest(marker.states),
+                        at=app.clock()))  # fmt: skip
 
-    def table(head: list[str], rows: list[list[Any]]) -> str:
-        th = "".join(f"<th>{esc(h)}</th>" for h in head)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{esc('' if c is None else str(c))}</td>" for c in r) + "</tr>"
-            for r in rows
-        )
-        return f"<table><tr>{th}</tr>{body}</table>"
 
-    def shown(n: int, total: int) -> str:
-        return f"<p>showing {n} of {total:,}</p>" if total > n else ""
-
-    total_cs = sum(counts.changesets.values())
-    by_state = ", ".join(f"{esc(k)} {v:,}" for k, v in sorted(counts.changesets.items()))
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>repo-updater</title>
-<meta http-equiv="refresh" content="2"><style>body{{font-family:sans-serif}}
-td,th{{padding:2px 8px;text-align:left}}</style></head><body><h1>repo-updater</h1>
-<h2>Services</h2>{
-        table(
-            ["name", "kind", "repos", "last sync", "error"],
-            [[s.name, s.kind, s.repo_count, s.last_sync_at, s.last_sync_error] for s in svcs],
-        )
-    }
-<h2>Archived repositories</h2>{table(["name"], [[r.name] for r in archived])}{
-        shown(len(archived), counts.repos["archived"])
-    }
-<h2>Changesets</h2><p>{total_cs:,} in all: {by_state or "none"}</p>{
-        table(
-            ["id", "repo", "#", "state", "review", "checks", "title", "synced", "error"],
-            [
-                [c.id, c.repo_name, c.number, c.external_state, c.review_state, c.check_state,
-                 c.title, c.last_synced_at, c.sync_error]
-                for c in css
-            ],
-        )
-    }{shown(len(css), total_cs)}
-</body></html>"""  # fmt: skip
-    return web.Response(text=page, content_type="text/html")
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,5 +1,5 @@
-"""External services: their status, and a forced sync of one (coalesced: at most one per
-``api.forced_sync_min_gap`` seconds, however many are asked for)."""
+"""External services: their status, their recent syncs, and a forced sync of one (coalesced:
+at most one per ``api.forced_sync_min_gap`` seconds, however many are asked for)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,27 @@ from pydantic import Field
 from repo_updater.entrypoints.api.common import the_app
 from repo_updater.entrypoints.api.endpoint import Access, endpoint
 from repo_updater.entrypoints.api.inputs import (
+    ASCII_INT,
     ApiError,
     PageQuery,
     PathModel,
+    QueryModel,
     no_body,
     path_params,
     query_params,
 )
-from repo_updater.entrypoints.api.models import Page, ServiceOut, ServiceSyncRequested, answer
+from repo_updater.entrypoints.api.models import (
+    Page,
+    ServiceOut,
+    ServiceSyncOut,
+    ServiceSyncRequested,
+    ServiceSyncs,
+    answer,
+)
 from repo_updater.entrypoints.api.paging import after_id, cut
 from repo_updater.service_layer.forced_syncs import force_service_sync
 from repo_updater.store import external_services as service_store
+from repo_updater.store import sync_history
 
 routes = web.RouteTableDef()
 
@@ -42,6 +52,28 @@ async def services(request: web.Request) -> web.Response:
         )
     items, next_cursor = cut(rows, q.limit, lambda s: str(s.id))
     return answer(Page[ServiceOut](items=items, next=next_cursor))
+
+
+class SyncsQuery(QueryModel):
+    limit: Annotated[int, Field(ge=1, le=sync_history.KEEP), ASCII_INT] = Field(
+        20, description="how many of the newest syncs"
+    )
+
+
+@routes.get("/api/services/{name}/syncs")
+@endpoint(Access.READ, "A service's recent repo syncs, newest first", path=ServicePath,
+          query=SyncsQuery, response=ServiceSyncs, errors=(404,))  # fmt: skip
+async def service_syncs(request: web.Request) -> web.Response:
+    app = the_app(request)
+    name = path_params(request, ServicePath).name
+    q = query_params(request, SyncsQuery)
+    async with app.api_engine.connect() as conn:
+        status = await service_store.service_sync_status(conn, name, app.clock())
+        if status is None:
+            raise ApiError(f"no external service named {name!r}", status=404)
+        rows = await sync_history.recent_syncs(conn, status.id, limit=q.limit)
+    items = [ServiceSyncOut.model_validate(r) for r in rows]
+    return answer(ServiceSyncs(service=name, items=items))
 
 
 @routes.post("/api/services/{name}/sync")

@@ -73,6 +73,23 @@ class ServiceOut(Out):
     sync_requested_at: datetime | None = Field(description="a forced sync is due then")
 
 
+class ServiceSyncOut(Out):
+    started_at: datetime
+    finished_at: datetime
+    complete: bool = Field(description="false: the listing failed; nothing was removed")
+    error: str | None
+    listed: int
+    added: int
+    modified: int
+    removed: int
+    archived: int = Field(description="archive flips seen, either way")
+
+
+class ServiceSyncs(Out):
+    service: str
+    items: list[ServiceSyncOut] = Field(description="the newest syncs first (at most 50 kept)")
+
+
 class BatchChangeOut(Out):
     id: int
     name: str
@@ -133,6 +150,14 @@ class BatchChangeStats(Out):
     by_review_state: dict[str, int] = Field(description="among OPEN and DRAFT changesets")
     by_check_state: dict[str, int] = Field(description="among OPEN and DRAFT changesets")
     burndown: BurndownOut
+
+
+class Pulse(Out):
+    version: str = Field(description="changes whenever the dashboard's data changes")
+    states: str = Field(
+        description="changes when counts or burndowns may have (a subset of `version`)"
+    )
+    at: datetime = Field(description="the server's time")
 
 
 class ServiceSyncRequested(Out):
@@ -199,8 +224,17 @@ class RepoPermissions(Page[PermissionOut]):
     sync: PermissionSyncOut | None = Field(description="null: no permissions sync requested")
 
 
+COMPRESS_OVER = 1024  # bytes: smaller answers are not worth a gzip header
+
+
 def answer(body: BaseModel, status: int = 200) -> web.Response:
-    return web.Response(text=body.model_dump_json(), status=status, content_type="application/json")
+    """The JSON answer; gzip when the client accepts it and the body is large (a page of 50
+    changesets is ~25 KiB, ~4 KiB compressed: what the dashboard fetches on each update)."""
+    text = body.model_dump_json()
+    response = web.Response(text=text, status=status, content_type="application/json")
+    if len(text) > COMPRESS_OVER:
+        response.enable_compression()
+    return response
 
 
 # --- bulk operations (the reconciler) ------------------------------------------------------------

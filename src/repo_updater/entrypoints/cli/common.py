@@ -1,10 +1,10 @@
-"""What the CLI's commands share: errors, argument types, the store they open, and tables."""
+"""What the CLI's commands share: errors, argument types, the store they open (read commands
+refuse one that does not exist), batch changes by name or id, and printing (``cli.output``)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from repo_updater.config import Config
+    from repo_updater.store.changeset_queries import BatchChangeView
 
 
 class CLIError(Exception):
@@ -73,14 +74,39 @@ def database_url(args: argparse.Namespace, config: Config | None) -> str:
     return os.environ.get("REPO_UPDATER_DATABASE", DEFAULT_DATABASE)
 
 
-async def open_store(args: argparse.Namespace) -> AsyncEngine:
-    """The migrated store the command's options name (the caller disposes of it)."""
+def require_existing(url: str) -> None:
+    """A read command on a SQLite file that does not exist would create an empty one (and
+    show nothing): refuse, naming the file. (A PostgreSQL database that does not exist fails
+    to connect with the server's own message.)"""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # a malformed URL: create_engine reports it
+        return
+    if not parsed.drivername.startswith("sqlite") or not parsed.database:
+        return
+    if parsed.database == ":memory:" or Path(parsed.database).exists():
+        return
+    raise CLIError(
+        f"no database at {parsed.database}: run `repo-updater demo` or `repo-updater sync "
+        "--config FILE` first, or name the database with --config or --database "
+        "(or $REPO_UPDATER_CONFIG, $REPO_UPDATER_DATABASE)"
+    )
+
+
+async def open_store(args: argparse.Namespace, *, must_exist: bool = False) -> AsyncEngine:
+    """The migrated store the command's options name (the caller disposes of it).
+    ``must_exist``: a read command, which refuses a database that is not there yet."""
     from repo_updater.config import load_config
     from repo_updater.store.db import create_engine, dispose_after_failure, migrate
 
     path = config_path(args)
     config = load_config(Path(path), os.environ) if path else None
-    engine = create_engine(database_url(args, config))
+    url = database_url(args, config)
+    if must_exist:
+        require_existing(url)
+    engine = create_engine(url)
     try:
         await migrate(engine)
     except BaseException:
@@ -99,9 +125,12 @@ def store_options(p: argparse.ArgumentParser) -> None:
 
 
 @contextlib.asynccontextmanager
-async def store_transaction(args: argparse.Namespace) -> AsyncIterator[AsyncConnection]:
-    """One transaction on the store the command's options name; the engine is disposed of."""
-    engine = await open_store(args)
+async def store_transaction(
+    args: argparse.Namespace, *, read: bool = False
+) -> AsyncIterator[AsyncConnection]:
+    """One transaction on the store the command's options name; the engine is disposed of.
+    ``read``: a read command (refuses a database that does not exist)."""
+    engine = await open_store(args, must_exist=read)
     try:
         async with engine.begin() as conn:
             yield conn
@@ -109,17 +138,31 @@ async def store_transaction(args: argparse.Namespace) -> AsyncIterator[AsyncConn
         await engine.dispose()
 
 
-def print_rows(rows: Sequence[Any], as_json: bool, columns: Sequence[str]) -> None:
-    if as_json:
-        from repo_updater.entrypoints.render import json_default
+def print_rows(rows: Sequence[Any], fmt: str | bool, columns: Sequence[str]) -> None:
+    """``output.emit``; ``fmt`` is ``args.output`` (True/False: the old ``--json`` flag)."""
+    from repo_updater.entrypoints.cli.output import emit
 
-        print(json.dumps(list(rows), default=json_default, indent=2))
-        return
-    if not rows:
-        print("(none)")
-        return
-    table = [[("" if getattr(r, c) is None else str(getattr(r, c))) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    emit(rows, columns, "json" if fmt is True else "table" if fmt is False else fmt)
+
+
+def batch_change_ref(value: str) -> str:
+    """A batch change's name or id (argparse type): resolved by ``find_batch_change``."""
+    ref = value.strip()
+    if not ref or len(ref) > MAX_BATCH_CHANGE_NAME or "\x00" in ref:
+        raise argparse.ArgumentTypeError("must be a batch change's name or id")
+    return ref
+
+
+async def find_batch_change(conn: AsyncConnection, ref: str) -> BatchChangeView:
+    """The batch change named ``ref``, else the one whose id it is; a clear error if none."""
+    from repo_updater.store import changeset_queries as queries
+
+    found = await queries.list_batch_changes(conn, name=ref, limit=1)
+    if found:
+        return found[0]
+    if ref.isdigit() and len(ref) <= 10:
+        by_id = await queries.get_batch_change(conn, int(ref))
+        if by_id is not None:
+            return by_id
+    what = f"named or numbered {ref}" if ref.isdigit() else f"named {ref!r}"
+    raise CLIError(f"no batch change {what}; see `repo-updater batch-changes list`")

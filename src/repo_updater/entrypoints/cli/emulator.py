@@ -120,20 +120,30 @@ async def cmd_admin(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    emu = sub.add_parser("emulator", help="run or control the built-in code-host emulator")
-    cmds = emu.add_subparsers(dest="emulator_command", required=True)
+    emu = sub.add_parser(
+        "emulator",
+        help="run or control the built-in code-host emulator",
+        description="A code-host emulator (GitHub, GitLab, Gitea, Bitbucket Server APIs) for "
+        "trying things out: run it, then archive, rename or delete its repos and watch.",
+    )
+    cmds = emu.add_subparsers(dest="emulator_command", required=True, metavar="ACTION")
     serve = cmds.add_parser("serve", help="run the emulator until Ctrl-C")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7700)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=7700, help="port (default 7700; 0: any free)")
     serve.add_argument("--seed-github", type=_seed_spec, help="ORGSxREPOS, e.g. 1x50 (org 'acme')")
-    serve.add_argument("--seed-gitlab", type=_seed_spec)
-    serve.add_argument("--seed-gitea", type=_seed_spec)
+    serve.add_argument("--seed-gitlab", type=_seed_spec, help="GROUPSxREPOS, e.g. 2x10")
+    serve.add_argument("--seed-gitea", type=_seed_spec, help="ORGSxREPOS, e.g. 2x10")
     serve.add_argument("--pulls", type=int, default=0, help="open pull requests per seeded repo")
     serve.set_defaults(func=f"{__name__}:cmd_serve")
 
     def target(p: argparse.ArgumentParser) -> None:
         p.add_argument("--url", default=DEFAULT_URL, help=f"emulator URL (default {DEFAULT_URL})")
-        p.add_argument("--kind", default="github", choices=[k.value for k in HostKind])
+        p.add_argument(
+            "--kind", default="github", choices=[k.value for k in HostKind],
+            help="which emulated host (default github)",
+        )  # fmt: skip
         p.set_defaults(func=f"{__name__}:cmd_admin")
 
     for name in ("archive", "unarchive", "delete"):
@@ -141,17 +151,19 @@ def add_parser(sub: Any) -> None:
         p.add_argument("repo", help="owner/name")
         target(p)
     p = cmds.add_parser("rename", help="rename a repository")
-    p.add_argument("repo")
-    p.add_argument("new_name")
+    p.add_argument("repo", help="owner/name")
+    p.add_argument("new_name", help="the new name (name, or owner/name to transfer it)")
     target(p)
     p = cmds.add_parser("repos", help="list the emulated repositories")
-    p.add_argument("--owner")
+    p.add_argument("--owner", help="only this owner's repositories")
     target(p)
     p = cmds.add_parser("pull", help="change a pull request")
-    p.add_argument("repo")
-    p.add_argument("number", type=int)
-    p.add_argument("--state", choices=["OPEN", "DRAFT", "CLOSED", "MERGED", "DELETED"])
-    p.add_argument("--check", choices=["PENDING", "PASSED", "FAILED"])
+    p.add_argument("repo", help="owner/name")
+    p.add_argument("number", type=int, help="the pull request's number")
+    p.add_argument("--state", choices=["OPEN", "DRAFT", "CLOSED", "MERGED", "DELETED"],
+                   help="its new state")  # fmt: skip
+    p.add_argument("--check", choices=["PENDING", "PASSED", "FAILED"],
+                   help="its new check state")  # fmt: skip
     target(p)
     p = cmds.add_parser("fault", help="make the next requests fail")
     p.add_argument("--errors", type=int, help="answer the next N requests with 502")

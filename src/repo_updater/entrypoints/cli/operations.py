@@ -2,8 +2,8 @@
 
   repo-updater changesets close|reopen|merge|comment|ready|draft|update
       --batch-change NAME [--state S ...] [--id N ...] [--dry-run] [--no-wait] [--no-execute]
-  repo-updater operations list [--batch-change NAME] [--json]
-  repo-updater operations show ID [--results STATE] [--json]
+  repo-updater operations list [--batch-change NAME] [--output table|json|ndjson|csv]
+  repo-updater operations show ID [--results STATE] [--output table|json|ndjson|csv]
 
 An operation is stored first; then the command follows its progress until it finishes. With a
 config file that names the code hosts (``--config``), the command also runs an operation
@@ -15,22 +15,21 @@ with ``--no-execute``, it waits for ``serve`` to do the work. ``--no-wait`` retu
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
-import json
 import sys
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from repo_updater.entrypoints.cli.common import (
     CLIError,
+    batch_change_ref,
     config_path,
+    find_batch_change,
     load,
     print_rows,
     store_options,
     store_transaction,
 )
+from repo_updater.entrypoints.cli.output import output_option
 
 if TYPE_CHECKING:
     from repo_updater.service_layer.operations import OperationStatus
@@ -51,11 +50,18 @@ RESULT_STATES = ("pending", "done", "skipped", "failed")
 def add_changeset_actions(actions: Any) -> None:
     """The ``changesets`` group's bulk actions (called by ``cli.changesets``)."""
     for name, help_text in ACTIONS.items():
-        p = actions.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--batch-change", required=True, help="batch change name (or id)")
+        p = actions.add_parser(
+            name,
+            help=help_text,
+            description=f"Bulk operation: {help_text}. Stored first, then run (paced within "
+            "the hosts' write limits) by a worker in this command when --config names the "
+            "hosts, else by `repo-updater serve`; the command shows progress until it ends.",
+        )
+        p.add_argument("--batch-change", type=batch_change_ref, metavar="NAME", required=True,
+                       help="the batch change's name (or id)")  # fmt: skip
         p.add_argument(
-            "--state", action="append", choices=STATES, default=[],
-            help="only changesets in this state (repeatable)",
+            "--state", action="append", type=str.upper, choices=STATES, default=[],
+            help="only changesets in this state, any case (repeatable)",
         )  # fmt: skip
         p.add_argument(
             "--id", type=int, nargs="+", default=[], dest="ids", metavar="N",
@@ -86,17 +92,32 @@ def add_changeset_actions(actions: Any) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    group = sub.add_parser("operations", help="bulk operations on changesets")
-    actions = group.add_subparsers(dest="action", required=True)
-    p = actions.add_parser("list", help="list operations, newest first")
-    p.add_argument("--batch-change", help="only this batch change's (name or id)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    group = sub.add_parser(
+        "operations",
+        help="bulk operations on changesets (close, merge, comment, ...) and their progress",
+        description="Bulk operations started with `changesets close|reopen|merge|comment|"
+        "ready|draft|update` (or the API), and what became of each changeset.",
+    )
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser(
+        "list",
+        help="list operations, newest first",
+        description="Bulk operations, newest first, with their counts by result state.",
+    )
+    p.add_argument("--batch-change", type=batch_change_ref, metavar="NAME",
+                   help="only this batch change's (name or id)")  # fmt: skip
+    output_option(p)
     store_options(p)
     p.set_defaults(func=f"{__name__}:cmd_list")
-    s = actions.add_parser("show", help="an operation's progress and its changesets' results")
-    s.add_argument("id", type=int, help="operation id")
+    s = actions.add_parser(
+        "show",
+        help="an operation's progress and its changesets' results",
+        description="One operation: its progress and expected finish, and each changeset's "
+        "result. --output json prints them as one object; ndjson and csv one result a line.",
+    )
+    s.add_argument("id", type=int, help="operation id, as `operations list` shows it")
     s.add_argument("--results", choices=RESULT_STATES, help="only results in this state")
-    s.add_argument("--json", action="store_true", help="print JSON")
+    output_option(s)
     store_options(s)
     s.set_defaults(func=f"{__name__}:cmd_show")
 
@@ -113,6 +134,8 @@ def _args(args: argparse.Namespace) -> Any:
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    import getpass
+
     from repo_updater.bootstrap import utcnow
     from repo_updater.core.domain import ExternalState
     from repo_updater.core.operations import InvalidOperation, OperationKind
@@ -122,8 +145,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
     kind = OperationKind(args.operation)
     states = [ExternalState(s) for s in args.state]
     try:
-        async with store_transaction(args) as conn:
-            bc = await op_store.batch_change_id_by_name(conn, args.batch_change)
+        async with store_transaction(args, read=args.dry_run) as conn:
+            bc = (await find_batch_change(conn, args.batch_change)).id
             if args.dry_run:
                 planned = await operations.preview(
                     conn, bc, kind, _args(args), states=states, changeset_ids=args.ids
@@ -154,6 +177,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
 async def _follow(args: argparse.Namespace, op_id: int) -> int:
     """Show progress until the operation finishes (running a worker here when the config
     names the code hosts)."""
+    import asyncio
+
     from repo_updater.bootstrap import open_app
 
     execute = config_path(args) is not None and not args.no_execute
@@ -171,6 +196,8 @@ async def _follow(args: argparse.Namespace, op_id: int) -> int:
 
 
 async def _watch(args: argparse.Namespace, op_id: int, limits_for: Any) -> int:
+    import asyncio
+
     from repo_updater.bootstrap import utcnow
     from repo_updater.core.operations import OperationState
     from repo_updater.service_layer import operations
@@ -179,7 +206,7 @@ async def _watch(args: argparse.Namespace, op_id: int, limits_for: Any) -> int:
     started = time.monotonic()
     hinted = False
     while True:
-        async with store_transaction(args) as conn:
+        async with store_transaction(args, read=True) as conn:
             status = await operations.status(conn, op_id, limits_for or (lambda _h: ()), utcnow())
         bar.show(status)
         if status.operation.state is OperationState.FINISHED:
@@ -225,12 +252,14 @@ class ProgressBar:
 
 
 async def _summary(args: argparse.Namespace, status: OperationStatus) -> int:
+    from collections import Counter
+
     from repo_updater.core.operations import ResultState
     from repo_updater.store import operations as op_store
 
     p = status.progress
     print(f"finished: {p.done} done, {p.skipped} skipped, {p.failed} failed of {p.total}")
-    async with store_transaction(args) as conn:
+    async with store_transaction(args, read=True) as conn:
         results = await op_store.list_results(conn, status.operation.id, limit=100_000)
     reasons = Counter((r.state, r.detail) for r in results if r.state is not ResultState.DONE)
     for (state, detail), count in sorted(reasons.items(), key=lambda x: (x[0][0], -x[1])):
@@ -245,45 +274,55 @@ COLUMNS = ["id", "batch_change", "kind", "state", "total", "done", "skipped", "f
 async def cmd_list(args: argparse.Namespace) -> int:
     from repo_updater.store import operations as op_store
 
-    async with store_transaction(args) as conn:
+    async with store_transaction(args, read=True) as conn:
         bc = None
-        if args.batch_change:
-            bc = await op_store.batch_change_id_by_name(conn, args.batch_change)
+        if args.batch_change is not None:
+            bc = (await find_batch_change(conn, args.batch_change)).id
         views = await op_store.list_operations(conn, batch_change_id=bc)
-    print_rows(views, args.json, COLUMNS)
+    print_rows(views, args.output, COLUMNS)
     return 0
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
     from repo_updater.bootstrap import utcnow
     from repo_updater.core.operations import ResultState
+    from repo_updater.entrypoints.cli.output import relative
     from repo_updater.service_layer import operations
     from repo_updater.store import operations as op_store
 
     limits_for = _configured_limits(args)
     try:
-        async with store_transaction(args) as conn:
+        async with store_transaction(args, read=True) as conn:
             status = await operations.status(conn, args.id, limits_for, utcnow())
             state = ResultState(args.results) if args.results else None
             results = await op_store.list_results(conn, args.id, state=state, limit=100_000)
     except op_store.OperationNotFound as exc:
         raise CLIError(str(exc)) from None
-    if args.json:
+    if args.output == "json":  # one object: the operation, its progress, its results
+        import json
+
         from repo_updater.entrypoints.render import json_default
 
         body = {"operation": status.operation, "progress": status.progress, "results": results}
         print(json.dumps(body, default=json_default, indent=2))
         return 0
+    if args.output != "table":
+        print_rows(results, args.output, RESULT_COLUMNS)
+        return 0
     op, p = status.operation, status.progress
     print(f"operation {op.id}: {op.kind.value} on {op.batch_change!r} ({op.state.value}), "
-          f"requested by {op.requested_by} at {op.created_at:%Y-%m-%d %H:%M:%S}")  # fmt: skip
+          f"requested by {op.requested_by} {relative(op.created_at)}")  # fmt: skip
     print(f"  {p.done} done, {p.skipped} skipped, {p.failed} failed, {p.pending} pending "
           f"of {p.total}")  # fmt: skip
     if p.expected_finish is not None:
-        print(f"  expected to finish at {p.expected_finish.astimezone():%Y-%m-%d %H:%M:%S}")
-    print_rows(results, False, ["changeset_id", "repo_name", "number", "state", "attempts",
-                                "detail"])  # fmt: skip
+        at = p.expected_finish.astimezone()
+        print(f"  expected to finish {relative(p.expected_finish)} ({at:%H:%M:%S})")
+    print_rows(results, "table", RESULT_COLUMNS)
     return 0
+
+
+RESULT_COLUMNS = ["changeset_id", "repo_name", "number", "state", "attempts", "finished_at",
+                  "detail"]  # fmt: skip
 
 
 def _configured_limits(args: argparse.Namespace) -> Any:

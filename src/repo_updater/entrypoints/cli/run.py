@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import signal
 import sys
@@ -20,10 +19,20 @@ if TYPE_CHECKING:
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run everything against the built-in emulator (no token)")
+    p = sub.add_parser(
+        "demo",
+        help="run everything against the built-in emulator (no token)",
+        description="Start the code-host emulator, sync it, track pull requests in a batch "
+        "change, archive a repository and show its changesets turn READONLY and back; then "
+        "keep serving the API and the dashboard until Ctrl-C.",
+    )
     p.add_argument("--database", help="database URL (default: ./repo-updater.db)")
-    p.add_argument("--emulator-port", type=int, default=7700)
-    p.add_argument("--api-port", type=int, default=7800)
+    p.add_argument(
+        "--emulator-port", type=int, default=7700, help="emulator port (default 7700; 0: any)"
+    )
+    p.add_argument(
+        "--api-port", type=int, default=7800, help="API and dashboard port (default 7800; 0: any)"
+    )
     p.add_argument("--interval", type=float, default=3.0, help="repo sync interval, seconds")
     p.add_argument("--once", action="store_true", help="exit after the walkthrough")
     p.set_defaults(func="repo_updater.entrypoints.demo:run_demo")
@@ -37,7 +46,9 @@ def add_parsers(sub: Any) -> None:
         )
         store_options(p)
         if name == "sync":
-            p.add_argument("--service", help="only this external service")
+            p.add_argument(
+                "--service", help="only this external service (no retiring of the others)"
+            )
         p.set_defaults(func=f"{__name__}:cmd_{name}")
 
 
@@ -91,6 +102,8 @@ class ProgressLine:
 
 
 async def cmd_sync(args: argparse.Namespace) -> int:
+    import asyncio
+
     config = load(args, required=True)
     known = [s.name for s in config.external_services]
     if args.service and args.service not in known:
@@ -139,6 +152,8 @@ async def _sync(config: Config, names: list[str], *, retire: bool) -> int:
 def on_signals(handler: Callable[[int], None]) -> Iterator[list[int]]:
     """Call ``handler(signum)`` on SIGINT and SIGTERM (alike) while the block runs; yields
     the list of signals received."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
@@ -159,6 +174,8 @@ def on_signals(handler: Callable[[int], None]) -> Iterator[list[int]]:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from repo_updater.bootstrap import open_app
     from repo_updater.entrypoints.serve import serve
 

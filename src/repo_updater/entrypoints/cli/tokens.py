@@ -14,6 +14,7 @@ from repo_updater.entrypoints.cli.common import (
     store_options,
     store_transaction,
 )
+from repo_updater.entrypoints.cli.output import output_option
 
 
 def add_parser(sub: Any) -> None:
@@ -24,7 +25,7 @@ def add_parser(sub: Any) -> None:
         "Writes always need a write token; reads need one unless the API listens on loopback "
         "with api.open_reads (the default there).",
     )
-    actions = group.add_subparsers(dest="action", required=True)
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = actions.add_parser("create", help="create a token and print it, once")
     c.add_argument("name", help="a name to list and revoke it by (letters, digits, . _ -)")
     c.add_argument(
@@ -36,7 +37,7 @@ def add_parser(sub: Any) -> None:
     store_options(c)
     c.set_defaults(func=f"{__name__}:cmd_create")
     ls = actions.add_parser("list", help="list tokens by name and scope (never the tokens)")
-    ls.add_argument("--json", action="store_true", help="print JSON")
+    output_option(ls)
     store_options(ls)
     ls.set_defaults(func=f"{__name__}:cmd_list")
     r = actions.add_parser("revoke", help="revoke a token: it stops working at once")
@@ -66,9 +67,9 @@ async def cmd_create(args: argparse.Namespace) -> int:
 async def cmd_list(args: argparse.Namespace) -> int:
     from repo_updater.store.api_tokens import list_tokens
 
-    async with store_transaction(args) as conn:
+    async with store_transaction(args, read=True) as conn:
         rows = await list_tokens(conn)
-    print_rows(rows, args.json, ["name", "scope", "created_at"])
+    print_rows(rows, args.output, ["name", "scope", "created_at"])
     return 0
 
 
