@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from repo_updater.config import Config
+from repo_updater.config import Config, webhook_secret_for
 from repo_updater.core.domain import HostKind
 from repo_updater.core.pacing import WriteLimit
 from repo_updater.core.ports import PermissionSource, RequestCounter, WritingSource
@@ -25,6 +25,8 @@ from repo_updater.service_layer.operation_worker import OperationWorker
 from repo_updater.service_layer.permissions_syncer import PermissionsSyncer
 from repo_updater.service_layer.repo_sync_worker import RepoSyncWorker
 from repo_updater.service_layer.repo_syncer import RepoSyncer
+from repo_updater.service_layer.webhook_receiver import WebhookReceiver
+from repo_updater.service_layer.webhook_worker import WebhookWorker
 from repo_updater.sources import build_source
 from repo_updater.sources.http import RetryPolicy
 from repo_updater.store.db import create_engine, dispose_after_failure, migrate
@@ -51,6 +53,8 @@ class App:
     changeset_syncer: ChangesetSyncer
     permissions_syncer: PermissionsSyncer
     operation_worker: OperationWorker
+    webhook_receiver: WebhookReceiver
+    webhook_worker: WebhookWorker
     clock: Callable[[], datetime] = utcnow
     worker_id: str = field(default_factory=default_worker_id)
     counter: RequestCounter = field(default_factory=RequestCounter)
@@ -177,6 +181,33 @@ async def open_app(
         health=health,
         lease=config.repo_sync_lease,
     )
+    webhook_worker = WebhookWorker(
+        engine,
+        repo_syncer,
+        config.external_services,
+        sources,
+        clock,
+        worker_id=wid,
+        lease=timedelta(seconds=config.webhook_lease),
+        poll_interval=config.webhook_poll_interval,
+        retention=timedelta(days=config.events_retention_days),
+        on_changeset_syncs_requested=changeset_syncer.wake,
+        health=health,
+        metrics=metrics,
+    )
+    secrets = {
+        svc.name: secret
+        for svc in config.external_services
+        if (secret := webhook_secret_for(svc, env))
+    }
+    webhook_receiver = WebhookReceiver(
+        api_engine,
+        {svc.name: svc for svc in config.external_services},
+        secrets,
+        clock,
+        metrics=metrics,
+        on_stored=webhook_worker.wake,
+    )
     app = App(
         config=config,
         engine=engine,
@@ -187,6 +218,8 @@ async def open_app(
         changeset_syncer=changeset_syncer,
         permissions_syncer=permissions_syncer,
         operation_worker=operation_worker,
+        webhook_receiver=webhook_receiver,
+        webhook_worker=webhook_worker,
         clock=clock,
         worker_id=wid,
         counter=counter,

@@ -22,6 +22,7 @@ Example::
         kind: github
         url: https://api.github.com
         token_env: GITHUB_TOKEN     # the token itself never goes in the file
+        webhook_secret_env: GITHUB_WEBHOOK_SECRET   # POST /webhooks/github-main verifies with it
         orgs: [acme]
         repos: [acme-labs/tools]
         exclude: ["acme/archive-*"]
@@ -96,6 +97,9 @@ class ServiceConfig(_Strict):
     kind: HostKind
     url: str
     token_env: str | None = None
+    # The environment variable holding the secret set on this host's webhook; unset: the
+    # service's webhook route refuses every delivery (401).
+    webhook_secret_env: str | None = None
     orgs: tuple[str, ...] = ()  # GitHub/Gitea orgs or users, GitLab groups, Bitbucket projects
     repos: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -132,7 +136,7 @@ class ServiceConfig(_Strict):
             raise ValueError("path must not contain '.', '..' or empty segments")
         return normalise_base_url(v)
 
-    @field_validator("token_env")
+    @field_validator("token_env", "webhook_secret_env")
     @classmethod
     def _check_env(cls, v: str | None) -> str | None:
         if v is not None and not _ENV_RE.match(v):
@@ -174,7 +178,9 @@ class ServiceConfig(_Strict):
         return self.name_prefix if self.name_prefix is not None else default_name_prefix(self.url)
 
     def config_hash(self) -> str:
-        data = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        # The webhook secret's variable does not change what is listed.
+        dumped = self.model_dump(mode="json", exclude={"webhook_secret_env"})
+        data = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(data.encode()).hexdigest()
 
 
@@ -247,6 +253,10 @@ class Config(_Strict):
     # picked up by another after at most this long.
     repo_sync_lease: Annotated[float, Field(ge=3, le=3600)] = 120.0
     changeset_lease: Annotated[float, Field(ge=3, le=3600)] = 300.0
+    # Stored webhook deliveries: how often a worker looks for ones another process stored
+    # (its own are processed at once), and how long its claim on a batch survives it.
+    webhook_poll_interval: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    webhook_lease: Annotated[float, Field(ge=3, le=3600)] = 60.0
     # Events (the outbox) older than this are deleted by ``serve``, in batches, hourly.
     events_retention_days: Annotated[float, Field(gt=0, le=36500)] = 30.0
     # Log lines on stderr: text for a person, or one JSON object per line (``--log-format``
@@ -293,6 +303,11 @@ def parse_config(data: Any, env: Mapping[str, str]) -> Config:
         f"external_services.{i}.token_env: environment variable {svc.token_env} is not set"
         for i, svc in enumerate(config.external_services)
         if svc.token_env and not env.get(svc.token_env)
+    ] + [
+        f"external_services.{i}.webhook_secret_env: environment variable "
+        f"{svc.webhook_secret_env} is not set"
+        for i, svc in enumerate(config.external_services)
+        if svc.webhook_secret_env and not env.get(svc.webhook_secret_env)
     ]
     if missing:
         raise ConfigError("invalid config:\n  " + "\n  ".join(missing))
@@ -313,3 +328,7 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
 
 def token_for(svc: ServiceConfig, env: Mapping[str, str]) -> str | None:
     return env.get(svc.token_env) if svc.token_env else None
+
+
+def webhook_secret_for(svc: ServiceConfig, env: Mapping[str, str]) -> str | None:
+    return env.get(svc.webhook_secret_env) if svc.webhook_secret_env else None

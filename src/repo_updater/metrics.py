@@ -145,6 +145,7 @@ class Metrics:
         )
         self._permission_figures(r)
         self._operation_figures(r)
+        self._webhook_figures(r)
         if counter is not None:
             r.register(_HostTraffic(counter))
 
@@ -202,6 +203,31 @@ class Metrics:
             ["host", "window_seconds"],
             registry=r,
         )
+
+    def _webhook_figures(self, r: CollectorRegistry) -> None:
+        self.webhook_deliveries = Counter(
+            "repo_updater_webhook_deliveries",
+            'Webhook deliveries this process answered, by service ("" when the route names '
+            "no configured service) and outcome: stored, duplicate (a redelivery), ping, "
+            "ignored (an event nothing acts on), or refused: bad_signature, malformed, "
+            "too_large, unknown_service",
+            ["service", "outcome"],
+            registry=r,
+        )
+        self.webhook_processed = Counter(
+            "repo_updater_webhook_processed",
+            "Stored webhook deliveries processed, by outcome (done, retry: parked after a "
+            "failed attempt, failed: given up, polling repairs)",
+            ["outcome"],
+            registry=r,
+        )
+
+    def observe_delivery(self, service: str, outcome: str) -> None:
+        self.webhook_deliveries.labels(service, outcome).inc()
+
+    def observe_processed(self, outcome: str, count: int = 1) -> None:
+        if count:
+            self.webhook_processed.labels(outcome).inc(count)
 
     # --- recorded by the services -------------------------------------------------------------
 

@@ -39,6 +39,21 @@ class RepoSource(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class SingleRepoSource(Protocol):
+    """Fetches one repository by the host's id (a webhook's single-repo sync)."""
+
+    kind: HostKind
+    host_url: str
+
+    async def get_repo(self, external_id: str, name: str) -> SourcedRepo | None:
+        """The repository with this host id as the host shows it now, or None when the host
+        has no such repository (or no longer shows it to the token). ``name``: its
+        host-relative name as last known (hosts without a lookup by id use it). Raises
+        ``SourceError`` for anything else (rate limit, host down)."""
+        ...
+
+
 class ChangesetWriter(Protocol):
     """Changes pull requests on a code host (the reconciler's side).
 

@@ -23,6 +23,16 @@ class Selection:
         lowered = full_name.lower()
         return any(fnmatch.fnmatchcase(lowered, p.lower()) for p in self.exclude)
 
+    def covers(self, full_name: str) -> bool:
+        """Whether a listing of this selection yields the repo: under one of ``owners``
+        (GitLab: subgroups too), or one of ``repos``, and not excluded (ignoring case)."""
+        lowered = full_name.lower()
+        if self.excluded(full_name):
+            return False
+        if any(lowered == r.strip("/").lower() for r in self.repos):
+            return True
+        return any(lowered.startswith(o.strip("/").lower() + "/") for o in self.owners)
+
 
 def normalise_base_url(base_url: str) -> str:
     return base_url.rstrip("/")

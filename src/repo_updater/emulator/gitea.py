@@ -218,6 +218,13 @@ class _Gitea:
             return repo
         return web.json_response(self.repo_json(repo, self.root(request)))
 
+    async def get_repo_by_id(self, request: web.Request) -> web.Response:
+        rid = request.match_info["id"]
+        repo = self.host.repos.get(int(rid)) if rid.isdigit() else None
+        if repo is None:
+            return _error(request, 404, "The target couldn't be found.")
+        return web.json_response(self.repo_json(repo, self.root(request)))
+
     async def list_pulls(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
         if isinstance(repo, web.Response):
@@ -302,6 +309,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get(API + "/orgs/{org}/repos", gt.org_repos)
     app.router.add_get(API + "/users/{user}/repos", gt.user_repos)
     app.router.add_get(repo, gt.get_repo)
+    app.router.add_get(API + "/repositories/{id}", gt.get_repo_by_id)
     app.router.add_get(repo + "/pulls", gt.list_pulls)
     app.router.add_get(repo + "/pulls/{index}", gt.get_pull)
     app.router.add_get(repo + "/pulls/{index}/reviews", gt.reviews)

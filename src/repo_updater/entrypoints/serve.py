@@ -1,6 +1,6 @@
 """``serve``: run what ``bootstrap`` built (the repo-sync worker, the changeset syncer, the
-permissions syncer, the operation worker, the events retention and the HTTP API) until a stop
-event is set."""
+permissions syncer, the operation worker, the webhook worker, the events retention and the HTTP
+API) until a stop event is set."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ async def serve(
                 name="events-retention",
             ),
             asyncio.create_task(app.operation_worker.run(stop), name="operations"),
+            asyncio.create_task(app.webhook_worker.run(stop), name="webhooks"),
         ]
         if app.config.permissions.enabled:
             tasks.append(

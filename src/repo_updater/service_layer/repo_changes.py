@@ -34,6 +34,7 @@ async def notify_changesets(
     now: datetime,
     *,
     why: str = "",
+    via: str = "",
 ) -> int:
     """Changesets follow their repos: on an archive flip, re-derive their states (open/draft
     on an archived repo is READONLY) and request a sync of every one; on a rename, request a
@@ -43,7 +44,9 @@ async def notify_changesets(
     On a deletion (``why``: "not listed", "name conflict", "service removed"), stop syncing
     them: their pending requests are consumed and ``sync_error`` says why, so no request
     waits forever for a sync that will never run (invariant 3). Returns the sync requests
-    written (0 on a deletion)."""
+    written (0 on a deletion). ``via``: how the change was learned, when not by a listing
+    (``webhook``): the requests' reason says so (``webhook:repo_archived``), and so does the
+    synced changeset's freshness."""
     if not repo_ids:
         return 0
     if kind is RepoEventKind.DELETED:
@@ -53,11 +56,10 @@ async def notify_changesets(
         return 0
     if kind in (RepoEventKind.ARCHIVED, RepoEventKind.UNARCHIVED):
         await changeset_store.rederive_for_repos(conn, repo_ids, now=now)
+    reason = f"{via}:{SYNC_REASONS[kind]}" if via else SYNC_REASONS[kind]
     if kind is RepoEventKind.RESTORED:
-        return await changeset_claims.resume_syncs_for_repos(
-            conn, repo_ids, SYNC_REASONS[kind], now
-        )
-    return await changeset_store.request_syncs_for_repos(conn, repo_ids, SYNC_REASONS[kind], now)
+        return await changeset_claims.resume_syncs_for_repos(conn, repo_ids, reason, now)
+    return await changeset_store.request_syncs_for_repos(conn, repo_ids, reason, now)
 
 
 async def set_archived(

@@ -96,6 +96,7 @@ class _Run:
     source: RepoSource
     seen: d.SeenIds
     result: SyncResult
+    via: str = ""  # how the change was learned, when not by a listing (``webhook``)
 
 
 class RepoSyncer:
@@ -222,6 +223,46 @@ class RepoSyncer:
             self._wake_permissions()
         return result
 
+    async def sync_one(
+        self,
+        service: ServiceConfig,
+        external_service_id: int,
+        source: RepoSource,
+        repo: SourcedRepo | None,
+        *,
+        external_id: str,
+        via: str = "",
+    ) -> SyncResult:
+        """A single-repo sync: ``repo`` as the host answers for it now (None: the host has
+        no such repo, or no longer shows it), through the same diff and the same page
+        transaction as a full sync, so a flip, its events and its changeset sync requests
+        commit together (invariants 2 and 4). A repo gone from the host or from the service's
+        selection is unlinked and, linked nowhere else, removed, as a complete listing that no
+        longer yields it would. Raises what the store raises; the caller fetched ``repo``."""
+        result = SyncResult(service=service.name)
+        run = _Run(service.name, external_service_id, source, d.SeenIds(), result, via)
+        if repo is not None and service.selection.covers(repo.name):
+            result.listed = 1
+            await self._apply_page(run, [repo])
+        else:
+            async with self._engine.begin() as conn:
+                stored = await repo_store.stored_for_page(
+                    conn, host_kind=source.kind, host_url=source.host_url,
+                    external_service_id=external_service_id, external_ids=[external_id],
+                )  # fmt: skip
+                row = stored.get(external_id)
+                if row is not None and row.linked and not row.deleted:
+                    gone = await repo_store.unlink(conn, external_service_id, [row.id])
+                    why = "not found" if repo is None else "not selected"
+                    await self._remove(conn, result, external_service_id, gone, why, self._clock())
+            result.rows_written += result.removed
+        result.complete = True
+        if result.changeset_syncs_requested and self._wake is not None:
+            self._wake()
+        if result.permission_syncs_requested and self._wake_permissions is not None:
+            self._wake_permissions()
+        return result
+
     @staticmethod
     def _failed(result: SyncResult, exc: Exception, error: str) -> None:
         result.error = error
@@ -315,7 +356,9 @@ class RepoSyncer:
             (RepoEventKind.UNARCHIVED, diff.unarchived),
         ):
             ids = [c.stored.id for c in changes]
-            result.changeset_syncs_requested += await notify_changesets(conn, kind, ids, now)
+            result.changeset_syncs_requested += await notify_changesets(
+                conn, kind, ids, now, via=run.via
+            )
 
         run.seen.update(new_ids.values())
         run.seen.update(changed_ids)

@@ -111,6 +111,15 @@ class BitbucketServerSource(BitbucketPermissions, BitbucketWrites, PerRepoPullLo
             values, start = await self._paged(url, start, self.limit, "list_repos")
             yield [self._repo(r) for r in values]
 
+    async def get_repo(self, external_id: str, name: str) -> SourcedRepo | None:
+        """Bitbucket Server has no lookup by id: ``GET /projects/{key}/repos/{slug}`` by the
+        name the delivery gave; None on 404 or when that name now holds another repo."""
+        try:
+            repo = await self._get_repo(name)
+        except NotFound:
+            return None
+        return repo if repo.external_id == external_id else None
+
     async def _get_repo(self, name: str) -> SourcedRepo:
         data, _ = await self._get(_repo_path(name), kind="get_repo")
         return self._repo(data)

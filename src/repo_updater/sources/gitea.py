@@ -152,6 +152,16 @@ class GiteaSource(GiteaPermissions, GiteaWrites, PerRepoPullLoader, RestSource):
             raise HostError(f"GET {url}: expected a list")
         return data, response
 
+    async def get_repo(self, external_id: str, name: str) -> SourcedRepo | None:
+        """``GET /repositories/{id}``; None on 404."""
+        try:
+            data, _ = await self._get(
+                f"/repositories/{quote(external_id, safe='')}", kind="get_repo"
+            )
+        except NotFound:
+            return None
+        return self._repo(data)
+
     async def _get_repo(self, name: str) -> SourcedRepo:
         data, _ = await self._get(_repo_path(name), kind="get_repo")
         return self._repo(data)

@@ -252,6 +252,16 @@ class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
             self._pages[url] = _CachedPage.of(etag, repos, None)
         return repos, None
 
+    async def get_repo(self, external_id: str, name: str) -> SourcedRepo | None:
+        """``GET /repositories/{id}`` (follows renames and transfers); None on 404."""
+        try:
+            data, _ = await self.client.get_json(
+                f"/repositories/{quote(external_id, safe='')}", kind="get_repo"
+            )
+        except NotFound:
+            return None
+        return self._sourced(data)
+
     # --- changesets ------------------------------------------------------------------------
 
     async def load_changesets(self, refs: Sequence[ChangesetRef]) -> list[ChangesetSnapshot]:

@@ -149,6 +149,14 @@ class GitLabSource(GitLabPermissions, GitLabWrites, RestSource):
                 return
             url, params = rebase_link(link, self.api_suffix), None  # carries its query
 
+    async def get_repo(self, external_id: str, name: str) -> SourcedRepo | None:
+        """``GET /projects/{id}``; None on 404."""
+        try:
+            data, _ = await self._get(f"/projects/{quote(external_id, safe='')}", kind="get_repo")
+        except NotFound:
+            return None
+        return self._repo(data)
+
     async def _get_project(self, name: str) -> SourcedRepo:
         data, _ = await self._get(f"/projects/{_path(name)}", kind="get_repo")
         return self._repo(data)

@@ -56,6 +56,7 @@ class ClaimedChangeset:
     claimed_by: str
     request_generation: int | None  # the sync request generation this claim satisfies
     sync_failures: int  # consecutive failures before this attempt
+    request_reason: str | None = None  # the claimed request's reason (None: due by schedule)
 
     @property
     def host(self) -> HostKey:
@@ -142,15 +143,15 @@ async def claim_work(
             )
         ).scalars()
     )
-    generations: dict[int, int] = {}
+    requests: dict[int, tuple[int, str]] = {}
     if won:
         returned = await conn.execute(
             q.update()
             .where(q.c.changeset_id.in_(sorted(won)))
             .values(claimed_by=worker_id, claimed_until=until, claimed_generation=q.c.generation)
-            .returning(q.c.changeset_id, q.c.generation)
+            .returning(q.c.changeset_id, q.c.generation, q.c.reason)
         )
-        generations = {row.changeset_id: row.generation for row in returned}
+        requests = {row.changeset_id: (row.generation, row.reason) for row in returned}
     return [
         ClaimedChangeset(
             changeset_id=row.id,
@@ -162,8 +163,9 @@ async def claim_work(
             host_url=row.host_url,
             repo_archived=bool(row.archived),
             claimed_by=worker_id,
-            request_generation=generations.get(row.id),
+            request_generation=requests[row.id][0] if row.id in requests else None,
             sync_failures=row.sync_failures,
+            request_reason=requests[row.id][1] if row.id in requests else None,
         )
         for row in candidates
         if row.id in won
@@ -247,6 +249,7 @@ async def complete_syncs(
                 external_updated_at=_b("b_updated", UTCDateTime()),
                 next_sync_at=_b("b_next", UTCDateTime()),
                 last_synced_at=now,
+                last_sync_reason=_b("b_reason", sa.String),
                 sync_error=None,
                 sync_failures=0,
                 claimed_by=None,
@@ -328,6 +331,7 @@ def _success_params(outcome: SyncOutcome, now: datetime) -> dict[str, Any]:
         "b_del": snap.deletions,
         "b_updated": snap.updated_at,
         "b_next": next_sync_at(now, last_change(snap), terminal=is_terminal(snap.state)),
+        "b_reason": (outcome.claimed.request_reason or "scheduled")[:64],
     }
 
 

@@ -21,6 +21,7 @@ from repo_updater.core.domain import (
     PublicationState,
     ReviewState,
 )
+from repo_updater.core.webhooks import synced_by
 from repo_updater.store.schema import (
     batch_change_changesets,
     batch_changes,
@@ -61,6 +62,12 @@ class ChangesetView:
     next_sync_at: datetime | None
     sync_error: str | None
     batch_change_ids: tuple[int, ...]
+    last_sync_reason: str | None = None  # the request's reason, or "scheduled"
+
+    @property
+    def synced_by(self) -> str | None:
+        """webhook, poll or request (``core.webhooks.synced_by``)."""
+        return synced_by(self.last_sync_reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +274,7 @@ async def _views(conn: AsyncConnection, rows: list[Any]) -> list[ChangesetView]:
             next_sync_at=row.next_sync_at,
             sync_error=row.sync_error,
             batch_change_ids=tuple(memberships.get(row.id, ())),
+            last_sync_reason=row.last_sync_reason,
         )
         for row in rows
     ]

@@ -136,6 +136,18 @@ class ServiceStatus:
     next_sync_at: datetime | None
     sync_failures: int  # consecutive failed syncs (the backoff)
     sync_requested_at: datetime | None = None  # a forced sync is due then
+    webhook_last_delivery_at: datetime | None = None  # the last delivery that verified
+    webhook_last_rejected_at: datetime | None = None
+    webhook_last_rejection: str | None = None  # why it was refused (no secret in it)
+
+    @property
+    def webhook_verifies(self) -> bool | None:
+        """Whether deliveries verify: None before any arrived, else whether the last one
+        did (a refused one after the last good one: False)."""
+        good, bad = self.webhook_last_delivery_at, self.webhook_last_rejected_at
+        if good is None and bad is None:
+            return None
+        return bad is None or (good is not None and good >= bad)
 
 
 async def list_services(
@@ -170,6 +182,9 @@ async def list_services(
             next_sync_at=r.next_sync_at,
             sync_failures=r.sync_failures,
             sync_requested_at=r.sync_requested_at,
+            webhook_last_delivery_at=r.webhook_last_delivery_at,
+            webhook_last_rejected_at=r.webhook_last_rejected_at,
+            webhook_last_rejection=r.webhook_last_rejection,
         )
         for r in rows
     ]

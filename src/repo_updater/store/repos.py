@@ -381,6 +381,11 @@ async def repo_ids_by_name(conn: AsyncConnection, names: Iterable[str]) -> dict[
     return out
 
 
+async def get_repo(conn: AsyncConnection, repo_id: int) -> Repo | None:
+    row = (await conn.execute(sa.select(repos).where(repos.c.id == repo_id))).first()
+    return None if row is None else _repo(row)
+
+
 async def get_repo_by_name(conn: AsyncConnection, name: str) -> Repo | None:
     row = (
         await conn.execute(

@@ -60,6 +60,10 @@ external_services = sa.Table(
     sa.Column("claimed_until", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("deleted_at", UTCDateTime, nullable=True),
+    # Webhooks (migration 0700): the last delivery that verified, the last one refused and why.
+    sa.Column("webhook_last_delivery_at", UTCDateTime, nullable=True),
+    sa.Column("webhook_last_rejected_at", UTCDateTime, nullable=True),
+    sa.Column("webhook_last_rejection", sa.String(200), nullable=True),
 )
 
 repos = sa.Table(
@@ -202,6 +206,9 @@ changesets = sa.Table(
     sa.Column("last_synced_at", UTCDateTime, nullable=True),
     sa.Column("next_sync_at", UTCDateTime, nullable=True),
     sa.Column("sync_error", sa.Text, nullable=True),
+    # Why the last successful sync ran: the request's reason (``webhook:...`` when a webhook
+    # asked for it), or ``scheduled`` (migration 0700).
+    sa.Column("last_sync_reason", sa.String(64), nullable=True),
     # consecutive failed syncs; drives the retry backoff, reset by a successful sync
     sa.Column("sync_failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("claimed_by", sa.String(200), nullable=True),
@@ -431,3 +438,37 @@ host_write_budgets = sa.Table(
     sa.Column("paused_until", UTCDateTime, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Webhook deliveries (migration 0700): stored once verified, before the 2xx; a worker claims
+# unprocessed ones (``claimed_by`` / ``claimed_until``, a lease; a failed attempt parks the row
+# until ``claimed_until``) and sets ``processed_at``. ``(external_service_id, delivery_id)`` is
+# unique: a redelivery is a no-op.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "external_service_id",
+        sa.Integer,
+        sa.ForeignKey("external_services.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("delivery_id", sa.String(200), nullable=False),
+    sa.Column("event", sa.String(100), nullable=False),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("processed_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("external_service_id", "delivery_id", name="webhook_deliveries_uq"),
+)
+sa.Index(
+    "webhook_deliveries_pending_idx",
+    webhook_deliveries.c.id,
+    sqlite_where=webhook_deliveries.c.processed_at.is_(None),
+    postgresql_where=webhook_deliveries.c.processed_at.is_(None),
+)
+sa.Index("webhook_deliveries_processed_idx", webhook_deliveries.c.processed_at)

@@ -12,6 +12,8 @@ all. The routes, by module:
   GET  /api/services/{name}/syncs         its recent repo syncs
   POST /api/services/{name}/sync          forced sync (coalesced)
   GET  /api/repos, GET /api/events                                    repos
+  POST /api/repos/{id}/sync               single-repo sync (now)
+  POST /webhooks/{service}                a code host's delivery (signed)  webhooks
   GET  /api/repos/{id}/permissions        who can read a repository  permissions
   GET  /api/batch-changes[?name=]         list; by exact name        batch_changes
   POST /api/batch-changes                 {"name", "description"?}
@@ -48,6 +50,7 @@ from repo_updater.entrypoints.api import (
     operations,
     permissions,
     repos,
+    webhooks,
 )
 from repo_updater.entrypoints.api.common import APP_KEY
 from repo_updater.entrypoints.api.endpoint import MAX_BODY
@@ -67,6 +70,7 @@ ROUTE_MODULES = (
     batch_changes,
     changesets,
     operations,
+    webhooks,
 )
 
 

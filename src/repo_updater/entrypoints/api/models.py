@@ -4,7 +4,7 @@ these, and ``/openapi.json`` documents exactly these, so the document and the an
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel
@@ -51,6 +51,19 @@ class RepoOut(Out):
     deleted_at: datetime | None
 
 
+class RepoSyncOut(Out):
+    repo: RepoOut = Field(description="the repository as stored after the sync")
+    removed: bool = Field(description="the host no longer has it (or the selection dropped it)")
+    archived_flipped: bool = Field(description="its archived flag changed")
+    changeset_syncs_requested: int
+
+
+class WebhookAnswer(Out):
+    outcome: str = Field(description="stored, duplicate, ping or ignored")
+    event: str
+    delivery: str = Field(description="the delivery id (the host's, or the body's SHA-256)")
+
+
 class EventOut(Out):
     id: int
     kind: str
@@ -71,6 +84,15 @@ class ServiceOut(Out):
     next_sync_at: datetime | None
     sync_failures: int = Field(description="consecutive failed syncs (the backoff)")
     sync_requested_at: datetime | None = Field(description="a forced sync is due then")
+    webhook_last_delivery_at: datetime | None = Field(
+        None, description="when the last webhook delivery that verified arrived"
+    )
+    webhook_verifies: bool | None = Field(
+        None, description="whether the last delivery verified (null: none arrived yet)"
+    )
+    webhook_last_rejection: str | None = Field(
+        None, description="why the last refused delivery was refused"
+    )
 
 
 class ServiceSyncOut(Out):
@@ -119,6 +141,12 @@ class ChangesetOut(Out):
     next_sync_at: datetime | None
     sync_error: str | None
     batch_change_ids: list[int]
+    last_sync_reason: str | None = Field(
+        None, description="why the last sync ran: its request's reason, or scheduled"
+    )
+    synced_by: Literal["webhook", "poll", "request"] | None = Field(
+        None, description="the last sync's trigger: a webhook, polling, or a person's request"
+    )
 
 
 class StateChangeOut(Out):

@@ -7,10 +7,20 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
+from repo_updater.core.errors import SourceError
 from repo_updater.entrypoints.api.common import the_app
 from repo_updater.entrypoints.api.endpoint import Access, endpoint
-from repo_updater.entrypoints.api.inputs import CLEAN, PageQuery, query_params, text
-from repo_updater.entrypoints.api.models import EventOut, Page, RepoOut, answer
+from repo_updater.entrypoints.api.inputs import (
+    CLEAN,
+    ApiError,
+    IdPath,
+    PageQuery,
+    no_body,
+    path_params,
+    query_params,
+    text,
+)
+from repo_updater.entrypoints.api.models import EventOut, Page, RepoOut, RepoSyncOut, answer
 from repo_updater.entrypoints.api.paging import after_id, cut
 from repo_updater.store import events as event_store
 from repo_updater.store import repos as repo_store
@@ -56,3 +66,39 @@ async def events(request: web.Request) -> web.Response:
         )
     items, next_cursor = cut(rows, q.limit, lambda e: str(e.id))
     return answer(Page[EventOut](items=items, next=next_cursor))
+
+
+@routes.post("/api/repos/{id}/sync")
+@endpoint(
+    Access.WRITE,
+    "Sync one repository now",
+    description="Asks its code host for this one repository and writes what changed, as a "
+    "full sync would (an archive flip makes its open changesets READONLY and requests their "
+    "syncs in the same transaction). 502 when the host cannot be asked.",
+    path=IdPath,
+    response=RepoSyncOut,
+    errors=(404, 502),
+)
+async def sync_repo(request: web.Request) -> web.Response:
+    from repo_updater.service_layer.single_repo_sync import NoSuchRepo, sync_single_repo
+
+    app = the_app(request)
+    repo_id = path_params(request, IdPath).id
+    await no_body(request)
+    try:
+        done = await sync_single_repo(
+            app.engine, app.repo_syncer, app.config.external_services, app.sources,
+            repo_id=repo_id, via="api",
+        )  # fmt: skip
+    except NoSuchRepo as exc:
+        raise ApiError(str(exc), status=404) from None
+    except SourceError as exc:
+        raise ApiError(f"the code host could not be asked: {exc}", status=502) from None
+    after = done.after or done.before
+    body = RepoSyncOut(
+        repo=RepoOut.model_validate(after),
+        removed=done.after is None,
+        archived_flipped=done.after is not None and done.after.archived != done.before.archived,
+        changeset_syncs_requested=done.result.changeset_syncs_requested,
+    )
+    return answer(body)
