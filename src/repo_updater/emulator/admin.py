@@ -28,6 +28,7 @@
 - ``GET    /_admin/{kind}/stats``         ``{request_count, repos, pulls}``
 - ``DELETE /_admin/{kind}/stats``         reset ``request_count``
 - collaborators, visibility, groups: see ``admin_permissions``
+- webhooks (registrations, delivery switches, the deliveries sent): see ``admin_webhooks``
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ def build_app(state: EmulatorState) -> web.Application:
     from repo_updater.emulator import admin_permissions  # it imports this module's helpers
 
     for method, path, extra in admin_permissions.ROUTES:
+        app.router.add_route(method, f"/{{kind}}/{path}", _wrap(state, extra))
+    from repo_updater.emulator import admin_webhooks
+
+    for method, path, extra in admin_webhooks.routes(state):
         app.router.add_route(method, f"/{{kind}}/{path}", _wrap(state, extra))
     return app
 

@@ -283,3 +283,25 @@ class EmulatorAdmin:
         body = {"owner": owner, "login": login, "permission": permission}
         result: dict[str, Any] = await self._call("POST", kind, "owner-members", body)
         return result
+
+    # --- webhooks (admin_webhooks) ------------------------------------------------------------
+
+    async def add_webhook(self, kind: HostKind | str, url: str, secret: str) -> dict[str, Any]:
+        body = {"url": url, "secret": secret}
+        result: dict[str, Any] = await self._call("POST", kind, "webhooks", body)
+        return result
+
+    async def webhooks(self, kind: HostKind | str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._call("GET", kind, "webhooks")
+        return result
+
+    async def clear_webhooks(self, kind: HostKind | str) -> None:
+        await self._call("DELETE", kind, "webhooks")
+
+    async def set_webhook_faults(self, kind: HostKind | str, **fields: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("PUT", kind, "webhook-faults", fields)
+        return result
+
+    async def webhook_deliveries(self, kind: HostKind | str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._call("GET", kind, "webhook-deliveries")
+        return result

@@ -81,7 +81,9 @@ async def _start(
         if isinstance(address, tuple) and len(address) >= 2:
             bound_port = int(address[1])
             break
-    return runner, RunningEmulator(state=state, host=host, port=bound_port)
+    emulator = RunningEmulator(state=state, host=host, port=bound_port)
+    state.webhooks.base_url = emulator.url
+    return runner, emulator
 
 
 @asynccontextmanager
@@ -93,6 +95,7 @@ async def running_emulator(
     try:
         yield emulator
     finally:
+        await emulator.state.webhooks.aclose()
         await runner.cleanup()
 
 
@@ -103,4 +106,5 @@ async def serve_forever(state: EmulatorState, host: str = "127.0.0.1", port: int
     try:
         await asyncio.Event().wait()
     finally:
+        await state.webhooks.aclose()
         await runner.cleanup()

@@ -7,12 +7,19 @@ host) read and change it; the admin API and tests change it directly.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from repo_updater.core.domain import CheckState, HostKind, HostPullState, ReviewState
 from repo_updater.emulator.write_rules import WriteRules
+
+if TYPE_CHECKING:
+    from repo_updater.emulator.webhooks import WebhookSender
+
+# Told of every change a webhook reports: (what, repo, pull request or None, old full name).
+ChangeListener = Callable[[str, "EmulatedRepo", "EmulatedPull | None", str], None]
 
 
 def utcnow() -> datetime:
@@ -169,11 +176,17 @@ class HostState:
     owner_members: dict[str, dict[str, str]] = field(default_factory=dict)
     accounts: dict[str, int] = field(default_factory=dict)  # login -> user id, on first use
     writes: WriteRules = field(default_factory=WriteRules)  # merge rules, write limits, log
+    on_change: ChangeListener | None = None  # the webhook sender (``emulator.webhooks``)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     # Per-owner repos in id order, rebuilt lazily after repos are added, renamed or deleted
     # (listing 100,000 repos page by page must not scan them all for every page).
     _owner_index: dict[str, tuple[EmulatedRepo, ...]] | None = None
     _indexed_count: int = -1
+
+    def changed(self, what: str, repo: EmulatedRepo, pull: EmulatedPull | None = None,
+                old_name: str = "") -> None:  # fmt: skip
+        if self.on_change is not None:
+            self.on_change(what, repo, pull, old_name)
 
     def invalidate(self) -> None:
         """Forget cached listings; call after changing ``repos`` or an owner directly."""
@@ -256,8 +269,11 @@ class HostState:
 
     def set_archived(self, full_name: str, archived: bool) -> EmulatedRepo:
         repo = self.repo(full_name)
+        flipped = repo.archived != archived
         repo.archived = archived
         repo.updated_at = utcnow()
+        if flipped:
+            self.changed("archived" if archived else "unarchived", repo)
         return repo
 
     def rename_repo(self, full_name: str, new_name: str) -> EmulatedRepo:
@@ -277,6 +293,8 @@ class HostState:
             self.redirects[full_name] = repo.id
         self.add_owner(owner)
         self.invalidate()
+        moved = owner.lower() != full_name.rpartition("/")[0].lower()
+        self.changed("transferred" if moved else "renamed", repo, old_name=full_name)
         return repo
 
     def delete_repo(self, full_name: str) -> None:
@@ -286,6 +304,7 @@ class HostState:
         for old in [o for o, rid in self.redirects.items() if rid == repo.id]:
             del self.redirects[old]
         self.invalidate()
+        self.changed("deleted", repo)
 
     # --- who has access --------------------------------------------------------------------
 
@@ -298,8 +317,11 @@ class HostState:
 
     def set_private(self, full_name: str, private: bool) -> EmulatedRepo:
         repo = self.repo(full_name)
+        flipped = repo.private != private
         repo.private = private
         repo.updated_at = utcnow()
+        if flipped:
+            self.changed("privatized" if private else "publicized", repo)
         return repo
 
     def set_collaborator(self, full_name: str, login: str, level: str | None) -> EmulatedRepo:
@@ -385,6 +407,8 @@ class HostState:
             pull.events.append(EmulatedEvent("closed", now))
         elif state in (HostPullState.OPEN, HostPullState.DRAFT) and was_closed:
             pull.events.append(EmulatedEvent("reopened", now))
+        if state is not previous:
+            self.changed("pull_state", self.repo(full_name), pull)
         return pull
 
     def add_review(
@@ -394,12 +418,14 @@ class HostState:
         now = utcnow()
         pull.reviews.append(EmulatedReview(author=author, state=state, at=now))
         pull.updated_at = now
+        self.changed("review", self.repo(full_name), pull)
         return pull
 
     def set_check_state(self, full_name: str, number: int, state: CheckState) -> EmulatedPull:
         pull = self.repo(full_name).pulls[number]
         pull.check_state = state
         pull.updated_at = utcnow()
+        self.changed("check", self.repo(full_name), pull)
         return pull
 
 
@@ -408,6 +434,18 @@ class EmulatorState:
     hosts: dict[HostKind, HostState] = field(
         default_factory=lambda: {kind: HostState(kind=kind) for kind in HostKind}
     )
+    webhooks: WebhookSender = field(default_factory=lambda: _sender())
+
+    def __post_init__(self) -> None:
+        from repo_updater.emulator.webhooks import Change
+
+        for kind, host in self.hosts.items():
+
+            def listener(what: str, repo: EmulatedRepo, pull: EmulatedPull | None, old: str,
+                         kind: HostKind = kind) -> None:  # fmt: skip
+                self.webhooks.notify(kind, Change(what, repo, pull, old))
+
+            host.on_change = listener
 
     def host(self, kind: HostKind | str) -> HostState:
         return self.hosts[HostKind(kind)]
@@ -437,3 +475,9 @@ class EmulatorState:
                 for n in range(collaborators_per_repo):
                     level = ("read", "write", "admin")[n % 3]
                     host.set_collaborator(repo.full_name, f"user-{n}", level)
+
+
+def _sender() -> WebhookSender:
+    from repo_updater.emulator.webhooks import WebhookSender
+
+    return WebhookSender()

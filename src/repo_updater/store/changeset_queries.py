@@ -63,11 +63,7 @@ class ChangesetView:
     sync_error: str | None
     batch_change_ids: tuple[int, ...]
     last_sync_reason: str | None = None  # the request's reason, or "scheduled"
-
-    @property
-    def synced_by(self) -> str | None:
-        """webhook, poll or request (``core.webhooks.synced_by``)."""
-        return synced_by(self.last_sync_reason)
+    synced_by: str | None = None  # webhook, poll or request (``core.webhooks.synced_by``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +271,7 @@ async def _views(conn: AsyncConnection, rows: list[Any]) -> list[ChangesetView]:
             sync_error=row.sync_error,
             batch_change_ids=tuple(memberships.get(row.id, ())),
             last_sync_reason=row.last_sync_reason,
+            synced_by=synced_by(row.last_sync_reason),
         )
         for row in rows
     ]

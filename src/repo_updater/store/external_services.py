@@ -139,15 +139,15 @@ class ServiceStatus:
     webhook_last_delivery_at: datetime | None = None  # the last delivery that verified
     webhook_last_rejected_at: datetime | None = None
     webhook_last_rejection: str | None = None  # why it was refused (no secret in it)
+    webhook_verifies: bool | None = None  # see ``verifies``
 
-    @property
-    def webhook_verifies(self) -> bool | None:
-        """Whether deliveries verify: None before any arrived, else whether the last one
-        did (a refused one after the last good one: False)."""
-        good, bad = self.webhook_last_delivery_at, self.webhook_last_rejected_at
-        if good is None and bad is None:
-            return None
-        return bad is None or (good is not None and good >= bad)
+
+def verifies(good: datetime | None, bad: datetime | None) -> bool | None:
+    """Whether a service's webhook deliveries verify: None before any arrived, else whether
+    the last one did (a refused one after the last good one: False)."""
+    if good is None and bad is None:
+        return None
+    return bad is None or (good is not None and good >= bad)
 
 
 async def list_services(
@@ -185,6 +185,7 @@ async def list_services(
             webhook_last_delivery_at=r.webhook_last_delivery_at,
             webhook_last_rejected_at=r.webhook_last_rejected_at,
             webhook_last_rejection=r.webhook_last_rejection,
+            webhook_verifies=verifies(r.webhook_last_delivery_at, r.webhook_last_rejected_at),
         )
         for r in rows
     ]

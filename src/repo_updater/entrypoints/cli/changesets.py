@@ -32,6 +32,7 @@ COLUMNS = [
     "check_state",
     "title",
     "last_synced_at",
+    "synced_by",
     "sync_error",
 ]
 STATES = ["DRAFT", "OPEN", "CLOSED", "MERGED", "DELETED", "READONLY", "UNSYNCED"]

@@ -22,6 +22,8 @@ COLUMNS = [
     "last_success_at",
     "next_sync_at",
     "last_sync_error",
+    "webhook_last_delivery_at",
+    "webhook_verifies",
 ]
 HISTORY_COLUMNS = [
     "finished_at", "complete", "listed", "added", "modified", "removed", "archived", "error",

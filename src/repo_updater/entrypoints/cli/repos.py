@@ -45,6 +45,17 @@ def add_parser(sub: Any) -> None:
     output_option(p)
     p.add_argument("name", help="the repository's store name, e.g. github.com/acme/api")
     p.set_defaults(func=f"{__name__}:cmd_permissions")
+    p = group.add_parser(
+        "sync",
+        help="sync one repository from its code host now",
+        description="Ask the repository's code host for it now and write what changed, as a "
+        "full sync of its service would (an archive flip makes its open changesets READONLY "
+        "and requests their syncs). Needs the config (the service and its token).",
+    )
+    store_options(p)
+    output_option(p)
+    p.add_argument("name", help="the repository's store name, e.g. github.com/acme/api")
+    p.set_defaults(func=f"{__name__}:cmd_sync")
 
 
 async def cmd_list(args: argparse.Namespace) -> int:
@@ -91,4 +102,36 @@ async def cmd_permissions(args: argparse.Namespace) -> int:
     if status is not None and status.last_error:
         print(f"last sync failed ({status.failures}x): {status.last_error}")
     print_rows(access.permissions, "table", GRANT_COLUMNS)
+    return 0
+
+
+async def cmd_sync(args: argparse.Namespace) -> int:
+    from repo_updater.bootstrap import open_app
+    from repo_updater.core.errors import SourceError
+    from repo_updater.entrypoints.cli.common import load
+    from repo_updater.service_layer.single_repo_sync import NoSuchRepo, sync_single_repo
+
+    config = load(args, required=True)
+    async with open_app(config) as app:
+        try:
+            done = await sync_single_repo(
+                app.engine, app.repo_syncer, config.external_services, app.sources,
+                name=args.name, via="cli",
+            )  # fmt: skip
+        except NoSuchRepo as exc:
+            raise CLIError(f"{exc} (see: repo-updater repos list)") from None
+        except SourceError as exc:
+            raise CLIError(f"the code host could not be asked: {exc}") from None
+    if done.after is None:
+        print(f"{args.name}: removed (the host no longer has it, or the config no longer "
+              "selects it)")  # fmt: skip
+        return 0
+    if args.output != "table":
+        print_rows([done.after], args.output, COLUMNS)
+        return 0
+    was, now = done.before.archived, done.after.archived
+    flip = "" if was == now else (" now ARCHIVED" if now else " now unarchived")
+    renamed = "" if done.before.name == done.after.name else f" (was {done.before.name})"
+    print(f"{done.after.name}{renamed}: synced{flip}; "
+          f"changeset syncs requested: {done.result.changeset_syncs_requested}")  # fmt: skip
     return 0
