@@ -4,7 +4,8 @@ A delivery to ``POST /webhooks/{service}`` is checked (the service exists, the b
 1 MiB, the signature verifies with the service's secret, the payload says what it must), then
 stored with its delivery id, and answered in one short transaction; the webhook worker
 (``service_layer.webhook_worker``) does the work. A refused delivery changes nothing but the
-service's "last refused" note, and is counted in ``repo_updater_webhook_deliveries``.
+service's "last refused" note (a bad signature: ``services list`` shows that deliveries
+do not verify), and is counted in ``repo_updater_webhook_deliveries``.
 A redelivered id stores nothing and answers 200.
 
 Answers: 202 for a delivery taken (stored, duplicate, ping, or an event nothing acts on); 400
@@ -71,8 +72,9 @@ class WebhookReceiver:
             delivery = wh.parse(svc.kind, headers, body)
         except wh.WebhookRejected as refused:
             self._count(label, refused.reason)
-            if svc is not None:
-                await self._note_rejection(service, refused)
+            log.warning("webhook delivery for %s refused: %s", label or "?", refused)
+            if svc is not None and isinstance(refused, wh.BadSignature):
+                await self._note_rejection(service, refused)  # deliveries do not verify
             raise
         now = self.clock()
         async with self.engine.begin() as conn:
@@ -100,7 +102,6 @@ class WebhookReceiver:
             self.metrics.observe_delivery(service, outcome)
 
     async def _note_rejection(self, service: str, refused: wh.WebhookRejected) -> None:
-        log.warning("webhook delivery for %s refused: %s", service, refused)
         now = self.clock()
         async with self.engine.begin() as conn:
             ref = await store.live_service(conn, service)

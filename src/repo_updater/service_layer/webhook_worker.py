@@ -167,10 +167,9 @@ class WebhookWorker:
         batch = wh.Batch()
         for delivery in parsed.values():
             batch.add(delivery)
-        failed_repos = await self._sync_repos(svc, external_service_id, source, batch)
-        requested = 0
+        failed_repos, requested = await self._sync_repos(svc, external_service_id, source, batch)
         try:
-            requested = await self._request_changesets(source, batch, parsed)
+            requested += await self._request_changesets(source, batch, parsed)
         except Exception as exc:
             failed_repos["*"] = describe(exc)
         retry: dict[int, str] = {}
@@ -187,22 +186,26 @@ class WebhookWorker:
 
     async def _sync_repos(
         self, svc: ServiceConfig, svc_id: int, source: RepoSource, batch: wh.Batch
-    ) -> dict[str, str]:
-        """Single-repo syncs of the batch's repos; returns the failed ones' errors."""
+    ) -> tuple[dict[str, str], int]:
+        """Single-repo syncs of the batch's repos: the failed ones' errors, and the changeset
+        sync requests written."""
         if not batch.repos:
-            return {}
+            return {}, 0
         if not isinstance(source, SingleRepoSource):
-            return {rid: "this source cannot fetch one repository" for rid in batch.repos}
+            return {rid: "this source cannot fetch one repository" for rid in batch.repos}, 0
         limit = asyncio.Semaphore(FETCH_CONCURRENCY)
         failed: dict[str, str] = {}
+        requested = 0
 
         async def one(hint: wh.RepoHint) -> None:
             try:
                 async with limit:
                     repo = await source.get_repo(hint.external_id, hint.name)
-                await self._syncer.sync_one(
+                done = await self._syncer.sync_one(
                     svc, svc_id, source, repo, external_id=hint.external_id, via="webhook"
                 )
+                nonlocal requested
+                requested += done.changeset_syncs_requested
             except Exception as exc:  # the host or the store: retried later
                 failed[hint.external_id] = describe(exc)
                 log.warning("%s: single-repo sync of %s failed: %s", svc.name, hint.name,
@@ -210,7 +213,7 @@ class WebhookWorker:
 
         await asyncio.gather(*(one(h) for h in batch.repos.values()))
         await self._resync_if_running(svc)
-        return failed
+        return failed, requested
 
     async def _resync_if_running(self, svc: ServiceConfig) -> None:
         now = self._clock()
