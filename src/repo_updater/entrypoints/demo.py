@@ -2,14 +2,15 @@
 
 Starts the code-host emulator (GitHub, GitLab, Gitea, Bitbucket Server) on loopback, seeds it,
 syncs every host into a SQLite file, tracks pull requests in a batch change, then walks through
-an archive: the repo is archived in the emulator, the next sync sees the flip, and its
-changesets turn READONLY; unarchived, they return to what the host says. Then it shows who can
-read a private repo, removes a collaborator on the emulator, and shows them gone after the next
-permissions sync. A further step merges and closes changesets across the four hosts in bulk, and
-shows a write refused by an archived repository turning that repository's changesets READONLY
-(``demo_operations``). Then it keeps serving
-(API and dashboard) until Ctrl-C, so you can archive repos yourself with
-``repo-updater emulator archive acme/<repo>`` and watch.
+an archive: the repo is archived in the emulator, whose webhook delivery (registered by the
+demo, signed with a secret made up for the run) reaches the API at once, and its changesets
+turn READONLY in well under a second; unarchived, they return to what the host says. Then it
+shows who can read a private repo, removes a collaborator on the emulator, and shows them gone
+after the next permissions sync. A further step merges and closes changesets across the four
+hosts in bulk, and shows a write refused by an archived repository turning that repository's
+changesets READONLY (``demo_operations``). Then it keeps serving (API and dashboard) until
+Ctrl-C, so you can archive repos yourself with ``repo-updater emulator archive acme/<repo>``
+and watch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +38,7 @@ from repo_updater.store import repo_permissions as grant_store
 from repo_updater.store import repos as repo_store
 
 BATCH_CHANGE = "demo-upgrade-ci"
+SECRET_ENV = "REPO_UPDATER_DEMO_WEBHOOK_SECRET"  # made up per run unless set
 DEMO_REPO = "acme/repo-1"
 PRIVATE_REPO = "acme/payments"
 
@@ -79,9 +83,35 @@ def seed(state: EmulatorState) -> None:
     demo_operations.seed(state)  # pull requests for the bulk-operations step
 
 
+SERVICES = {
+    HostKind.GITHUB: "demo-github",
+    HostKind.GITLAB: "demo-gitlab",
+    HostKind.GITEA: "demo-gitea",
+    HostKind.BITBUCKET_SERVER: "demo-bitbucket",
+}
+
+
+def demo_env() -> dict[str, str]:
+    """The environment the demo's app reads: the webhook secret, made up for this run."""
+    return {**os.environ, SECRET_ENV: os.environ.get(SECRET_ENV) or secrets.token_hex(16)}
+
+
+def register_webhooks(state: EmulatorState, api_url: str, secret: str) -> None:
+    """Each emulated host delivers its changes to the demo's API, signed with ``secret``."""
+    for kind, name in SERVICES.items():
+        state.webhooks.clear_hooks(kind)
+        state.webhooks.add_hook(kind, f"{api_url}/webhooks/{name}", secret)
+
+
 def demo_config(
-    base_urls: dict[HostKind, str], database: str, api_port: int, interval: float
+    base_urls: dict[HostKind, str],
+    database: str,
+    api_port: int,
+    interval: float,
+    env: dict[str, str] | None = None,
 ) -> Config:
+    """The demo's config; ``env`` must hold ``SECRET_ENV`` (``demo_env``)."""
+    env = env if env is not None else {SECRET_ENV: "unused"}
     return parse_config(
         {
             "database": database,
@@ -98,6 +128,7 @@ def demo_config(
                     "url": base_urls[HostKind.GITHUB],
                     "orgs": ["acme"],
                     "name_prefix": "github.emulator",
+                    "webhook_secret_env": SECRET_ENV,
                 },
                 {
                     "name": "demo-gitlab",
@@ -105,6 +136,7 @@ def demo_config(
                     "url": base_urls[HostKind.GITLAB],
                     "orgs": ["platform"],
                     "name_prefix": "gitlab.emulator",
+                    "webhook_secret_env": SECRET_ENV,
                 },
                 {
                     "name": "demo-gitea",
@@ -112,6 +144,7 @@ def demo_config(
                     "url": base_urls[HostKind.GITEA],
                     "orgs": ["infra"],
                     "name_prefix": "gitea.emulator",
+                    "webhook_secret_env": SECRET_ENV,
                 },
                 {
                     "name": "demo-bitbucket",
@@ -119,10 +152,11 @@ def demo_config(
                     "url": base_urls[HostKind.BITBUCKET_SERVER],
                     "orgs": ["OPS"],
                     "name_prefix": "bitbucket.emulator",
+                    "webhook_secret_env": SECRET_ENV,
                 },
             ],
         },
-        {},
+        env,
     )
 
 
@@ -131,7 +165,7 @@ async def wait_for(check: Callable[[], Awaitable[bool]], limit: float, what: str
     while not await check():
         if time.monotonic() - start > limit:
             raise TimeoutError(f"demo: {what} did not happen within {limit:.0f}s")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
     return time.monotonic() - start
 
 
@@ -179,7 +213,8 @@ async def walkthrough(app: App, state: EmulatorState, interval: float) -> None:
     )
     show(await changeset_states(app, DEMO_REPO))
 
-    print(f"\n  archiving {DEMO_REPO} in the emulator (repo sync interval {interval:g}s) ...")
+    print(f"\n  archiving {DEMO_REPO} in the emulator (it sends a webhook; repo sync every "
+          f"{interval:g}s) ...")  # fmt: skip
     state.host(HostKind.GITHUB).set_archived(DEMO_REPO, True)
 
     async def readonly() -> bool:
@@ -187,7 +222,7 @@ async def walkthrough(app: App, state: EmulatorState, interval: float) -> None:
         return bool(rows) and all(v.external_state is ExternalState.READONLY for v in rows)
 
     took = await wait_for(readonly, 4 * interval + 30, "READONLY after archiving")
-    print(f"  after {took:.1f}s its changesets are READONLY:")
+    print(f"  after {took:.2f}s its changesets are READONLY (the webhook):")
     show(await changeset_states(app, DEMO_REPO))
 
     print(f"\n  unarchiving {DEMO_REPO} ...")
@@ -198,7 +233,7 @@ async def walkthrough(app: App, state: EmulatorState, interval: float) -> None:
         return all(v.external_state in (ExternalState.OPEN, ExternalState.DRAFT) for v in rows)
 
     took = await wait_for(back, 4 * interval + 30, "the host's states after unarchiving")
-    print(f"  after {took:.1f}s they are back to what the host says:")
+    print(f"  after {took:.2f}s they are back to what the host says:")
     show(await changeset_states(app, DEMO_REPO))
     await permissions_walkthrough(app, state, interval)
     await demo_operations.walkthrough(app, state, wait_for)
@@ -274,7 +309,8 @@ async def run_demo(args: argparse.Namespace) -> int:
     try:
         urls = {kind: emulator.base_url(kind) for kind in HostKind}
         database = args.database or DEFAULT_DATABASE
-        config = demo_config(urls, database, args.api_port, args.interval)
+        env = demo_env()
+        config = demo_config(urls, database, args.api_port, args.interval, env)
         print(f"emulator: {emulator.url}  (admin API {emulator.url}/_admin)")
         print(f"database: {config.database}")
         stop = asyncio.Event()
@@ -282,7 +318,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        async with open_app(config) as app:
+        async with open_app(config, env) as app:
             ready: asyncio.Future[str | None] = loop.create_future()
             server = asyncio.create_task(serve(app, stop, on_ready=ready.set_result))
             try:
@@ -291,6 +327,10 @@ async def run_demo(args: argparse.Namespace) -> int:
                 if not ready.done():
                     print(f"error: {server.exception()} (use --api-port 0 for any free port)")
                     return 2
+                api_url = ready.result()
+                assert api_url is not None
+                register_webhooks(state, api_url, env[SECRET_ENV])
+                print(f"webhooks: every emulated host delivers to {api_url}/webhooks/<service>")
                 if not await until_stopped(walkthrough(app, state, args.interval), stop):
                     print("\nstopped", flush=True)
                     return 0

@@ -73,6 +73,48 @@ async def store_delivery(
     return None if row is None else int(row.id)
 
 
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    external_service_id: int
+    delivery_id: str
+    event: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+async def store_deliveries(
+    conn: AsyncConnection, items: Sequence[NewDelivery], now: datetime
+) -> list[bool]:
+    """``store_delivery`` for many (one statement, one service update each): whether each
+    was stored (False: its id was stored before, or earlier in ``items``)."""
+    w = webhook_deliveries
+    first: dict[tuple[int, str], int] = {}
+    for i, d in enumerate(items):
+        first.setdefault((d.external_service_id, d.delivery_id), i)
+    rows = [
+        {"external_service_id": d.external_service_id, "delivery_id": d.delivery_id,
+         "event": d.event, "headers": dict(d.headers), "body": d.body, "received_at": now}
+        for i, d in enumerate(items)
+        if first[(d.external_service_id, d.delivery_id)] == i
+    ]  # fmt: skip
+    stored: set[tuple[int, str]] = set()
+    for part in chunks(rows, 500):
+        result = await conn.execute(
+            dialect_insert(conn, w)
+            .values(list(part))
+            .on_conflict_do_nothing(index_elements=[w.c.external_service_id, w.c.delivery_id])
+            .returning(w.c.external_service_id, w.c.delivery_id)
+        )
+        stored.update((r.external_service_id, r.delivery_id) for r in result)
+    for svc_id in sorted({d.external_service_id for d in items}):
+        await note_delivery(conn, svc_id, now)
+    return [
+        first[(d.external_service_id, d.delivery_id)] == i
+        and (d.external_service_id, d.delivery_id) in stored
+        for i, d in enumerate(items)
+    ]
+
+
 async def note_delivery(conn: AsyncConnection, external_service_id: int, now: datetime) -> None:
     es = external_services
     await conn.execute(
