@@ -437,7 +437,8 @@ def test_demo_once_shows_readonly_then_open(tmp_path: Path) -> None:
     out = done.stdout
     assert done.returncode == 0, f"{out}\n{done.stderr}"
     assert "Traceback" not in done.stderr
-    readonly_at = out.index("its changesets are READONLY:")
+    assert "webhooks: every emulated host delivers to http://127.0.0.1:" in out
+    readonly_at = out.index("(the webhook) its changesets are READONLY:")
     back_at = out.index("they are back to what the host says:")
     assert readonly_at < back_at
     during = out[readonly_at:back_at]

@@ -222,7 +222,7 @@ async def walkthrough(app: App, state: EmulatorState, interval: float) -> None:
         return bool(rows) and all(v.external_state is ExternalState.READONLY for v in rows)
 
     took = await wait_for(readonly, 4 * interval + 30, "READONLY after archiving")
-    print(f"  after {took:.2f}s its changesets are READONLY (the webhook):")
+    print(f"  after {took:.2f}s (the webhook) its changesets are READONLY:")
     show(await changeset_states(app, DEMO_REPO))
 
     print(f"\n  unarchiving {DEMO_REPO} ...")

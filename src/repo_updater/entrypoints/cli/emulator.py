@@ -10,6 +10,7 @@ so that a person can archive a repo and watch the service react.
   repo-updater emulator fault --errors 3 | --timeouts 1 | --truncate 1 | --rate-limited 2 | --clear
   repo-updater emulator collaborator add|remove REPO LOGIN | collaborators REPO
   repo-updater emulator visibility REPO private|public
+  repo-updater emulator webhook add URL --secret-env VAR | list | clear | deliveries | faults
 """
 
 from __future__ import annotations
@@ -174,3 +175,4 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--clear", action="store_true", help="clear every fault")
     target(p)
     importlib.import_module(f"{__package__}.emulator_permissions").add_commands(cmds, DEFAULT_URL)
+    importlib.import_module(f"{__package__}.emulator_webhooks").add_commands(cmds, DEFAULT_URL)
