@@ -150,6 +150,12 @@ class GroupCommit:
                     await asyncio.shield(self._write(batch))
             finally:
                 self._writing = False
+                # Cancelled (shutdown): nobody would write what is still queued; those
+                # deliveries get an error answer (the host delivers them again).
+                queued, self._queue = self._queue, []
+                for _, waiting in queued:
+                    if not waiting.done():
+                        waiting.set_exception(RuntimeError("shutting down"))
         return await future
 
     async def _write(self, batch: list[tuple[store.NewDelivery, asyncio.Future[bool]]]) -> None:

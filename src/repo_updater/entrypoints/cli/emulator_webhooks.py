@@ -25,7 +25,9 @@ def add_commands(cmds: Any, default_url: str) -> None:
         "registered URL when a repository is archived, unarchived, renamed, transferred or "
         "deleted, or a pull request changes.",
     )
-    p.add_argument("action", choices=["add", "list", "clear", "deliveries", "faults"])
+    p.add_argument("action", choices=["add", "list", "clear", "deliveries", "faults"],
+                   help="add a webhook, list or clear them, show the deliveries sent, or set "
+                   "the delivery faults")  # fmt: skip
     p.add_argument("target", nargs="?", help="add: the URL to deliver to "
                    "(e.g. http://127.0.0.1:7800/webhooks/SERVICE)")  # fmt: skip
     p.add_argument("--secret-env", help="add: the environment variable holding the secret")

@@ -14,7 +14,7 @@ const COLORS = {
 };
 
 // The services table: one entry per column. A column marked `optional` shows only when the
-// API gives the field (webhook health, once webhooks exist: add an entry here).
+// API gives the field (webhook health: the last delivery that verified, the last refusal).
 const SERVICE_COLUMNS = [
   { key: "name", label: "Service" },
   { key: "kind", label: "Kind" },
@@ -23,8 +23,8 @@ const SERVICE_COLUMNS = [
   { key: "last_sync_at", label: "Last sync", time: true },
   { key: "next_sync_at", label: "Next sync", time: true },
   { key: "sync_failures", label: "Failures", num: true },
-  { key: "last_webhook_at", label: "Last webhook", time: true, optional: true },
-  { key: "webhook_error", label: "Webhook error", optional: true, error: true },
+  { key: "webhook_last_delivery_at", label: "Last webhook", time: true, optional: true },
+  { key: "webhook_last_rejection", label: "Webhook refused", optional: true, error: true },
   { key: "last_sync_error", label: "Last error", error: true },
 ];
 
