@@ -21,6 +21,7 @@ from repo_updater.store import external_services as service_store
 from repo_updater.store import repos as repo_store
 from repo_updater.store import sync_history
 from repo_updater.store import webhooks as hook_store
+from repo_updater.store.schema import webhook_deliveries
 from tests.support.api import api_client
 from tests.support.metrics import samples, value
 from tests.support.webhooks import (
@@ -270,3 +271,30 @@ async def test_single_repo_sync_by_api_and_cli(
             os.environ.pop(key, None)
     async with synced_app(store_url, emu, sync=False) as app:
         assert await states(app, store_name(GL, "acme/repo-1")) == ["READONLY"]
+
+
+async def test_a_host_failure_parks_the_delivery_for_a_retry(
+    store_url: str, emu: RunningEmulator
+) -> None:
+    seed(emu, repos=1, pulls=1)
+    async with synced_app(store_url, emu) as app, running_api(app) as url:
+        repo = emu.state.host(GH).repo("acme/repo-0")
+        payload = {"action": "archived", "repository": {"id": repo.id, "full_name": repo.full_name}}
+        async with httpx.AsyncClient(base_url=url) as http:
+            headers, body = delivery(GH, "repository", payload, did="retry-me")
+            response = await http.post(f"/webhooks/{service_name(GH)}", headers=headers,
+                                       content=body)  # fmt: skip
+            assert response.status_code == 202
+        emu.state.host(GH).set_archived("acme/repo-0", True)
+        emu.state.host(GH).faults.errors_next = 10  # the host is down for a while
+        emu.state.host(GH).faults.path_contains = "/repositories/"
+        first = await app.webhook_worker.run_once()
+        assert (first.processed, first.retried) == (0, 1)
+        assert await states(app, store_name(GH, "acme/repo-0")) == ["OPEN"]
+        emu.state.host(GH).faults.errors_next = 0
+        async with app.engine.begin() as conn:  # its retry time has come
+            await conn.execute(webhook_deliveries.update().values(claimed_until=app.clock()))
+            assert (await hook_store.counts(conn)).pending == 1
+        second = await app.webhook_worker.run_once()
+        assert (second.processed, second.retried) == (1, 0)
+        assert await states(app, store_name(GH, "acme/repo-0")) == ["READONLY"]

@@ -22,6 +22,7 @@ parked and retried with backoff; after ``MAX_ATTEMPTS`` they are given up with t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from repo_updater.service_layer.repo_syncer import RepoSyncer
 from repo_updater.store import changesets as changeset_store
 from repo_updater.store import external_services as service_store
 from repo_updater.store import webhooks as store
+from repo_updater.store.db import is_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ class WebhookWorker:
         self._metrics = metrics
         self._wake = asyncio.Event()
         self._ids: dict[int, str] = {}  # external_service_id -> name
+        # SQLite has one writer at a time: our own writes queue here instead of contending.
+        self._write_lock = asyncio.Lock() if is_sqlite(engine) else contextlib.nullcontext()
         self._pruned_at: datetime | None = None
 
     def wake(self) -> None:
@@ -168,14 +172,17 @@ class WebhookWorker:
         for delivery in parsed.values():
             batch.add(delivery)
         failed_repos, requested = await self._sync_repos(svc, external_service_id, source, batch)
+        requests_failed: str | None = None
         try:
             requested += await self._request_changesets(source, batch, parsed)
-        except Exception as exc:
-            failed_repos["*"] = describe(exc)
+        except Exception as exc:  # the store: every delivery that asked for a request retries
+            requests_failed = describe(exc)
         retry: dict[int, str] = {}
         for did, delivery in parsed.items():
-            bad = [failed_repos[r.external_id] for r in delivery.repos if r.external_id in
-                   failed_repos] + ([failed_repos["*"]] if "*" in failed_repos else [])  # fmt: skip
+            bad = [failed_repos[r.external_id] for r in delivery.repos
+                   if r.external_id in failed_repos]  # fmt: skip
+            if requests_failed is not None and (delivery.pulls or delivery.repo_pulls):
+                bad.append(requests_failed)
             if bad:
                 retry[did] = bad[0]
         done = await self._finish(items, errors, retry)
@@ -201,9 +208,10 @@ class WebhookWorker:
             try:
                 async with limit:
                     repo = await source.get_repo(hint.external_id, hint.name)
-                done = await self._syncer.sync_one(
-                    svc, svc_id, source, repo, external_id=hint.external_id, via="webhook"
-                )
+                async with self._write_lock:
+                    done = await self._syncer.sync_one(
+                        svc, svc_id, source, repo, external_id=hint.external_id, via="webhook"
+                    )
                 nonlocal requested
                 requested += done.changeset_syncs_requested
             except Exception as exc:  # the host or the store: retried later
