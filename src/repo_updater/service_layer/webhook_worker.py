@@ -41,6 +41,7 @@ from repo_updater.service_layer.health import Health, pause
 from repo_updater.service_layer.repo_syncer import RepoSyncer
 from repo_updater.store import changesets as changeset_store
 from repo_updater.store import external_services as service_store
+from repo_updater.store import repos as repo_store
 from repo_updater.store import webhooks as store
 from repo_updater.store.db import is_sqlite
 
@@ -200,6 +201,18 @@ class WebhookWorker:
             return {}, 0
         if not isinstance(source, SingleRepoSource):
             return {rid: "this source cannot fetch one repository" for rid in batch.repos}, 0
+        # A repo neither in the selection (by the name the delivery gives) nor linked to the
+        # service is none of its business (GitLab's system hooks cover the whole instance).
+        async with self._engine.connect() as conn:
+            stored = await repo_store.stored_for_page(
+                conn, host_kind=source.kind, host_url=source.host_url,
+                external_service_id=svc_id, external_ids=list(batch.repos),
+            )  # fmt: skip
+        wanted = [
+            hint for rid, hint in batch.repos.items()
+            if svc.selection.covers(hint.name)
+            or (rid in stored and stored[rid].linked and not stored[rid].deleted)
+        ]  # fmt: skip
         limit = asyncio.Semaphore(FETCH_CONCURRENCY)
         failed: dict[str, str] = {}
         requested = 0
@@ -219,7 +232,7 @@ class WebhookWorker:
                 log.warning("%s: single-repo sync of %s failed: %s", svc.name, hint.name,
                             failed[hint.external_id])  # fmt: skip
 
-        await asyncio.gather(*(one(h) for h in batch.repos.values()))
+        await asyncio.gather(*(one(h) for h in wanted))
         await self._resync_if_running(svc)
         return failed, requested
 
