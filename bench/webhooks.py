@@ -11,7 +11,7 @@ Per backend, on a throw-away database, with the emulator in this process on 127.
    requests each, all tracked and synced; ``serve`` runs (API, every worker); the emulator
    has the service's webhook registered. ``--flips`` times: a random repo is archived or
    unarchived on the host (``set_archived``), and the time until every one of its changesets
-   is READONLY (or OPEN) in the store is measured (the store is polled every 2 ms).
+   is READONLY (or OPEN) in the store is measured (the store is polled every 10 ms).
 2. **Deliveries accepted per second**: ``--deliveries`` signed ``pull_request`` deliveries
    (distinct ids) POSTed by 64 concurrent clients to ``/webhooks/{service}`` while ``serve``
    runs (the worker processes them meanwhile); counted: 2xx answers and rows stored (must be
@@ -156,7 +156,7 @@ async def flips(app: App, emu: RunningEmulator, count: int, prs: int, seed: int)
         while (await states_of(app, str(repo.id))).get(want, 0) != prs:
             if time.monotonic() - started > FLIP_LIMIT:
                 raise TimeoutError(f"{name}: not {want} within {FLIP_LIMIT}s")
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.01)
         out.latencies.append(time.monotonic() - started)
         after = len([d for d in emu.state.webhooks.deliveries(GH) if d.dropped])
         out.dropped += after - before
