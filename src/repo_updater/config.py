@@ -102,6 +102,8 @@ class ServiceConfig(_Strict):
     sync_interval: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = None
     name_prefix: str | None = None
     write_limits: WriteLimitsConfig = WriteLimitsConfig()
+    # Listing pages fetched at once from this host (halved on each rate limit it answers).
+    list_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
 
     @field_validator("name")
     @classmethod
@@ -174,7 +176,10 @@ class ServiceConfig(_Strict):
         return self.name_prefix if self.name_prefix is not None else default_name_prefix(self.url)
 
     def config_hash(self) -> str:
-        data = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        # How fast the listing goes does not change what it lists: the hash (and a service's
+        # registration) stays the same whatever ``list_concurrency`` is.
+        dumped = self.model_dump(mode="json", exclude={"list_concurrency"})
+        data = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(data.encode()).hexdigest()
 
 

@@ -333,17 +333,33 @@ def parse_next_link(headers: Mapping[str, str]) -> str | None:
     A ``Link`` header we cannot read raises ``HostError``: treating it as "no next page" would
     end a listing early, and a short listing must never look complete (invariant 1).
     """
+    return parse_links(headers).get("next")
+
+
+def parse_links(headers: Mapping[str, str]) -> dict[str, str]:
+    """The URLs of an RFC 5988 ``Link`` header by relation (``next``, ``last``...), the first
+    of each; ``{}`` without one. A ``Link`` header we cannot read raises ``HostError`` (see
+    ``parse_next_link``)."""
     link = headers.get("link")
     if not link or not link.strip():
-        return None
+        return {}
     entries = _LINK_RE.findall(link)
     if not entries:
         raise HostError(f"malformed Link header: {link[:200]!r}")
+    out: dict[str, str] = {}
     for url, params in entries:
-        rels = re.findall(r'rel\s*=\s*"?([^";]+)"?', params)
-        if any("next" in rel.split() for rel in rels):
-            return str(url)
-    return None
+        for rel in re.findall(r'rel\s*=\s*"?([^";]+)"?', params):
+            for name in rel.split():
+                out.setdefault(name, str(url))
+    return out
+
+
+def page_number(url: str | None, param: str = "page") -> int | None:
+    """The page number a paging URL asks for (its ``param``), or None."""
+    if url is None:
+        return None
+    value = httpx.URL(url).params.get(param)
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def rebase_link(url: str, api_suffix: str) -> str:
