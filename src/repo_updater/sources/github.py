@@ -137,6 +137,7 @@ class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
         self.budget = GraphQLBudget(reserve=max(0, rate_limit_reserve))
         self._pages: dict[str, _CachedPage] = {}
         self._viewer: str | None = None  # the token's login; "" once known to be none
+        self.last_listing: Pacer | None = None  # the last listing's pace (limit, rate limits)
 
     @property
     def client(self) -> HostClient:
@@ -255,7 +256,7 @@ class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
         """Each owner's pages in order, then the explicit repos. Pages 2..N of an owner are
         fetched concurrently by number, up to its ``Link: rel="last"`` (``sources.paging``);
         a host that sends no ``last`` (or pages by cursor) is followed ``next`` by ``next``."""
-        pacer = self._pacer()
+        pacer = self.last_listing = self._pacer()
         for owner in self.selection.owners:
             async for repos in self._owner_pages(owner, pacer):
                 yield repos
