@@ -245,18 +245,11 @@ class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
             self._viewer = login if isinstance(login, str) else ""
         return self._viewer
 
-    def _pacer(self) -> Pacer:
-        return Pacer(
-            self.list_concurrency,
-            max_wait=self.client.retry.max_rate_limit_wait,
-            where=self.host_url,
-        )
-
     async def list_repos(self) -> AsyncIterator[Sequence[SourcedRepo]]:
         """Each owner's pages in order, then the explicit repos. Pages 2..N of an owner are
         fetched concurrently by number, up to its ``Link: rel="last"`` (``sources.paging``);
         a host that sends no ``last`` (or pages by cursor) is followed ``next`` by ``next``."""
-        pacer = self.last_listing = self._pacer()
+        pacer = self.last_listing = self._list_pacer()
         for owner in self.selection.owners:
             async for repos in self._owner_pages(owner, pacer):
                 yield repos

@@ -123,13 +123,20 @@ async def ordered_pages(
     first: Page[T],
     fetch: Callable[[int], Awaitable[Page[T]]],
     pacer: Pacer,
+    *,
+    speculate: bool = False,
 ) -> AsyncIterator[T]:
     """``first``'s items, then pages 2, 3, ... fetched by number with ``fetch(n)`` through
     ``pacer``, concurrently up to the last page the host announced, in order (see the module
-    docstring). A host that announces no last page is paged one page at a time."""
+    docstring). A host that announces no last page is paged one page at a time, unless
+    ``speculate``: for hosts that answer a page past the end with an empty last page (GitLab
+    above 10,000 projects, Bitbucket Server), pages are asked ahead anyway, as many as have
+    been seen so far, up to ``concurrency`` (a 3-page listing costs 4 requests, a long one up
+    to ``concurrency - 1`` requests past its end)."""
     yield first.items
     if not first.more:
         return
+    unbounded = speculate and first.last is None
     last = max(first.last or 0, 2)
     tasks: dict[int, asyncio.Task[Page[T]]] = {}
     following = 2  # the next page to yield
@@ -137,8 +144,11 @@ async def ordered_pages(
     try:
         while True:
             # Ask ahead up to the announced last page, no further than ``limit`` pages.
-            ahead = following + max(pacer.limit, 1) - 1
-            while started < min(last, ahead):
+            window = max(pacer.limit, 1)
+            if unbounded:  # ask ahead as far as the pages seen so far: the waste stays small
+                window = min(window, following - 1)
+            ahead = following + window - 1
+            while started < (ahead if unbounded else min(last, ahead)):
                 started += 1
                 tasks[started] = asyncio.create_task(pacer.run(_bind(fetch, started)))
             task = tasks.pop(following)
