@@ -13,10 +13,12 @@ import pytest
 from repo_updater.bootstrap import open_app
 from repo_updater.config import parse_config
 from repo_updater.core.domain import HostKind, SourcedRepo
-from repo_updater.core.ports import RequestCounter
+from repo_updater.core.errors import HostError
+from repo_updater.core.ports import RequestCounter, WritingSource
 from repo_updater.core.selection import Selection
 from repo_updater.emulator.server import RunningEmulator
 from repo_updater.emulator.state import HostState
+from repo_updater.sources import source_class
 from repo_updater.sources.github import GitHubSource
 from repo_updater.sources.http import RetryPolicy
 from repo_updater.store import repos as repo_store
@@ -121,3 +123,77 @@ async def test_failure_on_page_k_of_n_leaves_the_sync_incomplete_and_deletes_not
         assert len(live) == 1_000 and all(r.deleted_at is None for r in live)
         third = await app.repo_sync_worker.sync_service("gh")
         assert third.complete and third.removed == 2
+
+
+# --- the other hosts ---------------------------------------------------------------------------
+
+OWNERS = {HostKind.GITLAB: "platform", HostKind.GITEA: "infra", HostKind.BITBUCKET_SERVER: "OPS"}
+
+
+def other_source(emu: RunningEmulator, kind: HostKind, concurrency: int) -> WritingSource:
+    return source_class(kind)(
+        base_url=emu.base_url(kind),
+        token=None,
+        selection=Selection(owners=(OWNERS[kind],)),
+        retry=FAST,
+        list_concurrency=concurrency,
+    )
+
+
+async def names_listed(src: WritingSource) -> tuple[list[str], int]:
+    pages = [page async for page in src.list_repos()]
+    await src.aclose()
+    return [r.name for p in pages for r in p], len(pages)
+
+
+@pytest.mark.parametrize("kind", list(OWNERS))
+async def test_other_hosts_list_concurrently_in_the_order_of_a_sequential_listing(
+    emu: RunningEmulator, kind: HostKind
+) -> None:
+    h = emu.state.host(kind)
+    for i in range(1_020):
+        h.add_repo(OWNERS[kind], f"repo-{i}")
+    sequential, pages = await names_listed(other_source(emu, kind, 1))
+    assert len(sequential) == 1_020 and h.max_in_flight == 1
+    h.faults.latency_ms = 20
+    h.request_count = 0
+    concurrent, again = await names_listed(other_source(emu, kind, 4))
+    assert concurrent == sequential and again == pages
+    assert h.max_in_flight == 4
+    # Bitbucket sends no total: pages are asked ahead, a few past the end at most.
+    assert pages <= h.request_count <= pages + (3 if kind is HostKind.BITBUCKET_SERVER else 0)
+
+
+@pytest.mark.parametrize("kind", list(OWNERS))
+async def test_other_hosts_a_failed_page_raises_after_the_pages_before_it(
+    emu: RunningEmulator, kind: HostKind
+) -> None:
+    h = emu.state.host(kind)
+    for i in range(1_020):
+        h.add_repo(OWNERS[kind], f"repo-{i}")
+    page_size = 50 if kind is HostKind.GITEA else 100
+    h.faults.errors_next = 2  # both of FAST's attempts
+    h.faults.path_contains = "start=500" if kind is HostKind.BITBUCKET_SERVER else "page=6&"
+    if kind is HostKind.GITLAB:
+        h.faults.path_contains = "&page=6"
+    src = other_source(emu, kind, 8)
+    seen: list[int] = []
+    with pytest.raises(HostError, match="502"):
+        async for page in src.list_repos():
+            seen.append(len(page))
+    await src.aclose()
+    assert seen == [page_size] * 5
+
+
+async def test_gitlab_above_10000_projects_asks_ahead_without_a_total(
+    emu: RunningEmulator,
+) -> None:
+    h = emu.state.host(HostKind.GITLAB)
+    for i in range(10_050):
+        h.add_repo("platform", f"repo-{i}")
+    h.faults.latency_ms = 10
+    src = other_source(emu, HostKind.GITLAB, 8)
+    names, pages = await names_listed(src)
+    assert names == [f"platform/repo-{i}" for i in range(10_050)] and pages == 101
+    assert 101 <= h.request_count <= 101 + 7  # no X-Total-Pages: a few asked past the end
+    assert h.max_in_flight == 8
