@@ -11,15 +11,16 @@ times (the one-page-at-a-time ones ``--seq-reps`` times), reported as min and me
 - **listing, sequential**: ``GitHubSource.list_repos`` with ``list_concurrency=1`` (as before
   issue 12: one page at a time), cold (no ETag cache);
 - **listing, concurrent**: the same with ``list_concurrency=C`` (default 8);
-- **floor, measured**: the same pages fetched with a bare ``httpx`` client, page 1 then the rest
-  at most C at once, bodies not even parsed; **floor, computed**: pages x latency / C;
+- **floor, measured**: the same pages fetched with a bare ``aiohttp`` client, page 1 then the
+  rest at most C at once, bodies not even parsed; **floor, computed**: pages x latency / C;
 - **full sync** (store included, SQLite; ``--backends sqlite,postgresql`` for both): a first
   sync into a fresh database and an unchanged re-sync (the ETag cache warm: every page a 304,
   still 300 ms each), concurrent, and the first sync sequential unless
   ``--skip-sequential-sync``;
-- **item 7**, without latency: the whole listing fetched by a bare ``httpx.AsyncClient`` and by
-  a bare ``aiohttp.ClientSession`` (one at a time and C at once), and every page body parsed by
-  ``json.loads`` and by ``orjson.loads``.
+- **item 7**, without latency: the whole listing fetched by a bare ``httpx.AsyncClient`` with
+  its own transport (httpcore), with ``AiohttpTransport`` (what ``HostClient`` now uses), and by
+  a bare ``aiohttp.ClientSession`` (one at a time and C at once); ``GitHubSource.list_repos``
+  as it is; and every page body parsed by ``json.loads`` and by ``orjson.loads``.
 
 Results go to ``bench/results/host_latency.md`` (``--out``). Only 127.0.0.1 is used; the
 emulator process and the databases are cleaned up, also on failure.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -165,10 +167,15 @@ async def gather_bounded(fetch: Callable[[int], Awaitable[bytes]], pages: int, c
     return first + sum(rest)
 
 
-async def httpx_fetch_all(root: str, pages: int, c: int) -> int:
+async def httpx_fetch_all(root: str, pages: int, c: int, *, over_aiohttp: bool = False) -> int:
+    """A bare ``httpx.AsyncClient``: its own transport (httpcore), or ``over_aiohttp``
+    (``sources.transport.AiohttpTransport``, what ``HostClient`` uses)."""
     import httpx
 
-    async with httpx.AsyncClient(trust_env=False, timeout=120) as client:
+    from repo_updater.sources.transport import AiohttpTransport
+
+    transport = AiohttpTransport() if over_aiohttp else httpx.AsyncHTTPTransport()
+    async with httpx.AsyncClient(trust_env=False, timeout=120, transport=transport) as client:
 
         async def fetch(n: int) -> bytes:
             response = await client.get(page_url(root, n))
@@ -285,8 +292,8 @@ async def run(args: argparse.Namespace, root: str) -> list[str]:
         "|---|---|---|---|---|",
     ]
     await set_latency(root, lat)
-    print(f"  floor (bare httpx, C={c}) x{args.reps}", flush=True)
-    floor_times, _ = await timed(lambda: httpx_fetch_all(root, pages, c), args.reps)
+    print(f"  floor (bare aiohttp, C={c}) x{args.reps}", flush=True)
+    floor_times, _ = await timed(lambda: aiohttp_fetch_all(root, pages, c), args.reps)
     measured = min(floor_times)
     await max_in_flight(root)
     rows: list[tuple[str, int, list[float]]] = []
@@ -300,7 +307,7 @@ async def run(args: argparse.Namespace, root: str) -> list[str]:
     assert n == args.repos, n
     peak = await max_in_flight(root)
     rows.append((f"listing, C = {c} (after)", args.reps, con))
-    rows.append((f"floor, measured: bare httpx, C = {c}", args.reps, floor_times))
+    rows.append((f"floor, measured: bare aiohttp, C = {c}", args.reps, floor_times))
     for what, runs, times in rows:
         lines.append(
             f"| {what} | {runs} | {mm(times)} | {min(times) / floor:.2f}x | "
@@ -336,14 +343,16 @@ async def run(args: argparse.Namespace, root: str) -> list[str]:
     await httpx_fetch_all(root, pages, c)  # warm the emulator's JSON cache
     lines += ["", f"Item 7, no latency, all {pages:,} pages, {r} runs, milliseconds min / median:",
               "", "| what | one at a time | C at once |", "|---|---|---|"]  # fmt: skip
-    for name, fetch_all in (("httpx.AsyncClient", httpx_fetch_all),
-                            ("aiohttp.ClientSession", aiohttp_fetch_all)):  # fmt: skip
+    over_aiohttp = functools.partial(httpx_fetch_all, over_aiohttp=True)
+    for name, fetch_all in (("httpx.AsyncClient, httpcore transport (before)", httpx_fetch_all),
+                            ("httpx.AsyncClient over AiohttpTransport (after)", over_aiohttp),
+                            ("aiohttp.ClientSession alone", aiohttp_fetch_all)):  # fmt: skip
         one, _ = await timed(lambda f=fetch_all: f(root, pages, 1), r)  # type: ignore[misc]
         many, _ = await timed(lambda f=fetch_all: f(root, pages, c), r)  # type: ignore[misc]
         lines.append(f"| fetch, {name} | {ms(one)} | {ms(many)} |")
     src_one, _ = await timed(lambda: list_with_source(root, 1), r)
     src_many, _ = await timed(lambda: list_with_source(root, c), r)
-    lines.append(f"| GitHubSource.list_repos (httpx, parse, build repos) | {ms(src_one)} | "
+    lines.append(f"| GitHubSource.list_repos (HostClient, parse, build repos) | {ms(src_one)} | "
                  f"{ms(src_many)} |")  # fmt: skip
     bodies = await page_bodies(root, pages)
     import orjson
