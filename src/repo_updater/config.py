@@ -106,6 +106,8 @@ class ServiceConfig(_Strict):
     sync_interval: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = None
     name_prefix: str | None = None
     write_limits: WriteLimitsConfig = WriteLimitsConfig()
+    # Listing pages fetched at once from this host (halved on each rate limit it answers).
+    list_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
 
     @field_validator("name")
     @classmethod
@@ -178,8 +180,9 @@ class ServiceConfig(_Strict):
         return self.name_prefix if self.name_prefix is not None else default_name_prefix(self.url)
 
     def config_hash(self) -> str:
-        # The webhook secret's variable does not change what is listed.
-        dumped = self.model_dump(mode="json", exclude={"webhook_secret_env"})
+        # Neither the webhook secret's variable nor how fast the listing goes changes what is
+        # listed: the hash (and a service's registration) stays the same whatever they are.
+        dumped = self.model_dump(mode="json", exclude={"webhook_secret_env", "list_concurrency"})
         data = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(data.encode()).hexdigest()
 

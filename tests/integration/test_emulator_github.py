@@ -55,11 +55,34 @@ async def test_org_repos_paginate_with_github_link_headers(
     last = await gh.get(first.links["last"]["url"])
     assert "next" not in last.links and last.links["first"]["url"].endswith("page=1")
     ids = [r["id"] for page in (first, middle, last) for r in page.json()]
-    assert len(ids) == 250 and ids == sorted(ids) and len(set(ids)) == 250
+    # GitHub's default order for an org: newest first (sort=created, direction=desc).
+    assert len(ids) == 250 and ids == sorted(ids, reverse=True) and len(set(ids)) == 250
     capped = await gh.get("/orgs/acme0/repos", params={"per_page": 1000})
     assert len(capped.json()) == 100
     default = await gh.get("/orgs/acme0/repos")
     assert len(default.json()) == 30
+
+
+async def test_org_repos_sort_and_direction(emu: RunningEmulator, gh: httpx.AsyncClient) -> None:
+    h = host(emu)
+    for name in ("b", "c", "a"):
+        h.add_repo("acme", name)
+    h.add_repo("bob", "z")
+    h.add_repo("bob", "y")
+    h.users.add("bob")
+
+    async def names(path: str, **params: str) -> list[str]:
+        response = await gh.get(path, params=params)
+        assert response.status_code == 200, response.text
+        return [r["name"] for r in response.json()]
+
+    assert await names("/orgs/acme/repos") == ["a", "c", "b"]  # newest first
+    assert await names("/orgs/acme/repos", sort="created", direction="asc") == ["b", "c", "a"]
+    assert await names("/orgs/acme/repos", sort="full_name") == ["a", "b", "c"]
+    assert await names("/users/bob/repos") == ["y", "z"]  # users: full_name, ascending
+    assert await names("/users/bob/repos", sort="created", direction="asc") == ["z", "y"]
+    bad = await gh.get("/orgs/acme/repos", params={"sort": "stars"})
+    assert bad.status_code == 422 and "sort" in bad.text
 
 
 async def test_repo_json_fields_and_archived(emu: RunningEmulator, gh: httpx.AsyncClient) -> None:

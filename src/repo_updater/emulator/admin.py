@@ -25,8 +25,10 @@
   ``MAX_RESPONSE_ITEMS``
 - ``POST   /_admin/{kind}/seed``          ``{orgs, repos_per_org, pulls_per_repo?,
   org_prefix?}`` -> ``{"created": n, "repos": total}``
-- ``GET    /_admin/{kind}/stats``         ``{request_count, repos, pulls}``
-- ``DELETE /_admin/{kind}/stats``         reset ``request_count``
+- ``GET    /_admin/{kind}/stats``         ``{request_count, in_flight, max_in_flight, repos,
+                                          pulls}`` (``max_in_flight``: the most requests
+                                          the host served at once)
+- ``DELETE /_admin/{kind}/stats``         reset ``request_count`` and ``max_in_flight``
 - collaborators, visibility, groups: see ``admin_permissions``
 - webhooks (registrations, delivery switches, the deliveries sent): see ``admin_webhooks``
 """
@@ -413,9 +415,15 @@ class _Admin:
     async def stats(self, _request: web.Request, host: HostState) -> web.Response:
         pulls = sum(len(r.pulls) for r in host.repos.values())
         return _json(
-            {"request_count": host.request_count, "repos": len(host.repos), "pulls": pulls}
+            {
+                "request_count": host.request_count,
+                "in_flight": host.in_flight,
+                "max_in_flight": host.max_in_flight,
+                "repos": len(host.repos),
+                "pulls": pulls,
+            }
         )
 
     async def reset_stats(self, _request: web.Request, host: HostState) -> web.Response:
-        host.request_count = 0
-        return _json({"request_count": 0})
+        host.request_count = host.max_in_flight = 0
+        return _json({"request_count": 0, "max_in_flight": 0})

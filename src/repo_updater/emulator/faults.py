@@ -2,7 +2,8 @@
 
 ``fault_middleware(host, style)`` returns an aiohttp middleware that, per request:
 
-1. counts it (``host.request_count``) and adds ``faults.latency_ms``;
+1. counts it (``host.request_count``, and ``host.in_flight`` / ``host.max_in_flight``: the
+   requests being answered at once) and adds ``faults.latency_ms``;
 2. answers 401 when ``host.token`` is set and the request does not carry it
    (``Authorization: Bearer|token <t>``, ``Authorization: Basic`` with the token as password,
    or ``PRIVATE-TOKEN: <t>``);
@@ -51,6 +52,14 @@ def fault_middleware(host: HostState, style: RateLimitStyle) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         host.request_count += 1
+        host.in_flight += 1
+        host.max_in_flight = max(host.max_in_flight, host.in_flight)
+        try:
+            return await answer(request, handler)
+        finally:
+            host.in_flight -= 1
+
+    async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         faults = host.faults
         if faults.latency_ms > 0:
             await asyncio.sleep(faults.latency_ms / 1000)

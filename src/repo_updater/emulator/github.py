@@ -3,7 +3,10 @@
 Routes (relative to the sub-app, like https://api.github.com):
 
 - ``GET /orgs/{org}/repos``, ``GET /users/{user}/repos``: ``per_page`` (max 100, default 30)
-  and ``page``, id order, ``Link`` header with ``rel="prev"/"next"/"last"/"first"``.
+  and ``page``, ``Link`` header with ``rel="prev"/"next"/"last"/"first"``; ``sort``
+  (``created``, ``updated``, ``pushed``, ``full_name``) and ``direction`` (``asc``, ``desc``)
+  with GitHub's defaults: orgs ``created``, users ``full_name``; ``desc`` except for
+  ``full_name``. So an org lists newest first unless asked otherwise (another value: 422).
   An org that exists but holds no repos lists ``[]``; an unknown owner is 404. Like GitHub,
   ``/users/{user}/repos`` lists public repositories only.
 - ``GET /user`` (the token's user, ``settings.viewer``; 401 without one) and
@@ -201,6 +204,10 @@ class _GitHubRest:
         # Serialised repo JSON, reused while the fields it depends on are unchanged: listing
         # 100,000 repos again and again must not rebuild and re-encode every one each time.
         self._encoded: dict[int, tuple[tuple[object, ...], str]] = {}
+        # Listings in creation order, by (id of the id-ordered listing, its length, direction).
+        self._ordered: dict[
+            tuple[int, int, str], tuple[Sequence[EmulatedRepo], Sequence[EmulatedRepo]]
+        ] = {}
 
     def _encode(self, repo: EmulatedRepo, base: str) -> str:
         user = repo.owner in self.host.users
@@ -248,8 +255,36 @@ class _GitHubRest:
         pull = repo.pulls.get(number)
         return not_found() if pull is None else (repo, pull)
 
-    def _list(self, request: web.Request, repos: Sequence[EmulatedRepo]) -> web.Response:
-        chunk, link = paginate(request, repos)
+    def _sorted(
+        self, request: web.Request, repos: Sequence[EmulatedRepo], default_sort: str
+    ) -> Sequence[EmulatedRepo] | web.Response:
+        """``repos`` (in id order) in the order ``sort`` and ``direction`` ask for."""
+        sort = request.query.get("sort", default_sort)
+        direction = request.query.get("direction", "asc" if sort == "full_name" else "desc")
+        if sort not in _SORT_KEYS or direction not in ("asc", "desc"):
+            return _validation_failed(f"invalid sort {sort!r} or direction {direction!r}")
+        if sort == "created":
+            # Cached per listing (a 100k-repo listing is asked for 1,000 times, page by page).
+            key = (id(repos), len(repos), direction)
+            cached = self._ordered.get(key)
+            if cached is not None and cached[0] is repos:
+                return cached[1]
+        ordered: Sequence[EmulatedRepo] = sorted(
+            repos, key=_SORT_KEYS[sort], reverse=direction == "desc"
+        )
+        if sort == "created":
+            if len(self._ordered) > 64:
+                self._ordered.clear()
+            self._ordered[key] = (repos, ordered)
+        return ordered
+
+    def _list(
+        self, request: web.Request, repos: Sequence[EmulatedRepo], default_sort: str
+    ) -> web.Response:
+        ordered = self._sorted(request, repos, default_sort)
+        if isinstance(ordered, web.Response):
+            return ordered
+        chunk, link = paginate(request, ordered)
         base = api_base(request)
         text = "[" + ",".join([self._encode(r, base) for r in chunk]) + "]"
         response = web.Response(text=text, content_type="application/json")
@@ -261,14 +296,14 @@ class _GitHubRest:
         owner = request.match_info["owner"]
         if owner in self.host.users or not self.host.owner_exists(owner):
             return not_found()
-        return self._list(request, self.host.owner_repos(owner))
+        return self._list(request, self.host.owner_repos(owner), "created")
 
     async def user_repos(self, request: web.Request) -> web.Response:
         owner = request.match_info["owner"]
         if not self.host.owner_exists(owner):
             return not_found()
         public = [r for r in self.host.owner_repos(owner) if not r.private]
-        return self._list(request, public)
+        return self._list(request, public, "full_name")
 
     async def viewer(self, request: web.Request) -> web.Response:
         login = self.host.settings.viewer
@@ -294,7 +329,7 @@ class _GitHubRest:
         ]
         if visibility in ("public", "private"):
             repos = [r for r in repos if r.private == (visibility == "private")]
-        return self._list(request, repos)
+        return self._list(request, repos, "full_name")
 
     async def get_repo(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
@@ -330,6 +365,14 @@ class _GitHubRest:
         if isinstance(found, web.Response):
             return found
         return json_response(pull_json(*found, api_base(request)))
+
+
+_SORT_KEYS: dict[str, Any] = {
+    "created": lambda r: (r.created_at, r.id),
+    "updated": lambda r: (r.updated_at, r.id),
+    "pushed": lambda r: (r.updated_at, r.id),
+    "full_name": lambda r: (r.full_name.lower(), r.id),
+}
 
 
 def _moved(request: web.Request, old_full: str, repo: EmulatedRepo) -> web.Response:

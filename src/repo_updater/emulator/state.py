@@ -162,6 +162,8 @@ class HostState:
     faults: Faults = field(default_factory=Faults)
     settings: HostSettings = field(default_factory=HostSettings)
     request_count: int = 0
+    in_flight: int = 0  # requests being answered now (the fault middleware counts them)
+    max_in_flight: int = 0  # the most at once since the last reset
     users: set[str] = field(default_factory=set)  # owners that are users, not orgs (GitHub)
     # Every org/group/project key that has ever held a repo (and a group's parents): it still
     # exists, and lists ``[]``, after its last repo is deleted or moved away.

@@ -52,6 +52,7 @@ def build_source(
         transport=transport,
         retry=retry,
         counter=counter,
+        list_concurrency=svc.list_concurrency,
     )
 
 

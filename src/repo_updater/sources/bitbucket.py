@@ -1,7 +1,8 @@
 """Bitbucket Server / Data Center source (REST 1.0).
 
-Listing: ``GET /projects/{key}/repos?start=&limit=`` per configured project key, following
-``nextPageStart`` until ``isLastPage``, then ``GET /projects/{key}/repos/{slug}`` per explicit
+Listing: ``GET /projects/{key}/repos?start=&limit=`` per configured project key, pages 2..
+asked ahead by computed ``start`` offsets and checked against ``nextPageStart`` (see
+``_project_pages``) until ``isLastPage``, then ``GET /projects/{key}/repos/{slug}`` per explicit
 ``KEY/slug``. ``archived`` is Bitbucket 8+'s flag (absent, hence False, on older servers).
 
 Changesets, per repo: one ref -> ``GET /pull-requests/{id}``. Several -> pages of
@@ -23,6 +24,7 @@ An existing project with no repositories (or none the token may read) lists an e
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Unpack
 from urllib.parse import quote
@@ -45,6 +47,7 @@ from repo_updater.sources.common import (
     list_selection,
     parse_epoch_ms,
 )
+from repo_updater.sources.paging import Page, ordered_pages
 from repo_updater.sources.permissions import BitbucketPermissions
 from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 
@@ -87,7 +90,10 @@ class BitbucketServerSource(BitbucketPermissions, BitbucketWrites, PerRepoPullLo
     ) -> tuple[list[Any], int | None]:
         """One page of a Bitbucket paged API: its values and the next start (None: last)."""
         query = {**params, "start": str(start), "limit": str(limit)}
-        data, _ = await self._get(url, kind=kind, params=query)
+        if kind == "list_repos":  # rate limits go to the listing's Pacer
+            data, _ = await self._get_page(url, params=query)
+        else:
+            data, _ = await self._get(url, kind=kind, params=query)
         page = as_dict(data)
         values = page.get("values")
         if not isinstance(values, list) or not isinstance(page.get("isLastPage"), bool):
@@ -105,11 +111,39 @@ class BitbucketServerSource(BitbucketPermissions, BitbucketWrites, PerRepoPullLo
         return list_selection(self.selection, self._project_pages, self._get_repo)
 
     async def _project_pages(self, key: str) -> AsyncIterator[list[SourcedRepo]]:
+        """Page 1 (``start=0``); its ``nextPageStart`` is the page size the server uses
+        (it may cap ``limit``). Pages 2.. are then asked ahead at ``start = (n - 1) * size``,
+        ``list_concurrency`` at once (``sources.paging``; Bitbucket sends no total, so up to
+        ``list_concurrency - 1`` requests go past the end: an empty last page), and each
+        page's ``nextPageStart`` must be its start + size, else the listing fails (never a
+        listing cut short by a guess). A first page whose ``nextPageStart`` is not the
+        number of values it held (a server that pages otherwise) is followed one page at a
+        time."""
         url = f"/projects/{quote(key, safe='')}/repos"
-        start: int | None = 0
-        while start is not None:
-            values, start = await self._paged(url, start, self.limit, "list_repos")
+        pacer = self._list_pacer()
+        values, start = await pacer.run(lambda: self._paged(url, 0, self.limit, "list_repos"))
+        step = start
+        if step is None or step != len(values):
             yield [self._repo(r) for r in values]
+            while start is not None:
+                page = functools.partial(self._paged, url, start, self.limit, "list_repos")
+                values, start = await pacer.run(page)
+                yield [self._repo(r) for r in values]
+            return
+
+        async def fetch(n: int) -> Page[list[SourcedRepo]]:
+            at = (n - 1) * step
+            values, following = await self._paged(url, at, self.limit, "list_repos")
+            if following is not None and following != at + step:
+                raise HostError(
+                    f"GET {url}: page at start={at} says the next starts at {following}, "
+                    f"not {at + step}"
+                )
+            return Page([self._repo(r) for r in values], following is not None)
+
+        first = Page([self._repo(r) for r in values], True)
+        async for repos in ordered_pages(first, fetch, pacer, speculate=True):
+            yield repos
 
     async def get_repo(self, external_id: str, name: str) -> SourcedRepo | None:
         """Bitbucket Server has no lookup by id: ``GET /projects/{key}/repos/{slug}`` by the

@@ -2,7 +2,8 @@
 
 Listing: ``GET /orgs/{owner}/repos`` per owner, falling back to ``GET /users/{owner}/repos``
 when the org does not exist, paged by page number on the configured URL (``page``, ``limit``
-50, Gitea's default maximum): ``Link`` URLs start with Gitea's own ``ROOT_URL``, which need not
+50, Gitea's default maximum; pages 2..N at once, ``list_concurrency``, up to the page
+``X-Total-Count`` makes the last): ``Link`` URLs start with Gitea's own ``ROOT_URL``, which need not
 be the URL we reach it at, so a ``Link: rel="next"`` only says that there is a next page, as
 ``X-Total-Count`` does. The page size is what page 1 held when the server capped ``limit``
 lower (an admin may lower ``MAX_RESPONSE_ITEMS``). Then ``GET /repos/{owner}/{name}`` per
@@ -57,6 +58,7 @@ from repo_updater.sources.common import (
 )
 from repo_updater.sources.gitea_writes import GiteaWrites
 from repo_updater.sources.http import parse_next_link
+from repo_updater.sources.paging import Page, ordered_pages
 from repo_updater.sources.permissions import GiteaPermissions
 from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 
@@ -105,22 +107,31 @@ class GiteaSource(GiteaPermissions, GiteaWrites, PerRepoPullLoader, RestSource):
         return list_selection(self.selection, self._owner_pages, self._get_repo)
 
     async def _owner_pages(self, owner: str) -> AsyncIterator[list[SourcedRepo]]:
+        """Page 1 (as an org, else as a user), then pages 2..N concurrently up to what
+        ``X-Total-Count`` makes the last page (``sources.paging``); without the header, one
+        page at a time. Gitea lists an owner's repositories by id, oldest first."""
+        pacer = self._list_pacer()
+        org = f"/orgs/{quote(owner, safe='')}/repos"
         try:
-            first = await self._page(f"/orgs/{quote(owner, safe='')}/repos", 1)
-            base = f"/orgs/{quote(owner, safe='')}/repos"
+            data, response = await pacer.run(lambda: self._page(org, 1))
+            base = org
         except NotFound:  # not an org: a user
             base = f"/users/{quote(owner, safe='')}/repos"
-            first = await self._page(base, 1)
-        data, response = first
+            data, response = await pacer.run(lambda: self._page(base, 1))
         size = self._page_size(data, response)
-        page = 1
-        while True:
-            yield [self._repo(r) for r in data]
+
+        def page_of(n: int, data: list[Any], response: httpx.Response) -> Page[list[SourcedRepo]]:
             # An empty page is not the end: only the absence of both next markers is.
-            if not self._more(response, page * size, base):
-                return
-            page += 1
-            data, response = await self._page(base, page)
+            more = self._more(response, n * size, base)
+            counted = "x-total-count" in response.headers
+            last = max(1, -(-_total(response) // size)) if counted else None
+            return Page([self._repo(r) for r in data], more, last)
+
+        async def fetch(n: int) -> Page[list[SourcedRepo]]:
+            return page_of(n, *await self._page(base, n))
+
+        async for repos in ordered_pages(page_of(1, data, response), fetch, pacer):
+            yield repos
 
     def _page_size(self, first_page: list[Any], response: httpx.Response) -> int:
         """Items per page as the server pages: ``limit``, or fewer when page 1 of a longer
@@ -142,7 +153,11 @@ class GiteaSource(GiteaPermissions, GiteaWrites, PerRepoPullLoader, RestSource):
         return bool(total) and seen < int(total)
 
     async def _page(self, url: str, page: int) -> tuple[list[Any], httpx.Response]:
-        return await self._list(url, {"page": str(page), "limit": str(self.limit)})
+        params = {"page": str(page), "limit": str(self.limit)}
+        data, response = await self._get_page(url, params=params)
+        if not isinstance(data, list):
+            raise HostError(f"GET {url}: expected a list")
+        return data, response
 
     async def _list(
         self, url: str, params: dict[str, str] | None, kind: str = "list_repos"

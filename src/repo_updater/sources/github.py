@@ -16,6 +16,7 @@ when ``rateLimit.remaining`` says it would not fit, keeping what it loaded so fa
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -53,10 +54,12 @@ from repo_updater.sources.github_ratelimit import GraphQLBudget, rate_limit_erro
 from repo_updater.sources.github_writes import GitHubWrites, classify_422
 from repo_updater.sources.http import (
     HostClient,
-    parse_next_link,
+    page_number,
+    parse_links,
     response_message,
     retry_after_seconds,
 )
+from repo_updater.sources.paging import Pacer, Page, ordered_pages
 from repo_updater.sources.permissions import GitHubPermissions
 from repo_updater.sources.rest import RestSource, SourceOptions
 
@@ -75,18 +78,31 @@ class _CachedPage:
     etag: str
     blob: bytes
     next_url: str | None
+    last_url: str | None = None
 
     @classmethod
-    def of(cls, etag: str, repos: list[SourcedRepo], next_url: str | None) -> _CachedPage:
+    def of(
+        cls, etag: str, repos: list[SourcedRepo], next_url: str | None, last_url: str | None
+    ) -> _CachedPage:
         rows = [
             [r.external_id, r.name, r.url, r.archived, r.fork, r.private, r.description]
             for r in repos
         ]
-        return cls(etag, zlib.compress(json.dumps(rows, separators=(",", ":")).encode()), next_url)
+        blob = zlib.compress(json.dumps(rows, separators=(",", ":")).encode())
+        return cls(etag, blob, next_url, last_url)
 
     @property
     def repos(self) -> list[SourcedRepo]:
         return [SourcedRepo(*row) for row in json.loads(zlib.decompress(self.blob))]
+
+
+@dataclass(slots=True)
+class _Listed:
+    """A listing page: its repos (selection applied), and its ``next`` and ``last`` links."""
+
+    repos: list[SourcedRepo]
+    next_url: str | None
+    last_url: str | None = None
 
 
 class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
@@ -121,6 +137,7 @@ class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
         self.budget = GraphQLBudget(reserve=max(0, rate_limit_reserve))
         self._pages: dict[str, _CachedPage] = {}
         self._viewer: str | None = None  # the token's login; "" once known to be none
+        self.last_listing: Pacer | None = None  # the last listing's pace (limit, rate limits)
 
     @property
     def client(self) -> HostClient:
@@ -170,40 +187,49 @@ class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
         except KeyError as missing:
             raise HostError(f"{self.host_url}: repository without {missing}") from None
 
-    async def _page(self, url: str) -> tuple[list[SourcedRepo], str | None]:
-        """One listing page: its repos (selection applied) and the next page's URL."""
+    async def _page(self, url: str) -> _Listed:
+        """One listing page. A rate limit is raised at once: the caller's ``Pacer`` waits
+        (and slows the whole listing down), not each request on its own."""
         cached = self._pages.get(url)
         headers = {"If-None-Match": cached.etag} if cached is not None else None
         data, response = await self.client.request_json(
-            "GET", url, kind="list_repos", headers=headers
+            "GET", url, kind="list_repos", headers=headers, wait_rate_limits=False
         )
         if response.status_code == 304 and cached is not None:
             # A 304 that repeats the Link header tells where the listing goes now (a page
             # may have been added or removed behind this one); one without it, what we saw.
             if "link" in response.headers:
-                return cached.repos, parse_next_link(response.headers)
-            return cached.repos, cached.next_url
+                links = parse_links(response.headers)
+                return _Listed(cached.repos, links.get("next"), links.get("last"))
+            return _Listed(cached.repos, cached.next_url, cached.last_url)
         if not isinstance(data, list):
             raise HostError(f"GET {self.client.redact(url)}: expected a list of repositories")
         repos = [r for r in map(self._sourced, data) if not self.selection.excluded(r.name)]
-        next_url = parse_next_link(response.headers)
+        links = parse_links(response.headers)
+        listed = _Listed(repos, links.get("next"), links.get("last"))
         etag = response.headers.get("etag")
         if etag:
-            self._pages[url] = _CachedPage.of(etag, repos, next_url)
-        return repos, next_url
+            self._pages[url] = _CachedPage.of(etag, repos, listed.next_url, listed.last_url)
+        return listed
 
-    async def _first_owner_page(self, owner: str) -> tuple[list[SourcedRepo], str | None]:
-        org_url = f"/orgs/{quote(owner, safe='')}/repos?per_page={PER_PAGE}"
+    async def _first_owner_page(self, owner: str, pacer: Pacer) -> _Listed:
+        """Page 1 of an owner: as an organization, else as the token's user, else as another
+        user. Oldest first (``sort=created&direction=asc``; GitHub's default is newest
+        first): a new repository then changes only the last page, and every other page stays
+        a ``304``."""
+        order = f"sort=created&direction=asc&per_page={PER_PAGE}"
+        org_url = f"/orgs/{quote(owner, safe='')}/repos?{order}"
         try:
-            return await self._page(org_url)
+            return await pacer.run(lambda: self._page(org_url))
         except NotFound:
             pass
         if owner.lower() == (await self._viewer_login()).lower():
             # /users/{u}/repos lists public repositories only, even the token owner's own.
-            return await self._page(f"/user/repos?affiliation=owner&per_page={PER_PAGE}")
-        user_url = f"/users/{quote(owner, safe='')}/repos?per_page={PER_PAGE}"
+            own_url = f"/user/repos?affiliation=owner&{order}"
+            return await pacer.run(lambda: self._page(own_url))
+        user_url = f"/users/{quote(owner, safe='')}/repos?{order}"
         try:
-            return await self._page(user_url)
+            return await pacer.run(lambda: self._page(user_url))
         except NotFound:
             raise NotFound(f"{self.host_url}: no organization or user {owner!r}") from None
 
@@ -220,11 +246,12 @@ class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
         return self._viewer
 
     async def list_repos(self) -> AsyncIterator[Sequence[SourcedRepo]]:
+        """Each owner's pages in order, then the explicit repos. Pages 2..N of an owner are
+        fetched concurrently by number, up to its ``Link: rel="last"`` (``sources.paging``);
+        a host that sends no ``last`` (or pages by cursor) is followed ``next`` by ``next``."""
+        pacer = self.last_listing = self._list_pacer()
         for owner in self.selection.owners:
-            repos, next_url = await self._first_owner_page(owner)
-            yield repos
-            while next_url is not None:
-                repos, next_url = await self._page(next_url)
+            async for repos in self._owner_pages(owner, pacer):
                 yield repos
         for full_name in self.selection.repos:
             if self.selection.excluded(full_name):
@@ -234,6 +261,34 @@ class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
             except NotFound:
                 log.warning("%s: repository %s not found; skipping", self.host_url, full_name)
                 continue
+            yield repos
+
+    async def _owner_pages(self, owner: str, pacer: Pacer) -> AsyncIterator[list[SourcedRepo]]:
+        first = await self._first_owner_page(owner, pacer)
+        last = page_number(first.last_url)
+        if first.last_url is None or last is None:
+            yield first.repos
+            next_url = first.next_url
+            while next_url is not None:
+                listed = await pacer.run(functools.partial(self._page, next_url))
+                yield listed.repos
+                next_url = listed.next_url
+            return
+        template = httpx.URL(first.last_url)
+
+        async def fetch(n: int) -> Page[list[SourcedRepo]]:
+            url = str(template.copy_set_param("page", n))
+            listed = await self._page(url)
+            following = page_number(listed.next_url)
+            if listed.next_url is not None and following != n + 1:
+                raise HostError(
+                    f"GET {self.client.redact(url)}: the next page is "
+                    f"{self.client.redact(listed.next_url)[:200]!r}, not page {n + 1}"
+                )
+            return Page(listed.repos, listed.next_url is not None, page_number(listed.last_url))
+
+        head = Page(first.repos, first.next_url is not None, last)
+        async for repos in ordered_pages(head, fetch, pacer):
             yield repos
 
     async def _single(self, full_name: str) -> tuple[list[SourcedRepo], None]:
@@ -249,7 +304,7 @@ class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
         repos = [] if self.selection.excluded(repo.name) else [repo]
         etag = response.headers.get("etag")
         if etag:
-            self._pages[url] = _CachedPage.of(etag, repos, None)
+            self._pages[url] = _CachedPage.of(etag, repos, None, None)
         return repos, None
 
     async def get_repo(self, external_id: str, name: str) -> SourcedRepo | None:

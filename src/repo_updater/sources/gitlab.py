@@ -34,9 +34,12 @@ Writes are in ``gitlab_writes``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Unpack
 from urllib.parse import quote
+
+import httpx
 
 from repo_updater.core.batching import group_by
 from repo_updater.core.domain import (
@@ -64,6 +67,7 @@ from repo_updater.sources.common import (
 )
 from repo_updater.sources.gitlab_writes import GitLabWrites
 from repo_updater.sources.http import parse_next_link, rebase_link
+from repo_updater.sources.paging import Page, ordered_pages
 from repo_updater.sources.permissions import GitLabPermissions
 from repo_updater.sources.rest import DEFAULT_CONCURRENCY, RestSource, SourceOptions
 
@@ -81,6 +85,16 @@ _PIPELINES |= dict.fromkeys(
 
 def _path(name: str) -> str:
     return quote(name, safe="")
+
+
+def _next_page(response: httpx.Response, where: str) -> int | None:
+    """``X-Next-Page`` (None: absent or empty)."""
+    value = response.headers.get("x-next-page", "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise HostError(f"GET {where}: malformed X-Next-Page {value[:20]!r}")
+    return int(value)
 
 
 class GitLabSource(GitLabPermissions, GitLabWrites, RestSource):
@@ -117,6 +131,10 @@ class GitLabSource(GitLabPermissions, GitLabWrites, RestSource):
         return list_selection(self.selection, self._group_pages, self._get_project)
 
     async def _group_pages(self, group: str) -> AsyncIterator[list[SourcedRepo]]:
+        """Page 1, then: by page number while GitLab sends ``X-Next-Page`` (pages 2..N at
+        once, ``sources.paging``: up to ``X-Total-Pages``, or asked ahead when GitLab leaves
+        it out above 10,000 projects: a page past the end is an empty last page); else
+        ``Link: rel="next"`` (keyset paging), one page at a time, re-based."""
         base = f"/groups/{_path(group)}/projects"
         query = {
             "include_subgroups": "true",
@@ -125,29 +143,49 @@ class GitLabSource(GitLabPermissions, GitLabWrites, RestSource):
             "sort": "asc",
             "per_page": str(self.per_page),
         }
-        url: str = base
-        params: dict[str, str] | None = dict(query)
-        requested: set[str] = set()
+        pacer = self._list_pacer()
+        data, response = await pacer.run(lambda: self._projects(base, query))
+
+        def page_of(n: int, data: list[Any], response: httpx.Response) -> Page[list[SourcedRepo]]:
+            following = _next_page(response, base)
+            if following is not None and following != n + 1:
+                raise HostError(f"GET {base}: page {n} says the next is {following}")
+            if following is None and parse_next_link(response.headers) is not None:
+                # Paged by number so far, now by Link: never end a listing on a guess.
+                raise HostError(f"GET {base}: page {n} has a next Link but no X-Next-Page")
+            pages = response.headers.get("x-total-pages", "").strip()
+            last = int(pages) if pages.isdigit() else None
+            return Page([self._repo(p) for p in data], following is not None, last)
+
+        if _next_page(response, base) is not None:
+
+            async def fetch(n: int) -> Page[list[SourcedRepo]]:
+                return page_of(n, *await self._projects(base, {**query, "page": str(n)}))
+
+            first = page_of(1, data, response)
+            async for repos in ordered_pages(first, fetch, pacer, speculate=True):
+                yield repos
+            return
+        requested = {f"{base}?{query}"}
         while True:
-            key = f"{url}?{params}"
-            if key in requested:  # a host that points back would keep us here forever
-                raise HostError(f"GET {url}: the listing of {group} loops back to a page")
-            requested.add(key)
-            data, response = await self._get(url, kind="list_repos", params=params)
-            if not isinstance(data, list):
-                raise HostError(f"GET {url}: expected a list of projects")
             yield [self._repo(p) for p in data]
             # An empty page is not the end: only the absence of both next markers is.
-            next_page = response.headers.get("x-next-page", "").strip()
-            if next_page:
-                if not next_page.isdigit():
-                    raise HostError(f"GET {base}: malformed X-Next-Page {next_page[:20]!r}")
-                url, params = base, {**query, "page": next_page}
-                continue
             link = parse_next_link(response.headers)
             if link is None:
                 return
-            url, params = rebase_link(link, self.api_suffix), None  # carries its query
+            url = rebase_link(link, self.api_suffix)  # carries its query
+            if url in requested:  # a host that points back would keep us here forever
+                raise HostError(f"GET {url}: the listing of {group} loops back to a page")
+            requested.add(url)
+            data, response = await pacer.run(functools.partial(self._projects, url, None))
+
+    async def _projects(
+        self, url: str, params: dict[str, str] | None
+    ) -> tuple[list[Any], httpx.Response]:
+        data, response = await self._get_page(url, params=params)
+        if not isinstance(data, list):
+            raise HostError(f"GET {url}: expected a list of projects")
+        return data, response
 
     async def get_repo(self, external_id: str, name: str) -> SourcedRepo | None:
         """``GET /projects/{id}``; None on 404."""

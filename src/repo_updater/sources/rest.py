@@ -14,6 +14,7 @@ from repo_updater.core.errors import SourceError
 from repo_updater.core.ports import RequestCounter
 from repo_updater.core.selection import Selection, default_name_prefix, normalise_base_url
 from repo_updater.sources.http import HostClient, RetryPolicy
+from repo_updater.sources.paging import DEFAULT_LIST_CONCURRENCY, Pacer
 
 DEFAULT_CONCURRENCY = 8  # requests in flight while loading changesets
 
@@ -36,6 +37,7 @@ class SourceOptions(TypedDict, total=False):
     retry: RetryPolicy | None
     counter: RequestCounter | None
     timeout: float
+    list_concurrency: int  # listing pages in flight at once
 
 
 class RestSource:
@@ -68,9 +70,12 @@ class RestSource:
         retry: RetryPolicy | None = None,
         counter: RequestCounter | None = None,
         timeout: float = 30.0,
+        list_concurrency: int = DEFAULT_LIST_CONCURRENCY,
     ) -> None:
         """``headers``: sent with every request. ``token_header``: the header that carries the
-        token, and its value with ``{}`` where the token goes."""
+        token, and its value with ``{}`` where the token goes. ``list_concurrency``: listing
+        pages fetched at once (``sources.paging``), apart from ``concurrency``, which bounds
+        the changeset loads."""
         if name_prefix is None:  # "" means: no prefix at all
             name_prefix = default_name_prefix(base_url)
         self.host_url = normalise_base_url(base_url)
@@ -93,6 +98,7 @@ class RestSource:
             host_url=self.host_url,
         )
         self._limit = asyncio.Semaphore(max(1, concurrency))
+        self.list_concurrency = max(1, list_concurrency)
 
     @property
     def counter(self) -> RequestCounter:
@@ -104,6 +110,21 @@ class RestSource:
     def _classify(self, response: httpx.Response) -> SourceError | None:
         """What a non-2xx response means on this host, or None for the generic mapping."""
         return None
+
+    def _list_pacer(self) -> Pacer:
+        """A listing's pace: ``list_concurrency`` pages at once, lowered by rate limits."""
+        return Pacer(
+            self.list_concurrency,
+            max_wait=self._client.retry.max_rate_limit_wait,
+            where=self.host_url,
+        )
+
+    async def _get_page(
+        self, url: str, *, kind: str = "list_repos", **kwargs: Any
+    ) -> tuple[Any, httpx.Response]:
+        """GET one listing page; a rate limit is raised at once, for the ``Pacer`` (the
+        listing's own bound; ``concurrency`` is for changeset loads)."""
+        return await self._client.get_json(url, kind=kind, wait_rate_limits=False, **kwargs)
 
     async def _get(self, url: str, *, kind: str, **kwargs: Any) -> tuple[Any, httpx.Response]:
         """GET JSON with at most ``concurrency`` requests of this source in flight."""
