@@ -8,6 +8,7 @@ in the same transaction as the flip (invariant 2), and wakes the changeset synce
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -23,12 +24,14 @@ from repo_updater.core.errors import RateLimited, SourceError, internal_error, r
 from repo_updater.core.ports import RepoSource
 from repo_updater.core.schedule import next_service_sync_at
 from repo_updater.metrics import Metrics
+from repo_updater.service_layer.page_memo import PageMemo, digest
+from repo_updater.service_layer.page_stream import page_groups
 from repo_updater.service_layer.permission_requests import notify_permissions
 from repo_updater.service_layer.repo_changes import notify_changesets
 from repo_updater.store import events as event_store
 from repo_updater.store import external_services as service_store
+from repo_updater.store import repo_versions, sync_history
 from repo_updater.store import repos as repo_store
-from repo_updater.store import sync_history
 from repo_updater.store.db import is_unavailable
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,9 @@ log = logging.getLogger(__name__)
 # Refresh the store's planner statistics each time a sync has added this many repos, then
 # twice as many, and so on (log N times for N new repos): see ``repo_store.analyze``.
 ANALYZE_AFTER_ADDED = 1000
+# Pages written in one transaction at most (the pages already fetched when the store is free);
+# the whole group commits or none of it (invariant 2 holds per group, so per page).
+PAGES_PER_TRANSACTION = 10
 
 
 @dataclass(slots=True)
@@ -96,6 +102,8 @@ class _Run:
     source: RepoSource
     seen: d.SeenIds
     result: SyncResult
+    memo: PageMemo  # this sync's unchanged pages (``page_memo``)
+    previous: PageMemo | None = None  # the last sync's, while the repos version holds
 
 
 class RepoSyncer:
@@ -113,6 +121,7 @@ class RepoSyncer:
         self._wake = on_changeset_syncs_requested
         self._wake_permissions = on_permission_syncs_requested
         self._metrics = metrics
+        self._memos: dict[int, PageMemo] = {}  # external service id -> its unchanged pages
 
     async def register(self, service: ServiceConfig) -> int:
         """Register a configured service; returns its id. When its code host's URL changed
@@ -133,6 +142,9 @@ class RepoSyncer:
                 moved = await repo_store.move_host(
                     conn, reg.id, service.kind, reg.moved_from, service.url, now
                 )
+                touched = repo_versions.Touched(reg.id)
+                await touched.note_repos(conn, moved)
+                await touched.bump(conn)
                 log.info(
                     "%s: code host URL changed from %s to %s; %d repos moved",
                     service.name, reg.moved_from, service.url, len(moved),
@@ -150,8 +162,12 @@ class RepoSyncer:
             if not await service_store.mark_retired(conn, external_service_id, now):
                 return False
             linked = await repo_store.linked_repo_ids(conn, external_service_id)
+            touched = repo_versions.Touched(external_service_id)
+            await touched.note_repos(conn, linked)
             orphans = await repo_store.unlink(conn, external_service_id, linked)
             await self._remove(conn, result, external_service_id, orphans, "service removed", now)
+            await touched.bump(conn)
+        self._memos.pop(external_service_id, None)
         log.warning(
             "%s: no longer in the config: retired; %d repos unlinked, %d removed",
             name, len(linked), result.removed,
@@ -169,23 +185,28 @@ class RepoSyncer:
         started = self._clock()  # the next sync is due ``interval`` after this one started
         timer = time.monotonic()
         result = SyncResult(service=service.name)
-        run = _Run(service.name, await self.register(service), source, d.SeenIds(), result)
+        run = await self._start(service, source, result)
         prog = SyncProgress(service=service.name)
         analyze_at = ANALYZE_AFTER_ADDED
         try:
-            async for page in source.list_repos():
-                kept, dropped = d.dedupe_page(page)
-                result.pages += 1
-                result.listed += len(kept)
-                result.duplicates += dropped
-                await self._apply_page(run, kept)
-                if result.added >= analyze_at:
-                    async with self._engine.begin() as conn:
-                        await repo_store.analyze(conn)
-                    analyze_at = 2 * result.added
-                prog.pages, prog.listed = result.pages, result.listed
-                if progress is not None:
-                    progress(prog)
+            groups = page_groups(source.list_repos(), max_group=PAGES_PER_TRANSACTION)
+            async with contextlib.aclosing(groups):
+                async for group in groups:
+                    kept_pages = []
+                    for page in group:
+                        kept, dropped = d.dedupe_page(page)
+                        result.pages += 1
+                        result.listed += len(kept)
+                        result.duplicates += dropped
+                        kept_pages.append(kept)
+                    await self._apply_group(run, kept_pages)
+                    if result.added >= analyze_at:
+                        async with self._engine.begin() as conn:
+                            await repo_store.analyze(conn)
+                        analyze_at = 2 * result.added
+                    prog.pages, prog.listed = result.pages, result.listed
+                    if progress is not None:
+                        progress(prog)
             result.complete = True
         except SourceError as exc:
             self._failed(result, exc, str(exc))
@@ -212,6 +233,10 @@ class RepoSyncer:
                 self._failed(result, exc, internal_error(exc))
                 log.error("%s: removing unlisted repos failed: %s", service.name, result.error)
                 log.debug("traceback", exc_info=True)
+        if result.complete:
+            self._memos[run.external_service_id] = run.memo
+        else:
+            self._memos.pop(run.external_service_id, None)
         await self._record(run, started, timedelta(seconds=interval))
         if self._metrics is not None:
             failed = None if result.complete else (result.error_reason or "internal")
@@ -261,27 +286,89 @@ class RepoSyncer:
                 modified=result.modified, removed=result.removed, archived=flips,
             ))  # fmt: skip
 
-    async def _apply_page(self, run: _Run, page: Sequence[SourcedRepo]) -> None:
+    async def _start(self, service: ServiceConfig, source: RepoSource, result: SyncResult) -> _Run:
+        """Register the service and pick up the last sync's unchanged pages, if no write to
+        its repos happened since (the repos version did not move)."""
+        svc_id = await self.register(service)
         async with self._engine.connect() as conn:
-            stored = await repo_store.stored_for_page(
-                conn,
-                host_kind=run.source.kind,
-                host_url=run.source.host_url,
-                external_service_id=run.external_service_id,
-                external_ids=[r.external_id for r in page],
-            )
-        page_diff = d.diff_page(page, stored, run.source.name_prefix, run.seen)
-        run.result.duplicates += page_diff.duplicates
-        run.result.listed -= page_diff.duplicates
-        if page_diff.writes_nothing:
-            run.seen.update(s.id for s in page_diff.unmodified)
-            run.result.unmodified += len(page_diff.unmodified)
-            return
-        async with self._engine.begin() as conn:
-            await self._write_page(conn, run, page_diff)
+            version = await repo_versions.current(conn, svc_id)
+        previous = self._memos.get(svc_id)
+        if previous is not None and previous.version != version:
+            previous = None
+        return _Run(service.name, svc_id, source, d.SeenIds(), result, PageMemo(version), previous)
 
-    async def _write_page(self, conn: AsyncConnection, run: _Run, diff: d.PageDiff) -> None:
-        """Write one page's diff, its events and its sync requests (one transaction)."""
+    def _known_unchanged(self, run: _Run, key: bytes) -> bool:
+        """A page the last sync found unchanged, under the same repos version, none of whose
+        repos this listing yielded before: unmodified, no store read needed."""
+        ids = None if run.previous is None else run.previous.lookup(key)
+        if ids is None or any(i in run.seen for i in ids):
+            return False
+        run.seen.update(ids)
+        run.result.unmodified += len(ids)
+        run.memo.remember(key, ids)
+        return True
+
+    async def _apply_group(self, run: _Run, pages: Sequence[Sequence[SourcedRepo]]) -> None:
+        """Diff and write a group of pages in one transaction: each page is read after the
+        previous one's writes (same transaction), so the diff is exactly the page-by-page one;
+        a page seen unchanged before under the same repos version is not read at all."""
+        prefix = run.source.name_prefix
+        touched: repo_versions.Touched | None = None
+        async with contextlib.AsyncExitStack() as stack:
+            conn: AsyncConnection | None = None
+            for page in pages:
+                key = digest(page, prefix)
+                if self._known_unchanged(run, key):
+                    continue
+                if conn is None:
+                    conn = await stack.enter_async_context(self._engine.begin())
+                stored = await repo_store.stored_for_page(
+                    conn,
+                    host_kind=run.source.kind,
+                    host_url=run.source.host_url,
+                    external_service_id=run.external_service_id,
+                    external_ids=[r.external_id for r in page],
+                )
+                page_diff = d.diff_page(page, stored, prefix, run.seen)
+                run.result.duplicates += page_diff.duplicates
+                run.result.listed -= page_diff.duplicates
+                if page_diff.writes_nothing:
+                    ids = [s.id for s in page_diff.unmodified]
+                    run.seen.update(ids)
+                    run.result.unmodified += len(ids)
+                    if not page_diff.duplicates and len(ids) == len(page):
+                        run.memo.remember(key, ids)
+                    continue
+                touched = touched or repo_versions.Touched(run.external_service_id)
+                await self._write_page(conn, run, page_diff, touched)
+            versions = {} if touched is None or conn is None else await touched.bump(conn)
+        if touched is not None:
+            self._after_own_write(run, versions, cleared=touched.cleared)
+
+    @staticmethod
+    def _after_own_write(run: _Run, versions: dict[int, int], *, cleared: bool) -> None:
+        """Our write (committed) bumped the service's repos version by one. Pages remembered
+        so far stay valid unless someone else wrote in between (the version moved by more) or
+        the write removed repos that may sit on other pages (a name conflict)."""
+        new = versions.get(run.external_service_id)
+        if new is None:
+            return
+        if cleared or new - 1 != run.memo.version:
+            run.memo.pages.clear()
+            run.previous = None
+        elif run.previous is not None:
+            run.previous.version = new
+        run.memo.version = new
+
+    async def _write_page(
+        self,
+        conn: AsyncConnection,
+        run: _Run,
+        diff: d.PageDiff,
+        touched: repo_versions.Touched,
+    ) -> None:
+        """Write one page's diff, its events and its sync requests (in the caller's
+        transaction), noting the services whose repos it changes in ``touched``."""
         now, result, svc_id = self._clock(), run.result, run.external_service_id
         # Names the page claims that a different live repo holds: the host is the truth.
         claimed = diff.claims()
@@ -292,10 +379,13 @@ class RepoSyncer:
         result.duplicates += repeats
         result.listed -= repeats
         if conflicts:
+            await touched.note_repos(conn, conflicts)
+            touched.cleared = True  # repos of other pages may be gone: forget remembered pages
             gone = await self._remove(conn, result, svc_id, conflicts, "name conflict", now)
             result.name_conflicts += len(gone)
 
         changed = diff.revived + diff.modified
+        await touched.note_repos(conn, [c.stored.id for c in changed])
         await repo_store.update_repos(conn, changed, now)
         new_ids = await repo_store.insert_repos(
             conn, run.source.kind, run.source.host_url, diff.added, now
@@ -371,8 +461,12 @@ class RepoSyncer:
             return
         now = self._clock()
         async with self._engine.begin() as conn:
+            touched = repo_versions.Touched(run.external_service_id)
+            await touched.note_repos(conn, gone)
             deleted = await repo_store.unlink(conn, run.external_service_id, gone)
             removed = await self._remove(
                 conn, run.result, run.external_service_id, deleted, "not listed", now
             )
+            versions = await touched.bump(conn)
+        self._after_own_write(run, versions, cleared=False)
         run.result.rows_written += len(gone) + 2 * len(removed)
