@@ -12,7 +12,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -28,6 +27,10 @@ from repo_updater.service_layer.page_memo import PageMemo, digest
 from repo_updater.service_layer.page_stream import page_groups
 from repo_updater.service_layer.permission_requests import notify_permissions
 from repo_updater.service_layer.repo_changes import notify_changesets
+from repo_updater.service_layer.repo_sync_result import ProgressCallback as ProgressCallback
+from repo_updater.service_layer.repo_sync_result import SyncProgress as SyncProgress
+from repo_updater.service_layer.repo_sync_result import SyncResult as SyncResult
+from repo_updater.service_layer.repo_sync_result import SyncRun
 from repo_updater.store import events as event_store
 from repo_updater.store import external_services as service_store
 from repo_updater.store import repo_versions, sync_history
@@ -42,68 +45,6 @@ ANALYZE_AFTER_ADDED = 1000
 # Pages written in one transaction at most (the pages already fetched when the store is free);
 # the whole group commits or none of it (invariant 2 holds per group, so per page).
 PAGES_PER_TRANSACTION = 10
-
-
-@dataclass(slots=True)
-class SyncProgress:
-    service: str
-    pages: int = 0
-    listed: int = 0
-
-
-@dataclass(slots=True)
-class SyncResult:
-    service: str
-    complete: bool = False
-    error: str | None = None
-    error_reason: str | None = None  # core.errors.reason: a fixed label (metrics)
-    pages: int = 0
-    listed: int = 0
-    duplicates: int = 0
-    added: int = 0
-    modified: int = 0
-    unmodified: int = 0
-    removed: int = 0
-    revived: int = 0
-    renamed: int = 0
-    name_conflicts: int = 0
-    archived: list[str] = field(default_factory=list)
-    unarchived: list[str] = field(default_factory=list)
-    changeset_syncs_requested: int = 0
-    retry_after: float | None = None  # seconds: the host rate-limited the listing
-    permission_syncs_requested: int = 0
-    rechecked: int = 0  # unseen repos listed a second time before removal
-    rows_written: int = 0  # repo, link and event rows inserted or updated
-
-    @property
-    def changed_anything(self) -> bool:
-        return bool(self.rows_written) or not self.complete
-
-    def summary(self) -> str:
-        state = "complete" if self.complete else f"INCOMPLETE ({self.error})"
-        return (
-            f"{self.service}: {state}; listed {self.listed} in {self.pages} pages; "
-            f"added {self.added}, modified {self.modified}, unmodified {self.unmodified}, "
-            f"removed {self.removed}, archived {len(self.archived)}, "
-            f"unarchived {len(self.unarchived)}, renamed {self.renamed}; "
-            f"changeset syncs requested {self.changeset_syncs_requested}"
-        )
-
-
-ProgressCallback = Callable[[SyncProgress], None]
-
-
-@dataclass(slots=True)
-class _Run:
-    """One sync of one external service: what every page of it needs."""
-
-    service: str  # the external service's name
-    external_service_id: int
-    source: RepoSource
-    seen: d.SeenIds
-    result: SyncResult
-    memo: PageMemo  # this sync's unchanged pages (``page_memo``)
-    previous: PageMemo | None = None  # the last sync's, while the repos version holds
 
 
 class RepoSyncer:
@@ -254,7 +195,7 @@ class RepoSyncer:
         if isinstance(exc, RateLimited):
             result.retry_after = exc.retry_after
 
-    async def _record(self, run: _Run, started: datetime, interval: timedelta) -> None:
+    async def _record(self, run: SyncRun, started: datetime, interval: timedelta) -> None:
         """Record the sync and schedule the next one (``core.schedule``): backing off while
         the service fails, honouring a rate limit's retry-after, gently less often while
         it stays unchanged."""
@@ -286,7 +227,9 @@ class RepoSyncer:
                 modified=result.modified, removed=result.removed, archived=flips,
             ))  # fmt: skip
 
-    async def _start(self, service: ServiceConfig, source: RepoSource, result: SyncResult) -> _Run:
+    async def _start(
+        self, service: ServiceConfig, source: RepoSource, result: SyncResult
+    ) -> SyncRun:
         """Register the service and pick up the last sync's unchanged pages, if no write to
         its repos happened since (the repos version did not move)."""
         svc_id = await self.register(service)
@@ -295,9 +238,10 @@ class RepoSyncer:
         previous = self._memos.get(svc_id)
         if previous is not None and previous.version != version:
             previous = None
-        return _Run(service.name, svc_id, source, d.SeenIds(), result, PageMemo(version), previous)
+        memo = PageMemo(version)
+        return SyncRun(service.name, svc_id, source, d.SeenIds(), result, memo, previous)
 
-    def _known_unchanged(self, run: _Run, key: bytes) -> bool:
+    def _known_unchanged(self, run: SyncRun, key: bytes) -> bool:
         """A page the last sync found unchanged, under the same repos version, none of whose
         repos this listing yielded before: unmodified, no store read needed."""
         ids = None if run.previous is None else run.previous.lookup(key)
@@ -308,7 +252,7 @@ class RepoSyncer:
         run.memo.remember(key, ids)
         return True
 
-    async def _apply_group(self, run: _Run, pages: Sequence[Sequence[SourcedRepo]]) -> None:
+    async def _apply_group(self, run: SyncRun, pages: Sequence[Sequence[SourcedRepo]]) -> None:
         """Diff and write a group of pages in one transaction: each page is read after the
         previous one's writes (same transaction), so the diff is exactly the page-by-page one;
         a page seen unchanged before under the same repos version is not read at all."""
@@ -346,7 +290,7 @@ class RepoSyncer:
             self._after_own_write(run, versions, cleared=touched.cleared)
 
     @staticmethod
-    def _after_own_write(run: _Run, versions: dict[int, int], *, cleared: bool) -> None:
+    def _after_own_write(run: SyncRun, versions: dict[int, int], *, cleared: bool) -> None:
         """Our write (committed) bumped the service's repos version by one. Pages remembered
         so far stay valid unless someone else wrote in between (the version moved by more) or
         the write removed repos that may sit on other pages (a name conflict)."""
@@ -363,7 +307,7 @@ class RepoSyncer:
     async def _write_page(
         self,
         conn: AsyncConnection,
-        run: _Run,
+        run: SyncRun,
         diff: d.PageDiff,
         touched: repo_versions.Touched,
     ) -> None:
@@ -438,7 +382,7 @@ class RepoSyncer:
         await notify_changesets(conn, RepoEventKind.DELETED, gone, now, why=reason)
         return gone
 
-    async def _remove_unseen(self, run: _Run) -> None:
+    async def _remove_unseen(self, run: SyncRun) -> None:
         """Remove linked repos that the complete listing did not yield.
 
         Listings page by offset, so a repo deleted on the host while we paged shifts the
