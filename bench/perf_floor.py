@@ -88,7 +88,8 @@ async def one_insert(url: str, rows: list[dict[str, Any]]) -> float:
     from repo_updater.store.db import create_engine
     from repo_updater.store.schema import repos
 
-    copy = sa.Table("floor_repos", sa.MetaData(), *(c.copy() for c in repos.columns))
+    columns = (sa.Column(c.name, c.type, primary_key=c.primary_key) for c in repos.columns)
+    copy = sa.Table("floor_repos", sa.MetaData(), *columns)
     now = datetime.now(UTC)
     values = [
         {
