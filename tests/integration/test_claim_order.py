@@ -64,7 +64,20 @@ async def test_sqlite_idle_poll_walks_the_request_index_after_analyze(
     requested_sql, params = seen[0]
     assert "changeset_sync_requests" in requested_sql
     async with engine.connect() as conn:
-        plan = [str(list(r)[3]) for r in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + requested_sql,
-                                                         params)]  # fmt: skip
+        rows = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + requested_sql, params)
+        plan = [str(list(r)[3]) for r in rows]
     assert plan[0].startswith("SCAN changeset_sync_requests USING INDEX"), plan
     assert not any(p.startswith("SCAN changesets") for p in plan), plan
+
+
+async def test_bulk_tracking_refreshes_postgresql_statistics(engine: AsyncEngine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's planner statistics only")
+    await _track(engine, store.ANALYZE_AFTER_TRACKED)
+    async with engine.connect() as conn:
+        tuples = (
+            await conn.execute(
+                sa.text("SELECT reltuples FROM pg_class WHERE relname = 'changeset_sync_requests'")
+            )
+        ).scalar_one()
+    assert tuples >= store.ANALYZE_AFTER_TRACKED  # planned as what it is, not as empty
