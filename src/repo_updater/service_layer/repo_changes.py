@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from repo_updater.core.domain import RepoEvent, RepoEventKind
-from repo_updater.store import changeset_claims
+from repo_updater.store import changeset_claims, repo_versions
 from repo_updater.store import changesets as changeset_store
 from repo_updater.store import events as event_store
 from repo_updater.store import repos as repo_store
@@ -76,9 +76,12 @@ async def set_archived(
     ``RepoUnarchived`` event (``why`` in the payload) and the changesets' states and sync
     requests, exactly as a repo sync that saw the flip writes them. A repo already in that
     state changes nothing. Returns the changeset sync requests written."""
+    touched = repo_versions.Touched()
+    await touched.note_repos(conn, [repo_id])
     name = await repo_store.set_archived_flag(conn, repo_id, archived, now)
     if name is None:
         return 0
+    await touched.bump(conn)
     kind = RepoEventKind.ARCHIVED if archived else RepoEventKind.UNARCHIVED
     event = RepoEvent(kind, repo_id, {"name": name, "why": why})
     await event_store.add_events(conn, external_service_id, [event], now)

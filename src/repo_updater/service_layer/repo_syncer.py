@@ -8,10 +8,10 @@ in the same transaction as the flip (invariant 2), and wakes the changeset synce
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,12 +23,18 @@ from repo_updater.core.errors import RateLimited, SourceError, internal_error, r
 from repo_updater.core.ports import RepoSource
 from repo_updater.core.schedule import next_service_sync_at
 from repo_updater.metrics import Metrics
+from repo_updater.service_layer.page_memo import PageMemo, digest
+from repo_updater.service_layer.page_stream import page_groups
 from repo_updater.service_layer.permission_requests import notify_permissions
 from repo_updater.service_layer.repo_changes import notify_changesets
+from repo_updater.service_layer.repo_sync_result import ProgressCallback as ProgressCallback
+from repo_updater.service_layer.repo_sync_result import SyncProgress as SyncProgress
+from repo_updater.service_layer.repo_sync_result import SyncResult as SyncResult
+from repo_updater.service_layer.repo_sync_result import SyncRun
 from repo_updater.store import events as event_store
 from repo_updater.store import external_services as service_store
+from repo_updater.store import repo_versions, sync_history
 from repo_updater.store import repos as repo_store
-from repo_updater.store import sync_history
 from repo_updater.store.db import is_unavailable
 
 log = logging.getLogger(__name__)
@@ -36,67 +42,9 @@ log = logging.getLogger(__name__)
 # Refresh the store's planner statistics each time a sync has added this many repos, then
 # twice as many, and so on (log N times for N new repos): see ``repo_store.analyze``.
 ANALYZE_AFTER_ADDED = 1000
-
-
-@dataclass(slots=True)
-class SyncProgress:
-    service: str
-    pages: int = 0
-    listed: int = 0
-
-
-@dataclass(slots=True)
-class SyncResult:
-    service: str
-    complete: bool = False
-    error: str | None = None
-    error_reason: str | None = None  # core.errors.reason: a fixed label (metrics)
-    pages: int = 0
-    listed: int = 0
-    duplicates: int = 0
-    added: int = 0
-    modified: int = 0
-    unmodified: int = 0
-    removed: int = 0
-    revived: int = 0
-    renamed: int = 0
-    name_conflicts: int = 0
-    archived: list[str] = field(default_factory=list)
-    unarchived: list[str] = field(default_factory=list)
-    changeset_syncs_requested: int = 0
-    retry_after: float | None = None  # seconds: the host rate-limited the listing
-    permission_syncs_requested: int = 0
-    rechecked: int = 0  # unseen repos listed a second time before removal
-    rows_written: int = 0  # repo, link and event rows inserted or updated
-
-    @property
-    def changed_anything(self) -> bool:
-        return bool(self.rows_written) or not self.complete
-
-    def summary(self) -> str:
-        state = "complete" if self.complete else f"INCOMPLETE ({self.error})"
-        return (
-            f"{self.service}: {state}; listed {self.listed} in {self.pages} pages; "
-            f"added {self.added}, modified {self.modified}, unmodified {self.unmodified}, "
-            f"removed {self.removed}, archived {len(self.archived)}, "
-            f"unarchived {len(self.unarchived)}, renamed {self.renamed}; "
-            f"changeset syncs requested {self.changeset_syncs_requested}"
-        )
-
-
-ProgressCallback = Callable[[SyncProgress], None]
-
-
-@dataclass(slots=True)
-class _Run:
-    """One sync of one external service: what every page of it needs."""
-
-    service: str  # the external service's name
-    external_service_id: int
-    source: RepoSource
-    seen: d.SeenIds
-    result: SyncResult
-    via: str = ""  # how the change was learned, when not by a listing (``webhook``)
+# Pages written in one transaction at most (the pages already fetched when the store is free);
+# the whole group commits or none of it (invariant 2 holds per group, so per page).
+PAGES_PER_TRANSACTION = 10
 
 
 class RepoSyncer:
@@ -114,6 +62,7 @@ class RepoSyncer:
         self._wake = on_changeset_syncs_requested
         self._wake_permissions = on_permission_syncs_requested
         self._metrics = metrics
+        self._memos: dict[int, PageMemo] = {}  # external service id -> its unchanged pages
 
     async def register(self, service: ServiceConfig) -> int:
         """Register a configured service; returns its id. When its code host's URL changed
@@ -134,6 +83,9 @@ class RepoSyncer:
                 moved = await repo_store.move_host(
                     conn, reg.id, service.kind, reg.moved_from, service.url, now
                 )
+                touched = repo_versions.Touched(reg.id)
+                await touched.note_repos(conn, moved)
+                await touched.bump(conn)
                 log.info(
                     "%s: code host URL changed from %s to %s; %d repos moved",
                     service.name, reg.moved_from, service.url, len(moved),
@@ -151,8 +103,12 @@ class RepoSyncer:
             if not await service_store.mark_retired(conn, external_service_id, now):
                 return False
             linked = await repo_store.linked_repo_ids(conn, external_service_id)
+            touched = repo_versions.Touched(external_service_id)
+            await touched.note_repos(conn, linked)
             orphans = await repo_store.unlink(conn, external_service_id, linked)
             await self._remove(conn, result, external_service_id, orphans, "service removed", now)
+            await touched.bump(conn)
+        self._memos.pop(external_service_id, None)
         log.warning(
             "%s: no longer in the config: retired; %d repos unlinked, %d removed",
             name, len(linked), result.removed,
@@ -170,23 +126,28 @@ class RepoSyncer:
         started = self._clock()  # the next sync is due ``interval`` after this one started
         timer = time.monotonic()
         result = SyncResult(service=service.name)
-        run = _Run(service.name, await self.register(service), source, d.SeenIds(), result)
+        run = await self._start(service, source, result)
         prog = SyncProgress(service=service.name)
         analyze_at = ANALYZE_AFTER_ADDED
         try:
-            async for page in source.list_repos():
-                kept, dropped = d.dedupe_page(page)
-                result.pages += 1
-                result.listed += len(kept)
-                result.duplicates += dropped
-                await self._apply_page(run, kept)
-                if result.added >= analyze_at:
-                    async with self._engine.begin() as conn:
-                        await repo_store.analyze(conn)
-                    analyze_at = 2 * result.added
-                prog.pages, prog.listed = result.pages, result.listed
-                if progress is not None:
-                    progress(prog)
+            groups = page_groups(source.list_repos(), max_group=PAGES_PER_TRANSACTION)
+            async with contextlib.aclosing(groups):
+                async for group in groups:
+                    kept_pages = []
+                    for page in group:
+                        kept, dropped = d.dedupe_page(page)
+                        result.pages += 1
+                        result.listed += len(kept)
+                        result.duplicates += dropped
+                        kept_pages.append(kept)
+                    await self._apply_group(run, kept_pages)
+                    if result.added >= analyze_at:
+                        async with self._engine.begin() as conn:
+                            await repo_store.analyze(conn)
+                        analyze_at = 2 * result.added
+                    prog.pages, prog.listed = result.pages, result.listed
+                    if progress is not None:
+                        progress(prog)
             result.complete = True
         except SourceError as exc:
             self._failed(result, exc, str(exc))
@@ -213,6 +174,10 @@ class RepoSyncer:
                 self._failed(result, exc, internal_error(exc))
                 log.error("%s: removing unlisted repos failed: %s", service.name, result.error)
                 log.debug("traceback", exc_info=True)
+        if result.complete:
+            self._memos[run.external_service_id] = run.memo
+        else:
+            self._memos.pop(run.external_service_id, None)
         await self._record(run, started, timedelta(seconds=interval))
         if self._metrics is not None:
             failed = None if result.complete else (result.error_reason or "internal")
@@ -240,10 +205,14 @@ class RepoSyncer:
         selection is unlinked and, linked nowhere else, removed, as a complete listing that no
         longer yields it would. Raises what the store raises; the caller fetched ``repo``."""
         result = SyncResult(service=service.name)
-        run = _Run(service.name, external_service_id, source, d.SeenIds(), result, via)
+        # No page memo: one repo is always read, and its write bumps the repos version, which
+        # makes a full sync's remembered pages stale (``repo_versions``).
+        run = SyncRun(
+            service.name, external_service_id, source, d.SeenIds(), result, PageMemo(0), via=via
+        )
         if repo is not None and service.selection.covers(repo.name):
             result.listed = 1
-            await self._apply_page(run, [repo])
+            await self._apply_group(run, [[repo]])
         else:
             async with self._engine.begin() as conn:
                 stored = await repo_store.stored_for_page(
@@ -252,9 +221,12 @@ class RepoSyncer:
                 )  # fmt: skip
                 row = stored.get(external_id)
                 if row is not None and row.linked and not row.deleted:
+                    touched = repo_versions.Touched(external_service_id)
+                    await touched.note_repos(conn, [row.id])
                     gone = await repo_store.unlink(conn, external_service_id, [row.id])
                     why = "not found" if repo is None else "not selected"
                     await self._remove(conn, result, external_service_id, gone, why, self._clock())
+                    await touched.bump(conn)
             result.rows_written += result.removed
         result.complete = True
         if result.changeset_syncs_requested and self._wake is not None:
@@ -270,7 +242,7 @@ class RepoSyncer:
         if isinstance(exc, RateLimited):
             result.retry_after = exc.retry_after
 
-    async def _record(self, run: _Run, started: datetime, interval: timedelta) -> None:
+    async def _record(self, run: SyncRun, started: datetime, interval: timedelta) -> None:
         """Record the sync and schedule the next one (``core.schedule``): backing off while
         the service fails, honouring a rate limit's retry-after, gently less often while
         it stays unchanged."""
@@ -302,27 +274,92 @@ class RepoSyncer:
                 modified=result.modified, removed=result.removed, archived=flips,
             ))  # fmt: skip
 
-    async def _apply_page(self, run: _Run, page: Sequence[SourcedRepo]) -> None:
+    async def _start(
+        self, service: ServiceConfig, source: RepoSource, result: SyncResult
+    ) -> SyncRun:
+        """Register the service and pick up the last sync's unchanged pages, if no write to
+        its repos happened since (the repos version did not move)."""
+        svc_id = await self.register(service)
         async with self._engine.connect() as conn:
-            stored = await repo_store.stored_for_page(
-                conn,
-                host_kind=run.source.kind,
-                host_url=run.source.host_url,
-                external_service_id=run.external_service_id,
-                external_ids=[r.external_id for r in page],
-            )
-        page_diff = d.diff_page(page, stored, run.source.name_prefix, run.seen)
-        run.result.duplicates += page_diff.duplicates
-        run.result.listed -= page_diff.duplicates
-        if page_diff.writes_nothing:
-            run.seen.update(s.id for s in page_diff.unmodified)
-            run.result.unmodified += len(page_diff.unmodified)
-            return
-        async with self._engine.begin() as conn:
-            await self._write_page(conn, run, page_diff)
+            version = await repo_versions.current(conn, svc_id)
+        previous = self._memos.get(svc_id)
+        if previous is not None and previous.version != version:
+            previous = None
+        memo = PageMemo(version)
+        return SyncRun(service.name, svc_id, source, d.SeenIds(), result, memo, previous)
 
-    async def _write_page(self, conn: AsyncConnection, run: _Run, diff: d.PageDiff) -> None:
-        """Write one page's diff, its events and its sync requests (one transaction)."""
+    def _known_unchanged(self, run: SyncRun, key: bytes) -> bool:
+        """A page the last sync found unchanged, under the same repos version, none of whose
+        repos this listing yielded before: unmodified, no store read needed."""
+        ids = None if run.previous is None else run.previous.lookup(key)
+        if ids is None or any(i in run.seen for i in ids):
+            return False
+        run.seen.update(ids)
+        run.result.unmodified += len(ids)
+        run.memo.remember(key, ids)
+        return True
+
+    async def _apply_group(self, run: SyncRun, pages: Sequence[Sequence[SourcedRepo]]) -> None:
+        """Diff and write a group of pages in one transaction: each page is read after the
+        previous one's writes (same transaction), so the diff is exactly the page-by-page one;
+        a page seen unchanged before under the same repos version is not read at all."""
+        prefix = run.source.name_prefix
+        touched: repo_versions.Touched | None = None
+        async with contextlib.AsyncExitStack() as stack:
+            conn: AsyncConnection | None = None
+            for page in pages:
+                key = digest(page, prefix)
+                if self._known_unchanged(run, key):
+                    continue
+                if conn is None:
+                    conn = await stack.enter_async_context(self._engine.begin())
+                stored = await repo_store.stored_for_page(
+                    conn,
+                    host_kind=run.source.kind,
+                    host_url=run.source.host_url,
+                    external_service_id=run.external_service_id,
+                    external_ids=[r.external_id for r in page],
+                )
+                page_diff = d.diff_page(page, stored, prefix, run.seen)
+                run.result.duplicates += page_diff.duplicates
+                run.result.listed -= page_diff.duplicates
+                if page_diff.writes_nothing:
+                    ids = [s.id for s in page_diff.unmodified]
+                    run.seen.update(ids)
+                    run.result.unmodified += len(ids)
+                    if not page_diff.duplicates and len(ids) == len(page):
+                        run.memo.remember(key, ids)
+                    continue
+                touched = touched or repo_versions.Touched(run.external_service_id)
+                await self._write_page(conn, run, page_diff, touched)
+            versions = {} if touched is None or conn is None else await touched.bump(conn)
+        if touched is not None:
+            self._after_own_write(run, versions, cleared=touched.cleared)
+
+    @staticmethod
+    def _after_own_write(run: SyncRun, versions: dict[int, int], *, cleared: bool) -> None:
+        """Our write (committed) bumped the service's repos version by one. Pages remembered
+        so far stay valid unless someone else wrote in between (the version moved by more) or
+        the write removed repos that may sit on other pages (a name conflict)."""
+        new = versions.get(run.external_service_id)
+        if new is None:
+            return
+        if cleared or new - 1 != run.memo.version:
+            run.memo.pages.clear()
+            run.previous = None
+        elif run.previous is not None:
+            run.previous.version = new
+        run.memo.version = new
+
+    async def _write_page(
+        self,
+        conn: AsyncConnection,
+        run: SyncRun,
+        diff: d.PageDiff,
+        touched: repo_versions.Touched,
+    ) -> None:
+        """Write one page's diff, its events and its sync requests (in the caller's
+        transaction), noting the services whose repos it changes in ``touched``."""
         now, result, svc_id = self._clock(), run.result, run.external_service_id
         # Names the page claims that a different live repo holds: the host is the truth.
         claimed = diff.claims()
@@ -333,10 +370,13 @@ class RepoSyncer:
         result.duplicates += repeats
         result.listed -= repeats
         if conflicts:
+            await touched.note_repos(conn, conflicts)
+            touched.cleared = True  # repos of other pages may be gone: forget remembered pages
             gone = await self._remove(conn, result, svc_id, conflicts, "name conflict", now)
             result.name_conflicts += len(gone)
 
         changed = diff.revived + diff.modified
+        await touched.note_repos(conn, [c.stored.id for c in changed])
         await repo_store.update_repos(conn, changed, now)
         new_ids = await repo_store.insert_repos(
             conn, run.source.kind, run.source.host_url, diff.added, now
@@ -391,7 +431,7 @@ class RepoSyncer:
         await notify_changesets(conn, RepoEventKind.DELETED, gone, now, why=reason)
         return gone
 
-    async def _remove_unseen(self, run: _Run) -> None:
+    async def _remove_unseen(self, run: SyncRun) -> None:
         """Remove linked repos that the complete listing did not yield.
 
         Listings page by offset, so a repo deleted on the host while we paged shifts the
@@ -414,8 +454,12 @@ class RepoSyncer:
             return
         now = self._clock()
         async with self._engine.begin() as conn:
+            touched = repo_versions.Touched(run.external_service_id)
+            await touched.note_repos(conn, gone)
             deleted = await repo_store.unlink(conn, run.external_service_id, gone)
             removed = await self._remove(
                 conn, run.result, run.external_service_id, deleted, "not listed", now
             )
+            versions = await touched.bump(conn)
+        self._after_own_write(run, versions, cleared=False)
         run.result.rows_written += len(gone) + 2 * len(removed)

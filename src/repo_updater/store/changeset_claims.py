@@ -110,8 +110,13 @@ async def claim_work(
         q.c.claimed_until <= now,  # a parked request (failed sync) waits for its retry time
         q.c.generation > sa.func.coalesce(q.c.claimed_generation, 0),  # or a newer ask
     )
+    # SQLite: ``+ 0`` keeps the request index the outer loop whatever the statistics say.
+    # After an ANALYZE that saw the request queue empty (it usually is), SQLite assumes the
+    # default ~1M rows for it and drives the join from a full scan of ``changesets`` plus a
+    # sort: every idle poll then costs O(changesets) (issue 12, item 5).
+    request_key = q.c.changeset_id + 0 if conn.dialect.name == "sqlite" else q.c.changeset_id
     requested = (
-        _candidates(now, skip_hosts, q.join(c, c.c.id == q.c.changeset_id))
+        _candidates(now, skip_hosts, q.join(c, c.c.id == request_key))
         .where(request_ready)
         .order_by(q.c.requested_at, q.c.changeset_id)
         .limit(limit)

@@ -200,6 +200,8 @@ async def _require_batch_change(conn: AsyncConnection, batch_change_id: int) -> 
 
 # --- changesets ---------------------------------------------------------------------------------
 
+ANALYZE_AFTER_TRACKED = 1000  # changesets tracked at once before PostgreSQL re-analyzes
+
 
 async def track_changeset(
     conn: AsyncConnection, batch_change_id: int, repo_id: int, number: int, now: datetime
@@ -263,6 +265,10 @@ async def track_changesets(
             .on_conflict_do_nothing()
         )
     await request_sync(conn, ids.values(), "tracked", now)
+    if len(ids) >= ANALYZE_AFTER_TRACKED and conn.dialect.name == "postgresql":
+        # Fresh planner statistics, or the claim plans 100k new rows as if the tables were
+        # small (hash joins, a sort spilled to disk). Not on SQLite: see ``changeset_claims``.
+        await conn.execute(sa.text("ANALYZE changesets, changeset_sync_requests"))
     return [ids[(repo_id, str(number))] for repo_id, number in items]
 
 

@@ -13,71 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from repo_updater.core.batching import chunks
-from repo_updater.core.diff import Change, StoredRepo
+from repo_updater.core.diff import Change
 from repo_updater.core.domain import HostKind, Repo, SourcedRepo
+from repo_updater.store.repo_lookup import stored_for_page as stored_for_page
 from repo_updater.store.schema import external_service_repos, external_services, repos
 from repo_updater.store.sql import insert_ignore
 
 # --- reading for the diff ---------------------------------------------------------------------
-
-
-async def stored_for_page(
-    conn: AsyncConnection,
-    *,
-    host_kind: HostKind,
-    host_url: str,
-    external_service_id: int,
-    external_ids: Sequence[str],
-) -> dict[str, StoredRepo]:
-    """Stored rows (live or deleted) with these external ids, and whether each is linked to
-    the service being synced."""
-    if not external_ids:
-        return {}
-    link = external_service_repos
-    query = (
-        sa.select(
-            repos.c.id,
-            repos.c.name,
-            repos.c.external_id,
-            repos.c.external_name,
-            repos.c.url,
-            repos.c.archived,
-            repos.c.fork,
-            repos.c.private,
-            repos.c.description,
-            repos.c.deleted_at,
-            link.c.repo_id.label("linked"),
-        )
-        .select_from(
-            repos.outerjoin(
-                link,
-                sa.and_(
-                    link.c.repo_id == repos.c.id, link.c.external_service_id == external_service_id
-                ),
-            )
-        )
-        .where(
-            repos.c.host_kind == str(host_kind),
-            repos.c.host_url == host_url,
-            repos.c.external_id.in_(list(external_ids)),
-        )
-    )
-    out: dict[str, StoredRepo] = {}
-    for r in await conn.execute(query):
-        out[r.external_id] = StoredRepo(
-            id=r.id,
-            name=r.name,
-            external_id=r.external_id,
-            external_name=r.external_name,
-            url=r.url,
-            archived=r.archived,
-            fork=r.fork,
-            private=r.private,
-            description=r.description,
-            deleted=r.deleted_at is not None,
-            linked=r.linked is not None,
-        )
-    return out
 
 
 async def live_holders(conn: AsyncConnection, names: Iterable[str]) -> dict[str, tuple[int, str]]:
@@ -163,10 +105,10 @@ async def insert_repos(
         }
         for repo, name in added
     ]
-    result = await conn.execute(
-        repos.insert().returning(repos.c.id, repos.c.external_id, sort_by_parameter_order=True),
-        rows,
-    )
+    # No ``sort_by_parameter_order``: the ids are matched by external id, and asking for the
+    # parameter order makes SQLAlchemy send one INSERT per row on SQLite (issue 12, item 1);
+    # without it the rows go as a few multi-row ``INSERT .. VALUES .. RETURNING``.
+    result = await conn.execute(repos.insert().returning(repos.c.id, repos.c.external_id), rows)
     return {r.external_id: r.id for r in result}
 
 

@@ -64,6 +64,10 @@ external_services = sa.Table(
     sa.Column("webhook_last_delivery_at", UTCDateTime, nullable=True),
     sa.Column("webhook_last_rejected_at", UTCDateTime, nullable=True),
     sa.Column("webhook_last_rejection", sa.String(200), nullable=True),
+    # Grows in every transaction that changes what the repo syncer reads for this service
+    # (a linked repo's row, or its links): ``store.repos`` bumps it in each write. The syncer
+    # trusts a page it read unchanged before only while this did not move (issue 12, item 4).
+    sa.Column("repos_version", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 repos = sa.Table(
@@ -217,7 +221,7 @@ changesets = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("repo_id", "external_id", name="changesets_repo_external_uq"),
 )
-sa.Index("changesets_next_sync_idx", changesets.c.next_sync_at)
+sa.Index("changesets_next_sync_idx", changesets.c.next_sync_at, changesets.c.id)  # claim order
 
 batch_change_changesets = sa.Table(
     "batch_change_changesets",
@@ -273,7 +277,13 @@ changeset_sync_requests = sa.Table(
     sa.Column("claimed_until", UTCDateTime, nullable=True),
     sa.Column("claimed_generation", sa.Integer, nullable=True),
 )
-sa.Index("changeset_sync_requests_requested_idx", changeset_sync_requests.c.requested_at)
+# The claim walks ready requests in (requested_at, changeset_id) order: one index serves both
+# the filter-free walk and its tie-break, so claiming 200 of 100,000 stops after 200 rows.
+sa.Index(
+    "changeset_sync_requests_requested_idx",
+    changeset_sync_requests.c.requested_at,
+    changeset_sync_requests.c.changeset_id,
+)
 
 # One row each time a changeset's external state changes (its first sync included), written in
 # the same transaction as the change by ``store.changesets.rederive``, the one function that sets
