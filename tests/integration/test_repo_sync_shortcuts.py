@@ -108,6 +108,32 @@ async def test_the_version_moves_with_every_writer_of_a_linked_repo(engine: Asyn
     assert await _version(engine, svc) == version + 3
 
 
+async def test_a_single_repo_sync_invalidates_the_remembered_pages(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook's single-repo sync archives a repo and a later unarchive is missed (a dropped
+    delivery): the next full sync must read the page again and see the host's state, although
+    the page is the one it remembered as unchanged."""
+    s = RepoSyncer(engine, TickingClock())
+    listing = [repo(i) for i in range(1, 5)]
+    await s.sync(SERVICE, ListingSource.of(listing))
+    await s.sync(SERVICE, ListingSource.of(listing))  # remembers both pages
+    svc = await s.register(SERVICE)
+    version = await _version(engine, svc)
+    source = ListingSource.of(listing)
+    flip = await s.sync_one(SERVICE, svc, source, repo(3, archived=True), external_id="3")
+    assert flip.archived == ["example.test/acme/repo-3"]
+    assert await _version(engine, svc) == version + 1
+    lookups = CountingLookups(monkeypatch)
+    result = await s.sync(SERVICE, ListingSource.of(listing))
+    assert lookups.calls == 2, "a remembered page was trusted after the single-repo sync"
+    assert result.unarchived == ["example.test/acme/repo-3"]
+    assert await live(engine, archived=True) == {}
+    # The host no longer has repo 4: the single-repo sync removes it and bumps the version.
+    gone = await s.sync_one(SERVICE, svc, source, None, external_id="4")
+    assert gone.removed == 1 and await _version(engine, svc) == version + 3
+
+
 async def _version(engine: AsyncEngine, svc: int) -> int:
     async with engine.connect() as conn:
         return await repo_versions.current(conn, svc)
