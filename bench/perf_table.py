@@ -348,9 +348,10 @@ def measure(a: argparse.Namespace, command: str) -> dict[str, Any]:
         "claims": {},
     }
     print(f"[{a.label}] N={a.repos:,}", flush=True)
-    with rs.emulator(a.repos) as port:
-        for backend in a.backends:
-            result["syncs"][backend] = measure_syncs(backend, a.repos, port, a)
+    if a.repos:  # --repos 0: claims (and cron) only
+        with rs.emulator(a.repos) as port:
+            for backend in a.backends:
+                result["syncs"][backend] = measure_syncs(backend, a.repos, port, a)
     if a.cron_repos:
         result["cron"] = measure_cron(a.cron_repos, a)
     if a.changesets:

@@ -201,6 +201,11 @@ async def _require_batch_change(conn: AsyncConnection, batch_change_id: int) -> 
 # --- changesets ---------------------------------------------------------------------------------
 
 ANALYZE_AFTER_TRACKED = 1000  # changesets tracked at once before PostgreSQL re-analyzes
+# Every table the claim joins: a claim planned on stale row counts (the repos of a fresh store,
+# the new links) hash-joins and sorts all requests instead of walking the request index.
+ANALYZE_TRACKING = (
+    "ANALYZE changesets, changeset_sync_requests, batch_change_changesets, batch_changes, repos"
+)
 
 
 async def track_changeset(
@@ -268,7 +273,7 @@ async def track_changesets(
     if len(ids) >= ANALYZE_AFTER_TRACKED and conn.dialect.name == "postgresql":
         # Fresh planner statistics, or the claim plans 100k new rows as if the tables were
         # small (hash joins, a sort spilled to disk). Not on SQLite: see ``changeset_claims``.
-        await conn.execute(sa.text("ANALYZE changesets, changeset_sync_requests"))
+        await conn.execute(sa.text(ANALYZE_TRACKING))
     return [ids[(repo_id, str(number))] for repo_id, number in items]
 
 
