@@ -43,6 +43,7 @@ from repo_updater.core.errors import (
 )
 from repo_updater.core.selection import normalise_base_url
 from repo_updater.sources.common import deleted
+from repo_updater.sources.github_files import GitHubFiles
 from repo_updater.sources.github_graphql import (
     alias_failures,
     build_query,
@@ -89,7 +90,7 @@ class _CachedPage:
         return [SourcedRepo(*row) for row in json.loads(zlib.decompress(self.blob))]
 
 
-class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
+class GitHubSource(GitHubPermissions, GitHubWrites, GitHubFiles, RestSource):
     kind = HostKind.GITHUB
 
     def __init__(
