@@ -86,8 +86,13 @@ class GitHubFiles:
         )
         sha = commit["sha"]
         try:
-            await self._post(
-                f"{root}/git/refs", "create_ref", {"ref": f"refs/heads/{branch}", "sha": sha}
+            await self.client.request(
+                "POST",
+                f"{root}/git/refs",
+                kind="create_ref",
+                idempotent=True,
+                wait_rate_limits=False,
+                json={"ref": f"refs/heads/{branch}", "sha": sha},
             )
         except Refused as exc:
             if "already exists" not in str(exc):

@@ -1,0 +1,117 @@
+"""Applying batch specs through the durable apply_spec operation, against the emulator and a
+real store (SQLite and PostgreSQL): branch, commit and pull request on the host, the changeset
+tracked, idempotent re-applies, updates, closes, archived refusals, interrupted attempts."""
+
+from __future__ import annotations
+
+from repo_updater.core.domain import ExternalState, HostKind, HostPullState
+from repo_updater.emulator.server import RunningEmulator
+from repo_updater.store import changesets as cs_store
+from repo_updater.store import operations as op_store
+from tests.support.specs import apply, make_spec, synced_app, write_count
+
+CI = ".github/workflows/ci.yml"
+
+
+def seed_github(emu: RunningEmulator, repos: int = 3) -> None:
+    host = emu.state.host(HostKind.GITHUB)
+    for i in range(repos):
+        host.add_repo("acme", f"app-{i}")
+
+
+async def test_apply_on_github_opens_branch_commit_and_draft_pull_and_tracks_it(
+    store_url: str, emu: RunningEmulator
+) -> None:
+    seed_github(emu)
+    host = emu.state.host(HostKind.GITHUB)
+    async with synced_app(store_url, emu) as app:
+        queued, view = await apply(app, make_spec())
+        assert (view.total, view.done, view.skipped, view.failed) == (3, 3, 0, 0)
+        async with app.engine.connect() as conn:
+            tracked = await cs_store.list_changesets(conn)
+            results = await op_store.list_results(conn, queued.operation_id)
+        assert sorted(v.repo_name for v in tracked) == [
+            f"github.test/acme/app-{i}" for i in range(3)
+        ]
+        assert {v.external_state for v in tracked} == {ExternalState.DRAFT}
+        assert {(r.detail, r.attempts) for r in results} == {("commit, then open pull request", 1)}
+        assert all(r.number == 1 for r in results)
+    for i in range(3):
+        repo = host.repo(f"acme/app-{i}")
+        assert "actions/checkout@v4" in (repo.git.file("batch/upgrade-ci", CI) or "")
+        assert "actions/checkout@v3" in (repo.git.file("main", CI) or "")  # base untouched
+        head = repo.git.commits[repo.git.branches["batch/upgrade-ci"]]
+        assert head.parents == (repo.git.branches["main"],)  # ONE commit on the base
+        assert head.message == "ci: checkout v4"
+        (pull,) = repo.pulls.values()
+        assert (pull.head_ref, pull.base_ref, pull.state) == (
+            "batch/upgrade-ci", "main", HostPullState.DRAFT,
+        )  # fmt: skip
+
+
+async def test_reapply_of_the_same_spec_writes_nothing(
+    store_url: str, emu: RunningEmulator
+) -> None:
+    seed_github(emu)
+    async with synced_app(store_url, emu) as app:
+        await apply(app, make_spec())
+        before = write_count(emu, HostKind.GITHUB)
+        _, view = await apply(app, make_spec())
+    assert write_count(emu, HostKind.GITHUB) == before
+    assert (view.done, view.skipped) == (0, 3)
+
+
+async def test_changed_content_force_updates_branch_and_title_change_updates_pull(
+    store_url: str, emu: RunningEmulator
+) -> None:
+    seed_github(emu, repos=1)
+    host = emu.state.host(HostKind.GITHUB)
+    repo = host.repo("acme/app-0")
+    async with synced_app(store_url, emu) as app:
+        await apply(app, make_spec())
+        first = repo.git.branches["batch/upgrade-ci"]
+        changes = [{"path": CI, "replace": {"regex": "checkout@v3", "replacement": "checkout@v5"}}]
+        _, view = await apply(app, make_spec(changes=changes, title="Checkout v5"))
+        assert view.done == 1
+    second = repo.git.branches["batch/upgrade-ci"]
+    assert second != first
+    assert repo.git.commits[second].parents == (repo.git.branches["main"],)  # forced, not stacked
+    assert "checkout@v5" in (repo.git.file("batch/upgrade-ci", CI) or "")
+    (pull,) = repo.pulls.values()
+    assert pull.title == "Checkout v5"
+    assert len(repo.pulls) == 1
+
+
+async def test_repo_no_longer_matched_has_its_changeset_closed(
+    store_url: str, emu: RunningEmulator
+) -> None:
+    seed_github(emu, repos=2)
+    host = emu.state.host(HostKind.GITHUB)
+    async with synced_app(store_url, emu) as app:
+        await apply(app, make_spec())
+        on = {"repos": ["*/acme/*"], "exclude": ["*/app-1"]}
+        queued, view = await apply(app, make_spec(on=on))
+        assert queued.removed == 1
+        assert (view.done, view.skipped) == (1, 1)
+    assert host.repo("acme/app-1").pulls[1].state is HostPullState.CLOSED
+    assert host.repo("acme/app-0").pulls[1].state is HostPullState.DRAFT
+
+
+async def test_archived_repo_met_during_apply_turns_readonly(
+    store_url: str, emu: RunningEmulator
+) -> None:
+    seed_github(emu, repos=2)
+    host = emu.state.host(HostKind.GITHUB)
+    async with synced_app(store_url, emu) as app:
+        await apply(app, make_spec())
+        host.set_archived("acme/app-1", True)  # the store has not seen it yet
+        changes = [{"path": CI, "replace": {"regex": "checkout@v3", "replacement": "checkout@v5"}}]
+        queued, view = await apply(app, make_spec(changes=changes))
+        async with app.engine.connect() as conn:
+            states = {v.repo_name: v.external_state for v in await cs_store.list_changesets(conn)}
+            results = {r.repo_name: r.detail for r in
+                       await op_store.list_results(conn, queued.operation_id)}  # fmt: skip
+    assert states["github.test/acme/app-1"] is ExternalState.READONLY
+    assert states["github.test/acme/app-0"] is ExternalState.DRAFT
+    assert "archived" in results["github.test/acme/app-1"]
+    assert (view.done, view.skipped) == (1, 1)
