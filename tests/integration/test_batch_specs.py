@@ -7,8 +7,11 @@ from __future__ import annotations
 from repo_updater.core.domain import ExternalState, HostKind, HostPullState
 from repo_updater.emulator.server import RunningEmulator
 from repo_updater.store import changesets as cs_store
+from repo_updater.service_layer import spec_apply
 from repo_updater.store import operations as op_store
-from tests.support.specs import apply, make_spec, synced_app, write_count
+from repo_updater.store.schema import bulk_operation_results
+from tests.support.operations import run_until_finished
+from tests.support.specs import apply, make_spec, synced_app, write_count, writers
 
 CI = ".github/workflows/ci.yml"
 
@@ -115,3 +118,49 @@ async def test_archived_repo_met_during_apply_turns_readonly(
     assert states["github.test/acme/app-0"] is ExternalState.DRAFT
     assert "archived" in results["github.test/acme/app-1"]
     assert (view.done, view.skipped) == (1, 1)
+
+
+async def test_an_interrupted_apply_resumes_without_committing_twice(
+    store_url: str, emu: RunningEmulator
+) -> None:
+    seed_github(emu, repos=1)
+    host = emu.state.host(HostKind.GITHUB)
+    repo = host.repo("acme/app-0")
+    async with synced_app(store_url, emu) as app:
+        hosts = writers(app)
+        async with app.engine.begin() as conn:
+            queued = await spec_apply.enqueue(conn, make_spec(), requested_by="test",
+                                              now=app.clock(), hosts=lambda h: h in hosts)  # fmt: skip
+        # A worker died after it recorded the start of the write and the commit reached the
+        # host, before the pull request was opened.
+        async with app.engine.begin() as conn:
+            await conn.execute(
+                bulk_operation_results.update()
+                .where(bulk_operation_results.c.operation_id == queued.operation_id)
+                .values(write_started_at=app.clock(), attempts=1)
+            )
+        text = (repo.git.file("main", CI) or "").replace("checkout@v3", "checkout@v4")
+        landed = repo.git.commit_files("main", {CI: text}, "ci: checkout v4")
+        repo.git.branches["batch/upgrade-ci"] = landed.sha
+        view = await run_until_finished(app, queued.operation_id)
+        async with app.engine.connect() as conn:
+            (result,) = await op_store.list_results(conn, queued.operation_id)
+    assert view.done == 1
+    assert result.detail == "open pull request"
+    assert [w.action for w in host.writes.log] == ["create"]  # no second commit
+    assert repo.git.branches["batch/upgrade-ci"] == landed.sha
+    assert repo.pulls[1].head_ref == "batch/upgrade-ci"
+
+
+async def test_a_rate_limit_pauses_the_apply_and_it_resumes_where_it_stopped(
+    store_url: str, emu: RunningEmulator
+) -> None:
+    seed_github(emu, repos=2)
+    host = emu.state.host(HostKind.GITHUB)
+    host.faults.rate_limited_next = 1
+    host.faults.retry_after = 1
+    host.faults.path_contains = "/git/trees"
+    async with synced_app(store_url, emu) as app:
+        _, view = await apply(app, make_spec())
+    assert (view.done, view.failed) == (2, 0)
+    assert all(len(host.repo(f"acme/app-{i}").pulls) == 1 for i in range(2))
