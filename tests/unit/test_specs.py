@@ -126,5 +126,7 @@ def test_steps_write_only_what_differs() -> None:
     assert not steps(spec, outcome, closed).any  # a closed pull request is left alone
     unpublished = parse_spec(spec_data(published=False))
     assert steps(unpublished, decide(unpublished, {CI: V3}), Applied()).describe() == "commit"
+    nothing = decide(spec, {CI: None})
+    assert not steps(spec, nothing, Applied()).any  # no branch, no pull request
     other_message = parse_spec(spec_data(commit_message="other"))
     assert decide(other_message, {CI: V3}).digest != outcome.digest

@@ -229,7 +229,10 @@ def steps(spec: Spec, outcome: Outcome, applied: Applied) -> Steps:
     if spec.changeset.published is Published.FALSE:
         return Steps(commit=commit)
     if applied.number is None:
-        return Steps(commit=commit, open_pull=True)
+        # A branch is needed to open a pull request from: one this apply commits, or one an
+        # earlier apply made.
+        has_branch = commit or applied.digest is not None
+        return Steps(commit=commit, open_pull=has_branch)
     template = spec.changeset
     update = applied.open and (template.title, template.body) != (applied.title, applied.body)
     ready = applied.open and applied.draft and template.published is Published.TRUE
