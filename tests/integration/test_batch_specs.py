@@ -6,14 +6,41 @@ from __future__ import annotations
 
 from repo_updater.core.domain import ExternalState, HostKind, HostPullState
 from repo_updater.emulator.server import RunningEmulator
-from repo_updater.store import changesets as cs_store
 from repo_updater.service_layer import spec_apply
+from repo_updater.store import changesets as cs_store
 from repo_updater.store import operations as op_store
 from repo_updater.store.schema import bulk_operation_results
-from tests.support.operations import run_until_finished
+from tests.support.operations import OWNERS, run_until_finished
 from tests.support.specs import apply, make_spec, synced_app, write_count, writers
 
 CI = ".github/workflows/ci.yml"
+
+
+FILE_HOSTS = [HostKind.GITHUB, HostKind.GITLAB]
+
+
+async def test_apply_on_each_host_commits_opens_and_tracks_then_reapply_writes_nothing(
+    store_url: str, emu: RunningEmulator
+) -> None:
+    for kind in FILE_HOSTS:
+        emu.state.host(kind).add_repo(OWNERS[kind], "svc")
+    async with synced_app(store_url, emu) as app:
+        _, view = await apply(app, make_spec())
+        assert (view.total, view.done, view.failed) == (len(FILE_HOSTS), len(FILE_HOSTS), 0)
+        async with app.engine.connect() as conn:
+            states = {v.repo_name: v.external_state for v in await cs_store.list_changesets(conn)}
+        before = {kind: write_count(emu, kind) for kind in FILE_HOSTS}
+        _, again = await apply(app, make_spec())
+        assert again.done == 0
+    for kind in FILE_HOSTS:
+        repo = emu.state.host(kind).repo(f"{OWNERS[kind]}/svc")
+        assert "checkout@v4" in (repo.git.file("batch/upgrade-ci", CI) or ""), kind
+        head = repo.git.commits[repo.git.branches["batch/upgrade-ci"]]
+        assert head.parents == (repo.git.branches["main"],), kind  # one commit
+        (pull,) = repo.pulls.values()
+        assert (pull.head_ref, pull.state) == ("batch/upgrade-ci", HostPullState.DRAFT), kind
+        assert states[f"{kind.value}.test/{OWNERS[kind]}/svc"] is ExternalState.DRAFT
+        assert write_count(emu, kind) == before[kind], kind  # the re-apply wrote nothing
 
 
 def seed_github(emu: RunningEmulator, repos: int = 3) -> None:
@@ -129,8 +156,9 @@ async def test_an_interrupted_apply_resumes_without_committing_twice(
     async with synced_app(store_url, emu) as app:
         hosts = writers(app)
         async with app.engine.begin() as conn:
-            queued = await spec_apply.enqueue(conn, make_spec(), requested_by="test",
-                                              now=app.clock(), hosts=lambda h: h in hosts)  # fmt: skip
+            queued = await spec_apply.enqueue(
+                conn, make_spec(), requested_by="test", now=app.clock(), hosts=lambda h: h in hosts
+            )
         # A worker died after it recorded the start of the write and the commit reached the
         # host, before the pull request was opened.
         async with app.engine.begin() as conn:

@@ -18,7 +18,6 @@ from repo_updater.store.operations import OperationView
 from tests.support.operations import FAST, config, run_until_finished
 
 
-
 def spec_data(**changes: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": "upgrade-ci",
@@ -51,7 +50,9 @@ def make_spec(**changes: Any) -> Spec:
 
 
 @asynccontextmanager
-async def synced_app(store_url: str, emu: RunningEmulator, **settings: object) -> AsyncIterator[App]:
+async def synced_app(
+    store_url: str, emu: RunningEmulator, **settings: object
+) -> AsyncIterator[App]:
     async with open_app(config(store_url, emu, **settings), retry=FAST) as app:
         for name in app.sources:
             assert (await app.repo_sync_worker.sync_service(name)).complete

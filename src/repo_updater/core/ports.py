@@ -3,7 +3,7 @@ request counter a source reports its traffic to. No I/O here."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -103,9 +103,13 @@ class FileWriter(Protocol):
         branch: str,
         files: Mapping[str, str | None],
         message: str,
+        existing: Collection[str],
     ) -> None:
         """ONE commit on top of ``base``'s head that writes ``files`` (None deletes a file),
-        and ``branch`` pointed at it: created, or force-updated when it exists."""
+        and ``branch`` pointed at it: created, or force-updated when it exists. ``existing``:
+        which of the paths exist on ``base`` (some APIs name create and update apart).
+        Where a host's API cannot force-update a branch or make one commit of many files,
+        its source says what it does instead."""
         ...
 
 

@@ -108,7 +108,8 @@ class SpecRunner:
         if started is not None:
             return started
         try:
-            await self._write(group, attempt, spec, outcome, todo, base, source, files)
+            existing = {path for path, content in current.items() if content is not None}
+            await self._write(group, attempt, spec, outcome, todo, base, existing, source, files)
         except SourceError as exc:
             w._count_write(group, exc)
             return await w._failed(group, self._as_attempt(attempt), exc, started=True)
@@ -124,6 +125,7 @@ class SpecRunner:
         outcome: Outcome,
         todo: Steps,
         base: str,
+        existing: set[str],
         source: WritingSource,
         files: FileWriter,
     ) -> None:
@@ -144,6 +146,7 @@ class SpecRunner:
                 branch=template.branch,
                 files=outcome.files,
                 message=template.commit_message,
+                existing=existing,
             )
             async with w._transaction() as conn:
                 await store.record_commit(

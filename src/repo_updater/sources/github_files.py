@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -63,6 +63,7 @@ class GitHubFiles:
         branch: str,
         files: Mapping[str, str | None],
         message: str,
+        existing: Collection[str] = (),
     ) -> None:
         root = _repo(repo_name)
         head, _ = await self.client.get_json(f"{root}/branches/{quote(base)}", kind="get_branch")

@@ -62,6 +62,7 @@ from repo_updater.sources.common import (
     load_groups,
     parse_iso,
 )
+from repo_updater.sources.gitlab_files import GitLabFiles
 from repo_updater.sources.gitlab_writes import GitLabWrites
 from repo_updater.sources.http import parse_next_link, rebase_link
 from repo_updater.sources.permissions import GitLabPermissions
@@ -83,7 +84,7 @@ def _path(name: str) -> str:
     return quote(name, safe="")
 
 
-class GitLabSource(GitLabPermissions, GitLabWrites, RestSource):
+class GitLabSource(GitLabPermissions, GitLabWrites, GitLabFiles, RestSource):
     kind = HostKind.GITLAB
     api_suffix = "/api/v4"
 
