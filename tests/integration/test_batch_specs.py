@@ -16,7 +16,7 @@ from tests.support.specs import apply, make_spec, synced_app, write_count, write
 CI = ".github/workflows/ci.yml"
 
 
-FILE_HOSTS = [HostKind.GITHUB, HostKind.GITLAB, HostKind.GITEA]
+FILE_HOSTS = list(HostKind)
 
 
 async def test_apply_on_each_host_commits_opens_and_tracks_then_reapply_writes_nothing(

@@ -51,11 +51,16 @@ class _Files:
         if content is None:
             return _error(request, 404, "GetContentsOrList")
         return web.json_response(
-            {"type": "file", "encoding": "base64", "path": path,
-             "name": path.rpartition("/")[2], "sha": repo.git.blob(content),
-             "size": len(content.encode()),
-             "content": base64.b64encode(content.encode()).decode()}
-        )  # fmt: skip
+            {
+                "type": "file",
+                "encoding": "base64",
+                "path": path,
+                "name": path.rpartition("/")[2],
+                "sha": repo.git.blob(content),
+                "size": len(content.encode()),
+                "content": base64.b64encode(content.encode()).decode(),
+            }
+        )
 
     async def get_branch(self, request: web.Request) -> web.Response:
         repo = self.gt._repo(request)

@@ -108,6 +108,11 @@ class _Files:
         made = git.commit_files(start, changes, message)
         git.branches[branch] = made.sha
         return web.json_response(
-            {"id": made.sha, "short_id": made.sha[:8], "message": message, "parent_ids":
-             list(made.parents)}, status=201
-        )  # fmt: skip
+            {
+                "id": made.sha,
+                "short_id": made.sha[:8],
+                "message": message,
+                "parent_ids": list(made.parents),
+            },
+            status=201,
+        )
