@@ -29,18 +29,29 @@ async def test_apply_on_each_host_commits_opens_and_tracks_then_reapply_writes_n
         assert (view.total, view.done, view.failed) == (len(FILE_HOSTS), len(FILE_HOSTS), 0)
         async with app.engine.connect() as conn:
             states = {v.repo_name: v.external_state for v in await cs_store.list_changesets(conn)}
+        firsts = {}
+        for kind in FILE_HOSTS:
+            repo = emu.state.host(kind).repo(f"{OWNERS[kind]}/svc")
+            firsts[kind] = repo.git.branches["batch/upgrade-ci"]
+            assert "checkout@v4" in (repo.git.file("batch/upgrade-ci", CI) or ""), kind
         before = {kind: write_count(emu, kind) for kind in FILE_HOSTS}
         _, again = await apply(app, make_spec())
         assert again.done == 0
+        after_reapply = {kind: write_count(emu, kind) for kind in FILE_HOSTS}
+        changes = [{"path": CI, "replace": {"regex": "checkout@v3", "replacement": "checkout@v5"}}]
+        _, changed = await apply(app, make_spec(changes=changes, title="Checkout v5"))
+        assert (changed.done, changed.failed) == (len(FILE_HOSTS), 0)
     for kind in FILE_HOSTS:
         repo = emu.state.host(kind).repo(f"{OWNERS[kind]}/svc")
-        assert "checkout@v4" in (repo.git.file("batch/upgrade-ci", CI) or ""), kind
-        head = repo.git.commits[repo.git.branches["batch/upgrade-ci"]]
-        assert head.parents == (repo.git.branches["main"],), kind  # one commit
+        first = repo.git.commits[firsts[kind]]
+        assert first.parents == (repo.git.branches["main"],), kind  # ONE commit on the base
         (pull,) = repo.pulls.values()
         assert (pull.head_ref, pull.state) == ("batch/upgrade-ci", HostPullState.DRAFT), kind
         assert states[f"{kind.value}.test/{OWNERS[kind]}/svc"] is ExternalState.DRAFT
-        assert write_count(emu, kind) == before[kind], kind  # the re-apply wrote nothing
+        assert after_reapply[kind] == before[kind], kind  # the re-apply wrote nothing
+        # the changed spec: new content on the branch, the new title on the same PR
+        assert "checkout@v5" in (repo.git.file("batch/upgrade-ci", CI) or ""), kind
+        assert pull.title.endswith("Checkout v5"), kind
 
 
 def seed_github(emu: RunningEmulator, repos: int = 3) -> None:
@@ -192,3 +203,21 @@ async def test_a_rate_limit_pauses_the_apply_and_it_resumes_where_it_stopped(
         _, view = await apply(app, make_spec())
     assert (view.done, view.failed) == (2, 0)
     assert all(len(host.repo(f"acme/app-{i}").pulls) == 1 for i in range(2))
+
+
+async def test_on_removed_detach_leaves_the_pull_open_and_untracked(
+    store_url: str, emu: RunningEmulator
+) -> None:
+    seed_github(emu, repos=2)
+    host = emu.state.host(HostKind.GITHUB)
+    async with synced_app(store_url, emu) as app:
+        queued, _ = await apply(app, make_spec())
+        before = write_count(emu, HostKind.GITHUB)
+        on = {"repos": ["*/acme/*"], "exclude": ["*/app-1"]}
+        again, view = await apply(app, make_spec(on=on, on_removed="detach"))
+        async with app.engine.connect() as conn:
+            members = await op_store.select_targets(conn, queued.batch_change_id)
+    assert again.detached == 1 and again.removed == 0
+    assert write_count(emu, HostKind.GITHUB) == before  # nothing written
+    assert host.repo("acme/app-1").pulls[1].state is HostPullState.DRAFT
+    assert [t.repo_name for t in members] == ["github.test/acme/app-0"]
