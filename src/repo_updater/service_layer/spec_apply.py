@@ -12,9 +12,10 @@ detached at once (``changeset.on_removed: detach``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -57,6 +58,16 @@ class Enqueued:
     skipped: dict[str, str]  # repo name -> reason (archived, fork: not read)
     detached: int
     removed: int  # results that will close a changeset no longer matched
+
+
+def file_writers(sources: Iterable[object]) -> dict[HostKey, FileWriter]:
+    """The sources that can read files and commit, by host."""
+    out: dict[HostKey, FileWriter] = {}
+    for source in sources:
+        if hasattr(source, "commit_files"):
+            kind, url = getattr(source, "kind"), getattr(source, "host_url")  # noqa: B009
+            out[(HostKind(kind), str(url))] = cast(FileWriter, source)
+    return out
 
 
 def _host(repo: SpecRepo) -> HostKey:

@@ -58,13 +58,9 @@ def read_spec(path: str) -> Spec:
 
 def file_writers(app: App) -> FileWriters:
     """The app's sources that can read files and commit (by host)."""
-    from repo_updater.core.ports import FileWriter
+    from repo_updater.service_layer.spec_apply import file_writers as of
 
-    out: dict[Any, FileWriter] = {}
-    for source in app.sources.values():
-        if hasattr(source, "commit_files"):
-            out[(source.kind, source.host_url)] = source  # type: ignore[assignment]
-    return out
+    return of(app.sources.values())
 
 
 async def cmd_apply(args: argparse.Namespace) -> int:
