@@ -218,6 +218,7 @@ async def test_on_removed_detach_leaves_the_pull_open_and_untracked(
         async with app.engine.connect() as conn:
             members = await op_store.select_targets(conn, queued.batch_change_id)
     assert again.detached == 1 and again.removed == 0
+    assert (view.total, view.done) == (1, 0)  # app-0: unchanged
     assert write_count(emu, HostKind.GITHUB) == before  # nothing written
     assert host.repo("acme/app-1").pulls[1].state is HostPullState.DRAFT
     assert [t.repo_name for t in members] == ["github.test/acme/app-0"]
