@@ -79,51 +79,59 @@ def seed(state: EmulatorState) -> None:
     demo_operations.seed(state)  # pull requests for the bulk-operations step
 
 
+DEMO_CONFIG_FILE = "repo-updater-demo.yaml"
+
+
 def demo_config(
     base_urls: dict[HostKind, str], database: str, api_port: int, interval: float
 ) -> Config:
-    return parse_config(
-        {
-            "database": database,
-            "repo_sync_interval": interval,
-            "changeset_poll_interval": 1,
-            # A short refresh, so the walkthrough sees a removal on the host within seconds
-            # (the default is every 24 hours).
-            "permissions": {"refresh_interval": interval, "poll_interval": 0.5},
-            "api": {"host": "127.0.0.1", "port": api_port},
-            "external_services": [
-                {
-                    "name": "demo-github",
-                    "kind": "github",
-                    "url": base_urls[HostKind.GITHUB],
-                    "orgs": ["acme"],
-                    "name_prefix": "github.emulator",
-                },
-                {
-                    "name": "demo-gitlab",
-                    "kind": "gitlab",
-                    "url": base_urls[HostKind.GITLAB],
-                    "orgs": ["platform"],
-                    "name_prefix": "gitlab.emulator",
-                },
-                {
-                    "name": "demo-gitea",
-                    "kind": "gitea",
-                    "url": base_urls[HostKind.GITEA],
-                    "orgs": ["infra"],
-                    "name_prefix": "gitea.emulator",
-                },
-                {
-                    "name": "demo-bitbucket",
-                    "kind": "bitbucketServer",
-                    "url": base_urls[HostKind.BITBUCKET_SERVER],
-                    "orgs": ["OPS"],
-                    "name_prefix": "bitbucket.emulator",
-                },
-            ],
-        },
-        {},
-    )
+    return parse_config(demo_config_dict(base_urls, database, api_port, interval), {})
+
+
+def demo_config_dict(
+    base_urls: dict[HostKind, str], database: str, api_port: int, interval: float
+) -> dict[str, Any]:
+    """The demo's config as a config file would hold it (written to ``DEMO_CONFIG_FILE``, so
+    that commands which talk to the hosts, such as ``batch-changes apply``, can use it)."""
+    return {
+        "database": database,
+        "repo_sync_interval": interval,
+        "changeset_poll_interval": 1,
+        # A short refresh, so the walkthrough sees a removal on the host within seconds
+        # (the default is every 24 hours).
+        "permissions": {"refresh_interval": interval, "poll_interval": 0.5},
+        "api": {"host": "127.0.0.1", "port": api_port},
+        "external_services": [
+            {
+                "name": "demo-github",
+                "kind": "github",
+                "url": base_urls[HostKind.GITHUB],
+                "orgs": ["acme"],
+                "name_prefix": "github.emulator",
+            },
+            {
+                "name": "demo-gitlab",
+                "kind": "gitlab",
+                "url": base_urls[HostKind.GITLAB],
+                "orgs": ["platform"],
+                "name_prefix": "gitlab.emulator",
+            },
+            {
+                "name": "demo-gitea",
+                "kind": "gitea",
+                "url": base_urls[HostKind.GITEA],
+                "orgs": ["infra"],
+                "name_prefix": "gitea.emulator",
+            },
+            {
+                "name": "demo-bitbucket",
+                "kind": "bitbucketServer",
+                "url": base_urls[HostKind.BITBUCKET_SERVER],
+                "orgs": ["OPS"],
+                "name_prefix": "bitbucket.emulator",
+            },
+        ],
+    }
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], limit: float, what: str) -> float:
@@ -259,6 +267,18 @@ async def until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
     return True
 
 
+def _write_config(data: dict[str, Any]) -> str:
+    """Write the demo's config next to the working directory; its name, or a note why not."""
+    import yaml
+
+    try:
+        with open(DEMO_CONFIG_FILE, "w", encoding="utf-8") as f:
+            yaml.safe_dump(data, f)
+    except OSError as exc:
+        return f"(could not write {DEMO_CONFIG_FILE}: {exc})"
+    return DEMO_CONFIG_FILE
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     state = EmulatorState()
     seed(state)
@@ -275,6 +295,8 @@ async def run_demo(args: argparse.Namespace) -> int:
         urls = {kind: emulator.base_url(kind) for kind in HostKind}
         database = args.database or DEFAULT_DATABASE
         config = demo_config(urls, database, args.api_port, args.interval)
+        config_file = _write_config(demo_config_dict(urls, database, args.api_port,
+                                                     args.interval))  # fmt: skip
         print(f"emulator: {emulator.url}  (admin API {emulator.url}/_admin)")
         print(f"database: {config.database}")
         stop = asyncio.Event()
@@ -308,7 +330,11 @@ async def run_demo(args: argparse.Namespace) -> int:
                     f"  repo-updater changesets list --state readonly{db_flag}\n"
                     f"  repo-updater emulator collaborator remove {PRIVATE_REPO} bob "
                     f"--url {emulator.url}\n"
-                    f"  repo-updater repos permissions github.emulator/{PRIVATE_REPO}{db_flag}",
+                    f"  repo-updater repos permissions github.emulator/{PRIVATE_REPO}{db_flag}\n"
+                    f"  repo-updater batch-changes apply examples/upgrade-ci.yaml --preview "
+                    f"--config {config_file}\n"
+                    f"  repo-updater batch-changes apply examples/upgrade-ci.yaml "
+                    f"--config {config_file}",
                     flush=True,
                 )
                 await stop.wait()
