@@ -118,15 +118,15 @@ async def floor(state: EmulatorState) -> float:
             text = base64.b64decode(got["content"]).decode().replace("@v3", "@v4")
             branch = (await client.get(f"{root}/branches/main")).json()["commit"]
             entry = {"path": CI, "mode": "100644", "type": "blob", "content": text}
-            tree = (await client.post(f"{root}/git/trees", json={
-                "base_tree": branch["commit"]["tree"]["sha"], "tree": [entry]})).json()  # fmt: skip
-            commit = (await client.post(f"{root}/git/commits", json={
-                "message": "m", "tree": tree["sha"], "parents": [branch["sha"]]})).json()  # fmt: skip
-            (await client.post(f"{root}/git/refs", json={
-                "ref": "refs/heads/batch/upgrade-ci", "sha": commit["sha"]})).raise_for_status()  # fmt: skip
-            (await client.post(f"{root}/pulls", json={
-                "title": "t", "body": "", "head": "batch/upgrade-ci", "base": "main",
-                "draft": True})).raise_for_status()  # fmt: skip
+            tree_body = {"base_tree": branch["commit"]["tree"]["sha"], "tree": [entry]}
+            tree = (await client.post(f"{root}/git/trees", json=tree_body)).json()
+            commit_body = {"message": "m", "tree": tree["sha"], "parents": [branch["sha"]]}
+            commit = (await client.post(f"{root}/git/commits", json=commit_body)).json()
+            ref_body = {"ref": "refs/heads/batch/upgrade-ci", "sha": commit["sha"]}
+            (await client.post(f"{root}/git/refs", json=ref_body)).raise_for_status()
+            pull = {"title": "t", "body": "", "head": "batch/upgrade-ci", "base": "main",
+                    "draft": True}  # fmt: skip
+            (await client.post(f"{root}/pulls", json=pull)).raise_for_status()
         return time.perf_counter() - start
 
 
@@ -163,12 +163,11 @@ async def apply_once(app: App, text: str) -> tuple[float, int, int, int]:
     return time.perf_counter() - start, view.done, view.skipped, view.failed
 
 
-async def one_run(backend: str, workdir: Path) -> Run:
+async def one_run(backend: str, workdir: Path, text: str) -> Run:
     run = Run()
     run.floor = await floor(seed())
     state = seed()
     gh = state.host(HostKind.GITHUB)
-    text = (ROOT / "examples" / "upgrade-ci.yaml").read_text()
     async with database(backend, workdir) as url, running_emulator(state) as emu:
         config = parse_config(
             {"database": url, "external_services": [{
@@ -229,19 +228,16 @@ def report(results: dict[str, list[Run]], runs: int) -> str:
     return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace) -> int:
+async def main_async(args: argparse.Namespace, text: str) -> dict[str, list[Run]]:
     results: dict[str, list[Run]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends.split(","):
             results[backend] = []
             for i in range(args.runs):
-                run = await one_run(backend, Path(tmp))
+                run = await one_run(backend, Path(tmp), text)
                 print(f"{backend} run {i + 1}: {run}", file=sys.stderr, flush=True)
                 results[backend].append(run)
-    text = report(results, args.runs)
-    Path(args.output).write_text(text)
-    print(text)
-    return 0
+    return results
 
 
 def main() -> int:
@@ -249,7 +245,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "specs.md"))
-    return asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    spec_text = (ROOT / "examples" / "upgrade-ci.yaml").read_text()
+    text = report(asyncio.run(main_async(args, spec_text)), args.runs)
+    Path(args.output).write_text(text)
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":
