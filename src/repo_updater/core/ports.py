@@ -87,6 +87,10 @@ class FileWriter(Protocol):
     batch spec applier's side). ``repo_name`` is host-relative. Writes raise as
     ``ChangesetWriter``'s do (``RepoArchived`` when the repository is archived)."""
 
+    def commit_cost(self, files: Mapping[str, str | None]) -> int:
+        """How many write requests ``commit_files`` sends at most (for the write budget)."""
+        ...
+
     async def default_branch(self, repo_name: str) -> str: ...
 
     async def read_files(

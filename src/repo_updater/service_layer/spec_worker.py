@@ -140,6 +140,8 @@ class SpecRunner:
 
         if todo.commit:
             await token()
+            for _ in range(files.commit_cost(outcome.files) - 1):  # one token per request
+                await w._token_in_place(group)
             await files.commit_files(
                 group.repo_name,
                 base=base,

@@ -43,6 +43,9 @@ class BitbucketFiles:
             self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any
         ) -> httpx.Response: ...
 
+    def commit_cost(self, files: Mapping[str, str | None]) -> int:
+        return max(1, len(files))  # one request (and commit) per file
+
     async def default_branch(self, repo_name: str) -> str:
         data, _ = await self._get(f"{_repo(repo_name)}/default-branch", kind="get_repo")
         branch = as_dict(data).get("displayId")

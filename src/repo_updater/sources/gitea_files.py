@@ -36,6 +36,9 @@ class GiteaFiles:
             self, method: str, url: str, repo_name: str, *, idempotent: bool = True, **kwargs: Any
         ) -> httpx.Response: ...
 
+    def commit_cost(self, files: Mapping[str, str | None]) -> int:
+        return 1
+
     async def default_branch(self, repo_name: str) -> str:
         data, _ = await self._get(_repo(repo_name), kind="get_repo")
         branch = data.get("default_branch") if isinstance(data, dict) else None

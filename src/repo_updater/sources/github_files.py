@@ -34,6 +34,9 @@ class GitHubFiles:
         @property
         def client(self) -> HostClient: ...
 
+    def commit_cost(self, files: Mapping[str, str | None]) -> int:
+        return 4  # tree, commit, ref (and a PATCH when the branch exists)
+
     async def default_branch(self, repo_name: str) -> str:
         data, _ = await self.client.get_json(_repo(repo_name), kind="get_repo")
         branch = data.get("default_branch") if isinstance(data, dict) else None
