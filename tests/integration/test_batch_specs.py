@@ -222,3 +222,27 @@ async def test_on_removed_detach_leaves_the_pull_open_and_untracked(
     assert write_count(emu, HostKind.GITHUB) == before  # nothing written
     assert host.repo("acme/app-1").pulls[1].state is HostPullState.DRAFT
     assert [t.repo_name for t in members] == ["github.test/acme/app-0"]
+
+
+async def test_preview_shows_diffs_skips_and_closes_and_writes_nothing(
+    store_url: str, emu: RunningEmulator
+) -> None:
+    seed_github(emu, repos=2)
+    host = emu.state.host(HostKind.GITHUB)
+    host.add_repo("acme", "old", archived=True)
+    async with synced_app(store_url, emu) as app:
+        await apply(app, make_spec())
+        before = write_count(emu, HostKind.GITHUB)
+        changes = [{"path": CI, "replace": {"regex": "checkout@v3", "replacement": "checkout@v5"}}]
+        on = {"repos": ["*/acme/*"], "exclude": ["*/app-1"]}
+        spec = make_spec(on=on, changes=changes)
+        async with app.engine.connect() as conn:
+            previews = await spec_apply.preview(conn, spec, writers(app), now=app.clock())
+        got = {p.repo_name: p for p in previews}
+    assert got["github.test/acme/app-0"].action == "change"
+    assert "+      - uses: actions/checkout@v5" in got["github.test/acme/app-0"].diff
+    assert (got["github.test/acme/old"].action, got["github.test/acme/old"].reason) == (
+        "skip", "archived",
+    )  # fmt: skip
+    assert got["github.test/acme/app-1"].action == "close"
+    assert write_count(emu, HostKind.GITHUB) == before
