@@ -46,7 +46,7 @@ from repo_updater.core.specs import (
     Write,
 )
 
-MAX_FILE = 1_000_000  # characters written to one file
+MAX_FILE = 1_000_000  # characters written by one spec (all its files)
 _BRANCH = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)[A-Za-z0-9._/\-]+(?<![/.])$")
 
 
@@ -160,6 +160,13 @@ class _Spec(_Model):
     on: _On
     changes: list[_Change] = Field(min_length=1, max_length=100)
     changeset: _Changeset
+
+    @model_validator(mode="after")
+    def _size(self) -> _Spec:
+        written = sum(len(c.write or "") for c in self.changes)
+        if written > MAX_FILE:
+            raise ValueError(f"changes: at most {MAX_FILE} characters written in all")
+        return self
 
     def to_core(self) -> Spec:
         published = {True: Published.TRUE, False: Published.FALSE, "draft": Published.DRAFT}

@@ -51,6 +51,7 @@ def error_of(data: Any) -> str:
         ({"published": "yes"}, "changeset.published:"),
         ({"on_removed": "delete"}, "changeset.on_removed:"),
         ({"colour": "red"}, "colour:"),
+        ({"changes": [{"path": f"f{i}", "write": "x" * 600_000} for i in range(2)]}, "(top)"),
     ],
 )  # fmt: skip
 def test_validation_errors_name_the_field(change: dict[str, Any], field: str) -> None:
