@@ -21,8 +21,9 @@ MAX_BODY = 65_536
 
 
 class OperationKind(enum.StrEnum):
-    """What a bulk operation does to each of its changesets. ``apply_spec`` (open or update
-    changesets from a batch spec) is planned to join these, run by the same machinery."""
+    """What a bulk operation does to each of its changesets. ``apply_spec`` opens, updates
+    or closes changesets from a batch spec (one result per repository, see ``core.specs``),
+    run by the same machinery."""
 
     CLOSE = "close"
     REOPEN = "reopen"
@@ -31,6 +32,7 @@ class OperationKind(enum.StrEnum):
     READY = "ready"  # mark ready for review (undraft)
     DRAFT = "draft"  # convert to draft
     UPDATE = "update"  # change title and/or body
+    APPLY_SPEC = "apply_spec"  # the batch spec ``spec_id`` (results per repository)
 
 
 class MergeMethod(enum.StrEnum):
@@ -69,6 +71,7 @@ class OperationArgs:
     force: bool = False
     body: str | None = None  # COMMENT: the text; UPDATE: the new description
     title: str | None = None  # UPDATE: the new title
+    spec_id: int | None = None  # APPLY_SPEC: the stored spec (batch_specs.id)
 
     def validate(self, kind: OperationKind) -> OperationArgs:
         """Return self if the arguments fit ``kind``; raise ``InvalidOperation`` otherwise."""
@@ -82,6 +85,8 @@ class OperationArgs:
                 raise InvalidOperation("an update needs a new title, a new body, or both")
             if self.title is not None and not self.title.strip():
                 raise InvalidOperation("the new title must not be empty")
+        if (kind is OperationKind.APPLY_SPEC) != (self.spec_id is not None):
+            raise InvalidOperation("a spec id goes with apply_spec, and only with it")
         if kind is not OperationKind.MERGE and self.merge_method is not MergeMethod.MERGE:
             raise InvalidOperation("a merge method only applies to merge")
         return self
@@ -92,12 +97,14 @@ class OperationArgs:
             out["body"] = self.body
         if self.title is not None:
             out["title"] = self.title
+        if self.spec_id is not None:
+            out["spec_id"] = self.spec_id
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> OperationArgs:
         """Parse stored or user-given arguments; raise ``InvalidOperation`` on bad input."""
-        unknown = set(data) - {"merge_method", "force", "body", "title"}
+        unknown = set(data) - {"merge_method", "force", "body", "title", "spec_id"}
         if unknown:
             raise InvalidOperation(f"unknown argument(s): {', '.join(sorted(unknown))}")
         method = data.get("merge_method", MergeMethod.MERGE.value)
@@ -110,7 +117,12 @@ class OperationArgs:
         body, title = data.get("body"), data.get("title")
         if not isinstance(body, str | None) or not isinstance(title, str | None):
             raise InvalidOperation("body and title must be strings")
-        return cls(merge_method=MergeMethod(method), force=force, body=body, title=title)
+        spec_id = data.get("spec_id")
+        if spec_id is not None and (not isinstance(spec_id, int) or isinstance(spec_id, bool)):
+            raise InvalidOperation("spec_id must be an integer")
+        return cls(
+            merge_method=MergeMethod(method), force=force, body=body, title=title, spec_id=spec_id
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@ request counter a source reports its traffic to. No I/O here."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -94,6 +94,41 @@ class ChangesetWriter(Protocol):
     async def has_comment(self, repo_name: str, number: int, body: str, since: datetime) -> bool:
         """Whether a comment with exactly ``body`` was posted on the pull request at or after
         ``since`` (to tell whether an interrupted ``add_comment`` went through)."""
+        ...
+
+
+class FileWriter(Protocol):
+    """Reads files and makes commits through a code host's API, without a git checkout (the
+    batch spec applier's side). ``repo_name`` is host-relative. Writes raise as
+    ``ChangesetWriter``'s do (``RepoArchived`` when the repository is archived)."""
+
+    def commit_cost(self, files: Mapping[str, str | None]) -> int:
+        """How many write requests ``commit_files`` sends at most (for the write budget)."""
+        ...
+
+    async def default_branch(self, repo_name: str) -> str: ...
+
+    async def read_files(
+        self, repo_name: str, ref: str, paths: Sequence[str]
+    ) -> dict[str, str | None]:
+        """The content of each path at ``ref`` (None: no such file)."""
+        ...
+
+    async def commit_files(
+        self,
+        repo_name: str,
+        *,
+        base: str,
+        branch: str,
+        files: Mapping[str, str | None],
+        message: str,
+        existing: Collection[str],
+    ) -> None:
+        """ONE commit on top of ``base``'s head that writes ``files`` (None deletes a file),
+        and ``branch`` pointed at it: created, or force-updated when it exists. ``existing``:
+        which of the paths exist on ``base`` (some APIs name create and update apart).
+        Where a host's API cannot force-update a branch or make one commit of many files,
+        its source says what it does instead."""
         ...
 
 

@@ -194,6 +194,12 @@ def _update(facts: ChangesetFacts, args: OperationArgs) -> Plan:
     return Plan.of(HostCall(CallKind.UPDATE, title=args.title, body=args.body))
 
 
+def _apply_spec(_facts: ChangesetFacts, _args: OperationArgs) -> Plan:
+    # An apply_spec result is one repository, planned by ``core.specs.steps`` (it may have no
+    # changeset yet), never per changeset here.
+    return Plan.skipped("apply_spec is planned per repository (core.specs)")
+
+
 def _name(value: enum.Enum | None) -> str:
     return "unknown" if value is None else str(value.value)
 
@@ -206,6 +212,7 @@ _PLANNERS = {
     OperationKind.READY: _ready,
     OperationKind.DRAFT: _draft,
     OperationKind.UPDATE: _update,
+    OperationKind.APPLY_SPEC: _apply_spec,
 }
 
 
@@ -218,6 +225,8 @@ def achieved(facts: ChangesetFacts, kind: OperationKind, args: OperationArgs) ->
         return facts.already_commented
     if kind is OperationKind.UPDATE:
         return args.body is None and args.title in (None, facts.title)
+    if kind is OperationKind.APPLY_SPEC:
+        return False
     wanted = {
         OperationKind.CLOSE: (ExternalState.CLOSED,),
         OperationKind.REOPEN: _OPEN,

@@ -260,4 +260,7 @@ def build_app(state: EmulatorState) -> web.Application:
     from repo_updater.emulator import bitbucket_writes  # it builds on this module's helpers
 
     bitbucket_writes.add_routes(app, bb)
+    from repo_updater.emulator import bitbucket_files
+
+    bitbucket_files.add_routes(app, bb)  # default branch, branches, raw files, file edits
     return app

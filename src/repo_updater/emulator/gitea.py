@@ -317,6 +317,9 @@ def build_app(state: EmulatorState) -> web.Application:
     from repo_updater.emulator import gitea_writes  # it builds on this module's helpers
 
     gitea_writes.add_routes(app, gt)  # before /pulls/{base}/{head}, which would shadow them
+    from repo_updater.emulator import gitea_files
+
+    gitea_files.add_routes(app, gt)  # files, branches, multi-file commits
     app.router.add_get(repo + "/pulls/{base}/{head}", gt.pull_by_branches)
     permissions.add_gitea_routes(app, host, API, gt._repo)
     return app

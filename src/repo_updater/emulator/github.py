@@ -73,6 +73,9 @@ def build_app(state: EmulatorState) -> web.Application:
 
     # The write routes (under both REST roots), and POST /graphql and /api/graphql (GHES).
     github_writes.add_routes(app, api, graphql, rest_roots=("", GHES_API))
+    from repo_updater.emulator import github_git
+
+    github_git.add_routes(app, api, ("", GHES_API))  # files, trees, commits, refs
     return app
 
 

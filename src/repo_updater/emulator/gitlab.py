@@ -337,4 +337,7 @@ def build_app(state: EmulatorState, *, list_pipelines: bool = False) -> web.Appl
     from repo_updater.emulator import gitlab_writes  # it builds on this module's helpers
 
     gitlab_writes.add_routes(app, gl)
+    from repo_updater.emulator import gitlab_files
+
+    gitlab_files.add_routes(app, gl)  # repository files and commits
     return app

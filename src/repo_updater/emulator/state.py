@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from repo_updater.core.domain import CheckState, HostKind, HostPullState, ReviewState
+from repo_updater.emulator.git import RepoGit, seeded
 from repo_updater.emulator.write_rules import WriteRules
 
 if TYPE_CHECKING:
@@ -96,10 +97,19 @@ class EmulatedRepo:
     # Who has access: login -> level and group (team) name -> level, levels from ``LEVELS``.
     collaborators: dict[str, str] = field(default_factory=dict)
     group_access: dict[str, str] = field(default_factory=dict)
+    # Files, commits and branches (``emulator.git``), made on first use: seeded with a few
+    # files on the default branch.
+    _git: RepoGit | None = None
 
     @property
     def full_name(self) -> str:
         return f"{self.owner}/{self.name}"
+
+    @property
+    def git(self) -> RepoGit:
+        if self._git is None:
+            self._git = seeded(self.name, self.default_branch)
+        return self._git
 
 
 # Access levels the emulator keeps, host-neutral and ordered; each host's routes name them as

@@ -89,6 +89,7 @@ SERVICES = {
     HostKind.GITEA: "demo-gitea",
     HostKind.BITBUCKET_SERVER: "demo-bitbucket",
 }
+DEMO_CONFIG_FILE = "repo-updater-demo.yaml"
 
 
 def demo_env() -> dict[str, str]:
@@ -112,52 +113,48 @@ def demo_config(
 ) -> Config:
     """The demo's config; ``env`` must hold ``SECRET_ENV`` (``demo_env``)."""
     env = env if env is not None else {SECRET_ENV: "unused"}
-    return parse_config(
-        {
-            "database": database,
-            "repo_sync_interval": interval,
-            "changeset_poll_interval": 1,
-            # A short refresh, so the walkthrough sees a removal on the host within seconds
-            # (the default is every 24 hours).
-            "permissions": {"refresh_interval": interval, "poll_interval": 0.5},
-            "api": {"host": "127.0.0.1", "port": api_port},
-            "external_services": [
-                {
-                    "name": "demo-github",
-                    "kind": "github",
-                    "url": base_urls[HostKind.GITHUB],
-                    "orgs": ["acme"],
-                    "name_prefix": "github.emulator",
-                    "webhook_secret_env": SECRET_ENV,
-                },
-                {
-                    "name": "demo-gitlab",
-                    "kind": "gitlab",
-                    "url": base_urls[HostKind.GITLAB],
-                    "orgs": ["platform"],
-                    "name_prefix": "gitlab.emulator",
-                    "webhook_secret_env": SECRET_ENV,
-                },
-                {
-                    "name": "demo-gitea",
-                    "kind": "gitea",
-                    "url": base_urls[HostKind.GITEA],
-                    "orgs": ["infra"],
-                    "name_prefix": "gitea.emulator",
-                    "webhook_secret_env": SECRET_ENV,
-                },
-                {
-                    "name": "demo-bitbucket",
-                    "kind": "bitbucketServer",
-                    "url": base_urls[HostKind.BITBUCKET_SERVER],
-                    "orgs": ["OPS"],
-                    "name_prefix": "bitbucket.emulator",
-                    "webhook_secret_env": SECRET_ENV,
-                },
-            ],
-        },
-        env,
-    )
+    data = demo_config_dict(base_urls, database, api_port, interval, webhooks=True)
+    return parse_config(data, env)
+
+
+def demo_config_dict(
+    base_urls: dict[HostKind, str],
+    database: str,
+    api_port: int,
+    interval: float,
+    *,
+    webhooks: bool = False,
+) -> dict[str, Any]:
+    """The demo's config as a config file would hold it (written to ``DEMO_CONFIG_FILE``, so
+    that commands which talk to the hosts, such as ``batch-changes apply``, can use it). The
+    file leaves out the webhook secret's variable: only the running demo receives webhooks."""
+    hook = {"webhook_secret_env": SECRET_ENV} if webhooks else {}
+    selections = {
+        HostKind.GITHUB: ("github", "acme", "github.emulator"),
+        HostKind.GITLAB: ("gitlab", "platform", "gitlab.emulator"),
+        HostKind.GITEA: ("gitea", "infra", "gitea.emulator"),
+        HostKind.BITBUCKET_SERVER: ("bitbucketServer", "OPS", "bitbucket.emulator"),
+    }
+    return {
+        "database": database,
+        "repo_sync_interval": interval,
+        "changeset_poll_interval": 1,
+        # A short refresh, so the walkthrough sees a removal on the host within seconds
+        # (the default is every 24 hours).
+        "permissions": {"refresh_interval": interval, "poll_interval": 0.5},
+        "api": {"host": "127.0.0.1", "port": api_port},
+        "external_services": [
+            {
+                "name": SERVICES[host],
+                "kind": kind,
+                "url": base_urls[host],
+                "orgs": [org],
+                "name_prefix": prefix,
+                **hook,
+            }
+            for host, (kind, org, prefix) in selections.items()
+        ],
+    }
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], limit: float, what: str) -> float:
@@ -294,6 +291,18 @@ async def until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
     return True
 
 
+def _write_config(data: dict[str, Any]) -> str:
+    """Write the demo's config next to the working directory; its name, or a note why not."""
+    import yaml
+
+    try:
+        with open(DEMO_CONFIG_FILE, "w", encoding="utf-8") as f:
+            yaml.safe_dump(data, f)
+    except OSError as exc:
+        return f"(could not write {DEMO_CONFIG_FILE}: {exc})"
+    return DEMO_CONFIG_FILE
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     state = EmulatorState()
     seed(state)
@@ -311,6 +320,8 @@ async def run_demo(args: argparse.Namespace) -> int:
         database = args.database or DEFAULT_DATABASE
         env = demo_env()
         config = demo_config(urls, database, args.api_port, args.interval, env)
+        config_file = _write_config(demo_config_dict(urls, database, args.api_port,
+                                                     args.interval))  # fmt: skip
         print(f"emulator: {emulator.url}  (admin API {emulator.url}/_admin)")
         print(f"database: {config.database}")
         stop = asyncio.Event()
@@ -348,7 +359,11 @@ async def run_demo(args: argparse.Namespace) -> int:
                     f"  repo-updater changesets list --state readonly{db_flag}\n"
                     f"  repo-updater emulator collaborator remove {PRIVATE_REPO} bob "
                     f"--url {emulator.url}\n"
-                    f"  repo-updater repos permissions github.emulator/{PRIVATE_REPO}{db_flag}",
+                    f"  repo-updater repos permissions github.emulator/{PRIVATE_REPO}{db_flag}\n"
+                    f"  repo-updater batch-changes apply examples/upgrade-ci.yaml --preview "
+                    f"--config {config_file}\n"
+                    f"  repo-updater batch-changes apply examples/upgrade-ci.yaml "
+                    f"--config {config_file}",
                     flush=True,
                 )
                 await stop.wait()

@@ -42,7 +42,7 @@ from repo_updater.core.errors import (
     describe,
     reason,
 )
-from repo_updater.core.operations import ResultState
+from repo_updater.core.operations import OperationKind, ResultState
 from repo_updater.core.pacing import WriteLimit, resume_at
 from repo_updater.core.ports import WritingSource
 from repo_updater.core.reconcile import (
@@ -64,6 +64,7 @@ from repo_updater.service_layer.operation_support import (
     final_detail,
     look_again,
 )
+from repo_updater.service_layer.spec_worker import SpecRunner
 from repo_updater.store import operation_claims as claims
 from repo_updater.store import write_budgets
 from repo_updater.store.db import is_sqlite, is_unavailable
@@ -132,6 +133,7 @@ class OperationWorker:
         # SQLite has one writer at a time: serialise our own writes instead of contending
         # (an archived refusal's transaction goes first).
         self._write_lock = WriteLock() if is_sqlite(engine) else None
+        self._specs = SpecRunner(self)  # apply_spec results (service_layer.spec_worker)
 
     @property
     def hosts(self) -> list[HostKey]:
@@ -203,7 +205,10 @@ class OperationWorker:
             async with self._engine.connect() as conn:
                 due = await claims.due_results(conn, group, self._clock())
             for result_id in due:
-                step = await self._run_result(group, result_id)
+                if group.kind is OperationKind.APPLY_SPEC:
+                    step = await self._specs.run_result(group, result_id)
+                else:
+                    step = await self._run_result(group, result_id)
                 finished += step.finished
                 if step.stop:
                     not_before = step.not_before
@@ -408,7 +413,7 @@ class OperationWorker:
                 done = await claims.finish(
                     conn, group, attempt.result_id, ResultState.FAILED, final, now
                 )
-                if done and isinstance(exc, NotFound):
+                if done and isinstance(exc, NotFound) and attempt.changeset_id:
                     await claims.record_write(conn, attempt.changeset_id, None, now)
                 return Step(finished=done, stop=not done)
             when = retry_at(

@@ -39,6 +39,7 @@ from repo_updater.core.domain import (
     SourcedRepo,
 )
 from repo_updater.core.errors import HostError, NotFound
+from repo_updater.sources.bitbucket_files import BitbucketFiles
 from repo_updater.sources.bitbucket_writes import BitbucketWrites
 from repo_updater.sources.common import (
     PerRepoPullLoader,
@@ -63,7 +64,9 @@ def _repo_path(full_name: str) -> str:
     return f"/projects/{quote(key, safe='')}/repos/{quote(slug, safe='')}"
 
 
-class BitbucketServerSource(BitbucketPermissions, BitbucketWrites, PerRepoPullLoader, RestSource):
+class BitbucketServerSource(
+    BitbucketPermissions, BitbucketWrites, BitbucketFiles, PerRepoPullLoader, RestSource
+):
     kind = HostKind.BITBUCKET_SERVER
     api_suffix = "/rest/api/1.0"
 

@@ -56,6 +56,7 @@ from repo_updater.sources.common import (
     list_selection,
     parse_iso,
 )
+from repo_updater.sources.gitea_files import GiteaFiles
 from repo_updater.sources.gitea_writes import GiteaWrites
 from repo_updater.sources.http import parse_next_link
 from repo_updater.sources.paging import Page, ordered_pages
@@ -74,7 +75,7 @@ def _repo_path(full_name: str) -> str:
     return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
-class GiteaSource(GiteaPermissions, GiteaWrites, PerRepoPullLoader, RestSource):
+class GiteaSource(GiteaPermissions, GiteaWrites, GiteaFiles, PerRepoPullLoader, RestSource):
     kind = HostKind.GITEA
     api_suffix = "/api/v1"
     archived_statuses = (423,)  # Locked

@@ -44,6 +44,7 @@ from repo_updater.core.errors import (
 )
 from repo_updater.core.selection import normalise_base_url
 from repo_updater.sources.common import deleted
+from repo_updater.sources.github_files import GitHubFiles
 from repo_updater.sources.github_graphql import (
     alias_failures,
     build_query,
@@ -105,7 +106,7 @@ class _Listed:
     last_url: str | None = None
 
 
-class GitHubSource(GitHubPermissions, GitHubWrites, RestSource):
+class GitHubSource(GitHubPermissions, GitHubWrites, GitHubFiles, RestSource):
     kind = HostKind.GITHUB
 
     def __init__(

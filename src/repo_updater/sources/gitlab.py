@@ -65,6 +65,7 @@ from repo_updater.sources.common import (
     load_groups,
     parse_iso,
 )
+from repo_updater.sources.gitlab_files import GitLabFiles
 from repo_updater.sources.gitlab_writes import GitLabWrites
 from repo_updater.sources.http import parse_next_link, rebase_link
 from repo_updater.sources.paging import Page, ordered_pages
@@ -97,7 +98,7 @@ def _next_page(response: httpx.Response, where: str) -> int | None:
     return int(value)
 
 
-class GitLabSource(GitLabPermissions, GitLabWrites, RestSource):
+class GitLabSource(GitLabPermissions, GitLabWrites, GitLabFiles, RestSource):
     kind = HostKind.GITLAB
     api_suffix = "/api/v4"
 

@@ -32,6 +32,7 @@ from repo_updater.store.schema import (
     bulk_operations,
     changesets,
     repos,
+    spec_targets,
 )
 
 
@@ -288,13 +289,21 @@ async def list_results(
     after_id: int = 0,
     limit: int = 100,
 ) -> list[ResultView]:
-    r = bulk_operation_results
+    r, g, t = bulk_operation_results, bulk_operation_repos, spec_targets
+    # An apply_spec result has no changeset of its own: its target's, once it has one.
+    changeset = sa.func.coalesce(r.c.changeset_id, t.c.changeset_id)
     stmt = (
-        sa.select(r, repos.c.name.label("repo_name"), changesets.c.external_id)
+        sa.select(
+            r,
+            changeset.label("any_changeset_id"),
+            repos.c.name.label("repo_name"),
+            changesets.c.external_id,
+        )
         .select_from(
-            r.join(changesets, changesets.c.id == r.c.changeset_id).join(
-                repos, repos.c.id == changesets.c.repo_id
-            )
+            r.join(g, g.c.id == r.c.group_id)
+            .join(repos, repos.c.id == g.c.repo_id)
+            .outerjoin(t, t.c.id == r.c.spec_target_id)
+            .outerjoin(changesets, changesets.c.id == changeset)
         )
         .where(r.c.operation_id == operation_id, r.c.id > after_id)
         .order_by(r.c.id)
@@ -305,9 +314,9 @@ async def list_results(
     return [
         ResultView(
             id=row.id,
-            changeset_id=row.changeset_id,
+            changeset_id=row.any_changeset_id or 0,
             repo_name=row.repo_name,
-            number=int(row.external_id),
+            number=0 if row.external_id is None else int(row.external_id),
             state=ResultState(row.state),
             detail=row.detail,
             attempts=row.attempts,
@@ -322,14 +331,10 @@ async def pending_by_host(
     conn: AsyncConnection, operation_id: int
 ) -> dict[tuple[HostKind, str], int]:
     """Pending results of an operation per code host (for the expected finish time)."""
-    r = bulk_operation_results
+    r, g = bulk_operation_results, bulk_operation_repos
     rows = await conn.execute(
         sa.select(repos.c.host_kind, repos.c.host_url, sa.func.count())
-        .select_from(
-            r.join(changesets, changesets.c.id == r.c.changeset_id).join(
-                repos, repos.c.id == changesets.c.repo_id
-            )
-        )
+        .select_from(r.join(g, g.c.id == r.c.group_id).join(repos, repos.c.id == g.c.repo_id))
         .where(r.c.operation_id == operation_id, r.c.state == ResultState.PENDING.value)
         .group_by(repos.c.host_kind, repos.c.host_url)
     )

@@ -393,6 +393,52 @@ bulk_operation_repos = sa.Table(
 )
 sa.Index("bulk_operation_repos_next_idx", bulk_operation_repos.c.next_attempt_at)
 
+# --- batch specs (``batch-changes apply``) --------------------------------------------------------
+# Each applied spec, kept (an operation names the one it applies), and per (batch change, repo)
+# what the applies put on the host: the digest of the commit on the branch, the pull request
+# (a tracked changeset) with the title, body and draft flag it was given. A re-apply compares
+# with these and writes only what differs. ``state``: active, closed (no longer matched, its
+# changeset closed) or detached (no longer matched, left open and no longer tracked).
+batch_specs = sa.Table(
+    "batch_specs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "batch_change_id",
+        sa.Integer,
+        sa.ForeignKey("batch_changes.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+sa.Index("batch_specs_batch_change_idx", batch_specs.c.batch_change_id)
+spec_targets = sa.Table(
+    "spec_targets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "batch_change_id",
+        sa.Integer,
+        sa.ForeignKey("batch_changes.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "changeset_id",
+        sa.Integer,
+        sa.ForeignKey("changesets.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    sa.Column("state", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("branch", sa.String(500), nullable=False, server_default=""),
+    sa.Column("digest", sa.String(64), nullable=True),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
+    sa.Column("body", sa.Text, nullable=False, server_default=""),
+    sa.Column("draft", sa.Boolean, nullable=False, server_default=sa.text("false")),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("batch_change_id", "repo_id", name="spec_targets_uq"),
+)
 bulk_operation_results = sa.Table(
     "bulk_operation_results",
     metadata,
@@ -409,11 +455,18 @@ bulk_operation_results = sa.Table(
         sa.ForeignKey("bulk_operation_repos.id", ondelete="CASCADE"),
         nullable=False,
     ),
+    # NULL for an apply_spec result (its repo may have no changeset yet): see spec_target_id
     sa.Column(
         "changeset_id",
         sa.Integer,
         sa.ForeignKey("changesets.id", ondelete="CASCADE"),
-        nullable=False,
+        nullable=True,
+    ),
+    sa.Column(
+        "spec_target_id",
+        sa.Integer,
+        sa.ForeignKey("spec_targets.id", ondelete="CASCADE"),
+        nullable=True,
     ),
     sa.Column("state", sa.String(16), nullable=False),  # ResultState
     sa.Column("detail", sa.Text, nullable=False, server_default=""),  # what was done, or why not

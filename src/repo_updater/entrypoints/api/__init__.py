@@ -24,6 +24,7 @@ all. The routes, by module:
   POST /api/changesets/{id}/sync          forced sync (coalesced)
   POST /api/batch-changes/{id}/operations a bulk operation (close, merge, ...)  operations
   GET  /api/operations, GET /api/operations/{id} (progress, results)
+  POST /api/batch-specs[/preview]         {"spec": {...}}: apply / preview  batch_specs
   GET  /healthz (readiness: 503 while the store is unreachable), GET /metrics   observability
   GET  /openapi.json                                                  openapi
 """
@@ -41,6 +42,7 @@ from repo_updater.bootstrap import App
 from repo_updater.config import ApiConfig, is_loopback
 from repo_updater.entrypoints.api import (
     batch_changes,
+    batch_specs,
     changesets,
     dashboard,
     external_services,
@@ -71,6 +73,7 @@ ROUTE_MODULES = (
     changesets,
     operations,
     webhooks,
+    batch_specs,
 )
 
 

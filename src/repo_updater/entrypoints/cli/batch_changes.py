@@ -23,7 +23,7 @@ REF_HELP = "the batch change's name (or id), as `batch-changes list` shows it"
 def add_parser(sub: Any) -> None:
     group = sub.add_parser(
         "batch-changes",
-        help="batch changes: create, list, status, close",
+        help="batch changes: create, list, status, close, apply a batch spec",
         description="A batch change groups the changesets (pull requests) of one large-scale "
         "change; its changesets are synced while it is open.",
     )
@@ -65,6 +65,9 @@ def add_parser(sub: Any) -> None:
     x.add_argument("batch_change", type=batch_change_ref, metavar="NAME", help=REF_HELP)
     store_options(x)
     x.set_defaults(func=f"{__name__}:cmd_close")
+    from repo_updater.entrypoints.cli import batch_specs
+
+    batch_specs.add_apply(actions)
 
 
 async def cmd_list(args: argparse.Namespace) -> int:
