@@ -318,7 +318,7 @@ class RepoSyncer:
                         await added_groups.write_added_group(conn, run, group.added, self._clock())
                     pages = []  # written
                 first = group.first
-            before = self._others(run.result)
+            before, added = self._others(run.result), run.result.added
             for i, page in enumerate(pages):
                 key = digest(page, prefix)
                 if self._known_unchanged(run, key):
@@ -348,15 +348,15 @@ class RepoSyncer:
                 touched = touched or repo_versions.Touched(run.external_service_id)
                 await self._write_page(conn, run, page_diff, touched)
             if pages:  # page by page: try the next group at once if this one only added
-                run.all_added = self._others(run.result) == before
+                run.all_added = self._others(run.result) == before and run.result.added > added
             versions = {} if touched is None or conn is None else await touched.bump(conn)
         if touched is not None:
             self._after_own_write(run, versions, cleared=touched.cleared)
 
     @staticmethod
     def _others(r: SyncResult) -> tuple[int, ...]:
-        """What a group that only adds repos leaves as it was."""
-        return r.unmodified, r.modified, r.revived, r.duplicates, r.name_conflicts, r.removed
+        """What a group of a first sync leaves as it was (repeats and name conflicts aside)."""
+        return r.unmodified, r.modified, r.revived
 
     @staticmethod
     def _after_own_write(run: SyncRun, versions: dict[int, int], *, cleared: bool) -> None:
