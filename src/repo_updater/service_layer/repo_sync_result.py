@@ -72,3 +72,6 @@ class SyncRun:
     memo: PageMemo  # this sync's unchanged pages (``page_memo``)
     previous: PageMemo | None = None  # the last sync's, while the repos version holds
     via: str = ""  # how the change was learned, when not by a listing (``webhook``)
+    # Try the next group as one that only adds repos (``added_groups``): true at the start and
+    # while the groups written were pure additions (a first sync).
+    all_added: bool = True

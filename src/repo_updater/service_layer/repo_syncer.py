@@ -23,6 +23,7 @@ from repo_updater.core.errors import RateLimited, SourceError, internal_error, r
 from repo_updater.core.ports import RepoSource
 from repo_updater.core.schedule import next_service_sync_at
 from repo_updater.metrics import Metrics
+from repo_updater.service_layer import added_groups
 from repo_updater.service_layer.page_memo import PageMemo, digest
 from repo_updater.service_layer.page_stream import page_groups
 from repo_updater.service_layer.permission_requests import notify_permissions
@@ -307,19 +308,33 @@ class RepoSyncer:
         touched: repo_versions.Touched | None = None
         async with contextlib.AsyncExitStack() as stack:
             conn: AsyncConnection | None = None
-            for page in pages:
+            first: dict[str, d.StoredRepo] | None = None
+            if run.all_added and run.previous is None and pages:  # no page is skipped
+                conn = await stack.enter_async_context(self._engine.begin())
+                group = await added_groups.read_added_group(conn, run, pages)
+                if group.added is not None:
+                    if group.added:
+                        touched = repo_versions.Touched(run.external_service_id)
+                        await added_groups.write_added_group(conn, run, group.added, self._clock())
+                    pages = []  # written
+                first = group.first
+            before, added = self._others(run.result), run.result.added
+            for i, page in enumerate(pages):
                 key = digest(page, prefix)
                 if self._known_unchanged(run, key):
                     continue
                 if conn is None:
                     conn = await stack.enter_async_context(self._engine.begin())
-                stored = await repo_store.stored_for_page(
-                    conn,
-                    host_kind=run.source.kind,
-                    host_url=run.source.host_url,
-                    external_service_id=run.external_service_id,
-                    external_ids=[r.external_id for r in page],
-                )
+                if i == 0 and first is not None:  # read already, nothing written before it
+                    stored = first
+                else:
+                    stored = await repo_store.stored_for_page(
+                        conn,
+                        host_kind=run.source.kind,
+                        host_url=run.source.host_url,
+                        external_service_id=run.external_service_id,
+                        external_ids=[r.external_id for r in page],
+                    )
                 page_diff = d.diff_page(page, stored, prefix, run.seen)
                 run.result.duplicates += page_diff.duplicates
                 run.result.listed -= page_diff.duplicates
@@ -332,9 +347,16 @@ class RepoSyncer:
                     continue
                 touched = touched or repo_versions.Touched(run.external_service_id)
                 await self._write_page(conn, run, page_diff, touched)
+            if pages:  # page by page: try the next group at once if this one only added
+                run.all_added = self._others(run.result) == before and run.result.added > added
             versions = {} if touched is None or conn is None else await touched.bump(conn)
         if touched is not None:
             self._after_own_write(run, versions, cleared=touched.cleared)
+
+    @staticmethod
+    def _others(r: SyncResult) -> tuple[int, ...]:
+        """What a group of a first sync leaves as it was (repeats and name conflicts aside)."""
+        return r.unmodified, r.modified, r.revived
 
     @staticmethod
     def _after_own_write(run: SyncRun, versions: dict[int, int], *, cleared: bool) -> None:

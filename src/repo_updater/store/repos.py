@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from repo_updater.core.batching import chunks
@@ -22,12 +23,25 @@ from repo_updater.store.sql import insert_ignore
 # --- reading for the diff ---------------------------------------------------------------------
 
 
+_LIVE_HOLDERS_PG = sa.select(
+    repos.c.id, sa.func.lower(repos.c.name).label("lname"), repos.c.external_id
+).where(
+    sa.func.lower(repos.c.name)
+    == sa.any_(sa.bindparam("names", type_=postgresql.ARRAY(sa.String))),
+    repos.c.deleted_at.is_(None),
+)
+
+
 async def live_holders(conn: AsyncConnection, names: Iterable[str]) -> dict[str, tuple[int, str]]:
     """Lower-cased store name -> (id, external id) of the live repo holding it (names are
     unique ignoring case)."""
     out: dict[str, tuple[int, str]] = {}
     lowered = sa.func.lower(repos.c.name)
-    for part in chunks(sorted({n.lower() for n in names}), 500):
+    wanted = sorted({n.lower() for n in names})
+    if conn.dialect.name == "postgresql" and wanted:  # one statement whatever the count
+        rows = await conn.execute(_LIVE_HOLDERS_PG, {"names": wanted})
+        return {r.lname: (r.id, r.external_id) for r in rows}
+    for part in chunks(wanted, 500):
         rows = await conn.execute(
             sa.select(repos.c.id, lowered.label("lname"), repos.c.external_id).where(
                 lowered.in_(part), repos.c.deleted_at.is_(None)
