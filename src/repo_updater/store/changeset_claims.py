@@ -150,6 +150,16 @@ async def claim_work(
     )
     requests: dict[int, tuple[int, str]] = {}
     if won:
+        # Lock the request rows in changeset id order first (an UPDATE locks in scan order,
+        # whatever the order of its IN list): ``_upsert_requests`` locks them in that order
+        # too, so the two cannot deadlock on PostgreSQL (no-op on SQLite).
+        if conn.dialect.name != "sqlite":
+            await conn.execute(
+                sa.select(q.c.changeset_id)
+                .where(q.c.changeset_id.in_(sorted(won)))
+                .order_by(q.c.changeset_id)
+                .with_for_update()
+            )
         returned = await conn.execute(
             q.update()
             .where(q.c.changeset_id.in_(sorted(won)))
@@ -209,7 +219,11 @@ def _candidates(
             _claim_free(now),
             in_open_batch_change(),
         )
-        .with_for_update(of=c, skip_locked=True)
+        # FOR NO KEY UPDATE (``key_share``): a claim changes no key, so it must not block
+        # the KEY SHARE lock that inserting a sync request (its foreign key) takes on the
+        # changeset; with FOR UPDATE, an upsert holding request rows could wait on a
+        # changeset this claim holds while the claim waits on those request rows.
+        .with_for_update(of=c, skip_locked=True, key_share=True)
     )
     for host_kind, host_url in skip_hosts:
         stmt = stmt.where(
