@@ -149,20 +149,27 @@ async def claim_work(
         ).scalars()
     )
     requests: dict[int, tuple[int, str]] = {}
-    if won:
-        # Lock the request rows in changeset id order first (an UPDATE locks in scan order,
-        # whatever the order of its IN list): ``_upsert_requests`` locks them in that order
-        # too, so the two cannot deadlock on PostgreSQL (no-op on SQLite).
-        if conn.dialect.name != "sqlite":
-            await conn.execute(
-                sa.select(q.c.changeset_id)
-                .where(q.c.changeset_id.in_(sorted(won)))
-                .order_by(q.c.changeset_id)
-                .with_for_update()
-            )
+    locked = sorted(won)
+    if locked and conn.dialect.name != "sqlite":
+        # Never wait on a request row: one that another transaction holds (a sync request
+        # upsert bumping its generation) is left out here, so this claim syncs without
+        # consuming it and the request is served by a later round. Waiting could deadlock
+        # (that transaction may wait on rows this one holds); the lock is taken in changeset
+        # id order, as ``_upsert_requests`` takes its rows (no-op on SQLite: one writer).
+        locked = list(
+            (
+                await conn.execute(
+                    sa.select(q.c.changeset_id)
+                    .where(q.c.changeset_id.in_(locked))
+                    .order_by(q.c.changeset_id)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalars()
+        )
+    if locked:
         returned = await conn.execute(
             q.update()
-            .where(q.c.changeset_id.in_(sorted(won)))
+            .where(q.c.changeset_id.in_(locked))
             .values(claimed_by=worker_id, claimed_until=until, claimed_generation=q.c.generation)
             .returning(q.c.changeset_id, q.c.generation, q.c.reason)
         )
