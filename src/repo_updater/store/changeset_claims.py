@@ -18,7 +18,7 @@ repo are never claimed, and the removal consumes their requests
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -239,6 +239,32 @@ def _candidates(
     return stmt
 
 
+async def lock_rows(conn: AsyncConnection, changeset_ids: Iterable[int]) -> None:
+    """PostgreSQL: lock these changesets, then their sync request rows, each in changeset id
+    order, before the transaction writes them. The lock order every writer follows: changesets
+    before requests, each in id order (``rederive`` and the request upsert lock in id order;
+    ``claim_work`` skips held rows instead of waiting), so no two writers deadlock on them.
+    Nothing to do on SQLite (one writer at a time)."""
+    if conn.dialect.name == "sqlite":
+        return
+    c, q = changesets, changeset_sync_requests
+    ids = sorted(set(changeset_ids))
+    for part in chunks(ids):
+        await conn.execute(
+            sa.select(c.c.id)
+            .where(c.c.id.in_(part))
+            .order_by(c.c.id)
+            .with_for_update(key_share=True)
+        )
+    for part in chunks(ids):
+        await conn.execute(
+            sa.select(q.c.changeset_id)
+            .where(q.c.changeset_id.in_(part))
+            .order_by(q.c.changeset_id)
+            .with_for_update()
+        )
+
+
 def _b(name: str, type_: Any = None) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=type_)
 
@@ -254,6 +280,7 @@ async def complete_syncs(
     error recorded, retry with backoff; the request stays. Writes guarded by the claim, so a
     worker whose lease ran out and was taken over does not overwrite the new owner."""
     c, q = changesets, changeset_sync_requests
+    await lock_rows(conn, [o.claimed.changeset_id for o in outcomes])
     ok = [o for o in outcomes if o.snapshot is not None]
     failed = [o for o in outcomes if o.error is not None]
     mine = sa.and_(c.c.id == _b("b_id"), c.c.claimed_by == _b("b_worker"))
@@ -378,6 +405,7 @@ async def release_claims(
     if not claimed:
         return
     c, q = changesets, changeset_sync_requests
+    await lock_rows(conn, [x.changeset_id for x in claimed])
     params = [{"b_id": x.changeset_id, "b_worker": x.claimed_by} for x in claimed]
     await conn.execute(
         c.update()

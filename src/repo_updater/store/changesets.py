@@ -108,6 +108,13 @@ async def rederive(conn: AsyncConnection, where: sa.ColumnElement[bool], *, now:
     recorded in ``changeset_state_history`` at ``now``, in the caller's transaction: this is
     the only function that sets ``external_state``, so the history misses none."""
     derived = _derived_state_sql()
+    if conn.dialect.name != "sqlite":  # lock in id order first (see changeset_claims.lock_rows)
+        await conn.execute(
+            sa.select(changesets.c.id)
+            .where(where, changesets.c.host_state.is_not(None))
+            .order_by(changesets.c.id)
+            .with_for_update(key_share=True)
+        )
     result = await conn.execute(
         changesets.update()
         .where(where, changesets.c.host_state.is_not(None))
