@@ -137,6 +137,19 @@ async def states_of(app: App, repo_external_id: str) -> dict[str, int]:
         return {str(s): int(n) for s, n in await conn.execute(stmt)}
 
 
+async def settle(app: App, emu: RunningEmulator, limit: float = 60.0) -> None:
+    """Wait until the emulator has sent every delivery and the worker has processed them, so
+    that stopping ``serve`` leaves no round (and no SQLite write transaction) behind."""
+    await emu.state.webhooks.drain()
+    pending = sa.select(sa.func.count()).where(webhook_deliveries.c.processed_at.is_(None))
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        async with app.engine.connect() as conn:
+            if not (await conn.execute(pending)).scalar_one():
+                return
+        await asyncio.sleep(0.1)
+
+
 @dataclass
 class Flips:
     latencies: list[float] = field(default_factory=list)
@@ -357,6 +370,7 @@ async def one_backend(backend: str, args: argparse.Namespace, tmp: Path) -> Back
                     flipped = await flips(app, emu, args.flips, args.prs, args.seed)
                     print(f"    p50 {pct(flipped.latencies, 0.5) * 1000:.0f} ms, max "
                           f"{max(flipped.latencies) * 1000:.0f} ms", flush=True)  # fmt: skip
+                await settle(app, emu)
             await emu.state.webhooks.drain()
             emu.state.webhooks.clear_hooks(GH)
             if "2" in parts:
