@@ -30,11 +30,14 @@ import contextlib
 import json
 import os
 import random
+import signal
 import statistics
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +46,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import sqlalchemy as sa
-from aiohttp import web
+import yaml
 
 from repo_updater.bootstrap import App, open_app
 from repo_updater.config import parse_config
@@ -54,6 +57,7 @@ from repo_updater.entrypoints.serve import serve
 from repo_updater.sources.http import RetryPolicy
 from repo_updater.store import changesets as cs_store
 from repo_updater.store import repos as repo_store
+from repo_updater.store.db import create_engine
 from repo_updater.store.schema import changesets, repos, webhook_deliveries
 
 GH = HostKind.GITHUB
@@ -133,6 +137,19 @@ async def states_of(app: App, repo_external_id: str) -> dict[str, int]:
         return {str(s): int(n) for s, n in await conn.execute(stmt)}
 
 
+async def settle(app: App, emu: RunningEmulator, limit: float = 60.0) -> None:
+    """Wait until the emulator has sent every delivery and the worker has processed them, so
+    that stopping ``serve`` leaves no round (and no SQLite write transaction) behind."""
+    await emu.state.webhooks.drain()
+    pending = sa.select(sa.func.count()).where(webhook_deliveries.c.processed_at.is_(None))
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        async with app.engine.connect() as conn:
+            if not (await conn.execute(pending)).scalar_one():
+                return
+        await asyncio.sleep(0.1)
+
+
 @dataclass
 class Flips:
     latencies: list[float] = field(default_factory=list)
@@ -188,6 +205,11 @@ async def post_all(url: str, bodies: list[tuple[dict[str, str], bytes]]) -> tupl
         return time.monotonic() - started, ok
 
 
+def load_process(url: str, n: int, repo_ids: list[int], run: str) -> tuple[float, int]:
+    """The load generator, run in its own process (``ProcessPoolExecutor``)."""
+    return asyncio.run(post_all(url, deliveries(n, repo_ids, run)))
+
+
 def deliveries(n: int, repo_ids: list[int], run: str) -> list[tuple[dict[str, str], bytes]]:
     out = []
     for i in range(n):
@@ -201,23 +223,78 @@ def deliveries(n: int, repo_ids: list[int], run: str) -> list[tuple[dict[str, st
     return out
 
 
-@contextlib.asynccontextmanager
-async def bare_server() -> AsyncIterator[str]:
-    async def handler(request: web.Request) -> web.Response:
-        await request.read()
-        return web.json_response({"outcome": "stored"}, status=202)
+FLOOR_SERVER = """
+import asyncio, sys
+from aiohttp import web
 
-    app = web.Application(client_max_size=wh.MAX_DELIVERY_BYTES)
+async def handler(request):
+    await request.read()
+    return web.json_response({"outcome": "stored"}, status=202)
+
+async def main():
+    app = web.Application(client_max_size=1024 * 1024)
     app.router.add_post("/webhooks/{service}", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
+    print(f"API on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@contextlib.asynccontextmanager
+async def process(argv: list[str], env: dict[str, str], log: Path) -> AsyncIterator[str]:
+    """Start ``argv``, wait for its "API on URL" line; stopped with SIGTERM on exit."""
+    with log.open("wb") as errors:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=errors
+        )
+        assert proc.stdout is not None
+        try:
+            url = ""
+            while not url:
+                line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+                if not line:
+                    raise RuntimeError(f"{argv[:3]} exited: see {log}")
+                if "API on " in line:
+                    url = line.split("API on ", 1)[1].split(";", 1)[0].strip()
+            drain = asyncio.create_task(proc.stdout.read())
+            yield url
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 60)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+            with contextlib.suppress(Exception):
+                await drain
+
+
+def serve_argv(db: str, emu: RunningEmulator, tmp: Path, profile: Path | None) -> list[str]:
+    service = {"name": "gh", "kind": "github", "url": emu.base_url(GH), "orgs": ["bench"],
+               "name_prefix": "gh.bench", "webhook_secret_env": "BENCH_HOOK_SECRET"}  # fmt: skip
+    cfg = tmp / f"serve-{uuid.uuid4().hex[:6]}.yaml"
+    data = {"database": db, "repo_sync_interval": 60.0, "api": {"port": 0},
+            "external_services": [service]}  # fmt: skip
+    cfg.write_text(yaml.safe_dump(data))
+    prof = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+    cli = ["-m", "repo_updater.entrypoints.cli"]
+    return [sys.executable, *prof, *cli, "serve", "--config", str(cfg)]
+
+
+async def stored_count(db: str) -> int:
+    engine = create_engine(db, pool_size=1, max_overflow=0)
     try:
-        yield f"http://127.0.0.1:{port}"
+        async with engine.connect() as conn:
+            query = sa.select(sa.func.count()).select_from(webhook_deliveries)
+            return int((await conn.execute(query)).scalar_one())
     finally:
-        await runner.cleanup()
+        await engine.dispose()
 
 
 @dataclass
@@ -226,28 +303,46 @@ class Throughput:
     floor: list[float] = field(default_factory=list)
     lost: int = 0  # sent - stored, over every run
     refused: int = 0  # non-2xx answers
+    deadlocks: int = 0  # "deadlock detected" in the serve processes' logs
 
 
-async def throughput(app: App, url: str, n: int, runs: int, repo_ids: list[int]) -> Throughput:
+async def throughput(
+    db: str,
+    emu: RunningEmulator,
+    args: argparse.Namespace,
+    tmp: Path,
+    repo_ids: list[int],
+    profile: Path | None,
+) -> Throughput:
+    """``serve`` in its own process on ``db``, the floor in another, the load in a third;
+    the emulator (which the changeset syncs the deliveries cause call) stays here."""
     out = Throughput()
-    async with bare_server() as floor_url:
-        for run in range(runs):
-            tag = uuid.uuid4().hex[:8]
-            batch = deliveries(n, repo_ids, tag)
-            async with app.engine.connect() as conn:
-                before = (await conn.execute(sa.select(sa.func.count()).select_from(
-                    webhook_deliveries))).scalar_one()  # fmt: skip
-            seconds, ok = await post_all(f"{url}/webhooks/gh", batch)
-            async with app.engine.connect() as conn:
-                after = (await conn.execute(sa.select(sa.func.count()).select_from(
-                    webhook_deliveries))).scalar_one()  # fmt: skip
-            out.ours.append(n / seconds)
-            out.lost += n - (after - before)
-            out.refused += n - ok
-            seconds, _ = await post_all(f"{floor_url}/webhooks/gh", batch)
-            out.floor.append(n / seconds)
-            print(f"    run {run + 1}: {out.ours[-1]:.0f}/s (floor {out.floor[-1]:.0f}/s)",
-                  flush=True)  # fmt: skip
+    env = {**os.environ, **ENV}
+    loop = asyncio.get_running_loop()
+    n = args.deliveries
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        floor_argv = [sys.executable, "-c", FLOOR_SERVER]
+        async with process(floor_argv, env, tmp / "floor.log") as floor_url:
+            for run in range(args.runs):
+                tag = uuid.uuid4().hex[:8]
+                argv = serve_argv(db, emu, tmp, profile if run == 0 else None)
+                serve_log = tmp / f"serve-{run}.log"
+                async with process(argv, env, serve_log) as url:
+                    before = await stored_count(db)
+                    seconds, ok = await loop.run_in_executor(
+                        pool, load_process, f"{url}/webhooks/gh", n, repo_ids, tag
+                    )
+                    after = await stored_count(db)
+                out.deadlocks += serve_log.read_text(errors="replace").count("deadlock detected")
+                out.ours.append(n / seconds)
+                out.lost += n - (after - before)
+                out.refused += n - ok
+                seconds, _ = await loop.run_in_executor(
+                    pool, load_process, f"{floor_url}/webhooks/gh", n, repo_ids, tag
+                )
+                out.floor.append(n / seconds)
+                print(f"    run {run + 1}: {out.ours[-1]:.0f}/s (floor {out.floor[-1]:.0f}/s), "
+                      f"stored {after - before}/{n}", flush=True)  # fmt: skip
     return out
 
 
@@ -266,19 +361,28 @@ async def one_backend(backend: str, args: argparse.Namespace, tmp: Path) -> Back
             repo = host.add_repo("bench", f"repo-{i}")
             for k in range(args.prs):
                 host.add_pull(repo.full_name, title=f"change {k}")
-        print(f"{backend}: flips with webhooks, default intervals", flush=True)
-        async with throwaway_db(backend, tmp) as db, running(db, emu, 60.0) as (app, url):
-            flipped = await flips(app, emu, args.flips, args.prs, args.seed)
-            print(f"    p50 {pct(flipped.latencies, 0.5) * 1000:.0f} ms, max "
-                  f"{max(flipped.latencies) * 1000:.0f} ms", flush=True)  # fmt: skip
-            print(f"{backend}: deliveries accepted per second", flush=True)
-            ids = sorted(host.repos)
-            speed = await throughput(app, url, args.deliveries, args.runs, ids)
-        print(f"{backend}: flips with 10% of deliveries dropped, 2 s repo sync", flush=True)
-        await emu.state.webhooks.drain()
-        emu.state.webhooks.set_faults(GH, dataclasses_replace_drop(emu, 0.1))
-        async with throwaway_db(backend, tmp) as db, running(db, emu, 2.0) as (app, _):
-            dropped = await flips(app, emu, args.flips, args.prs, args.seed + 1)
+        parts = set(args.parts.split(","))
+        flipped, speed, dropped = Flips(), Throughput(), Flips()
+        async with throwaway_db(backend, tmp) as db:
+            async with running(db, emu, 60.0) as (app, _):  # also the data of part 2
+                if "1" in parts:
+                    print(f"{backend}: flips with webhooks, default intervals", flush=True)
+                    flipped = await flips(app, emu, args.flips, args.prs, args.seed)
+                    print(f"    p50 {pct(flipped.latencies, 0.5) * 1000:.0f} ms, max "
+                          f"{max(flipped.latencies) * 1000:.0f} ms", flush=True)  # fmt: skip
+                await settle(app, emu)
+            await emu.state.webhooks.drain()
+            emu.state.webhooks.clear_hooks(GH)
+            if "2" in parts:
+                print(f"{backend}: deliveries accepted per second (serve in its own process)",
+                      flush=True)  # fmt: skip
+                profile = Path(f"{args.profile}.{backend}") if args.profile else None
+                speed = await throughput(db, emu, args, tmp, sorted(host.repos), profile)
+        if "3" in parts:
+            print(f"{backend}: flips with 10% of deliveries dropped, 2 s repo sync", flush=True)
+            emu.state.webhooks.set_faults(GH, dataclasses_replace_drop(emu, 0.1))
+            async with throwaway_db(backend, tmp) as db, running(db, emu, 2.0) as (app, _):
+                dropped = await flips(app, emu, args.flips, args.prs, args.seed + 1)
         return BackendResult(backend, flipped, speed, dropped)
 
 
@@ -298,53 +402,67 @@ def report(results: list[BackendResult], args: argparse.Namespace, started: date
         "",
         f"Run {started:%Y-%m-%d %H:%M} UTC: `.venv/bin/python bench/webhooks.py "
         f"--backends {args.backends} --flips {args.flips} --repos {args.repos} --prs "
-        f"{args.prs} --deliveries {args.deliveries} --runs {args.runs}`; "
-        f"{os.cpu_count()} CPUs. The emulator, the app (`serve`: API and every worker) and the "
-        "load all run in one process and event loop.",
-        "",
-        f"## 1. Flip on the host -> all {args.prs} changesets READONLY/OPEN in the store",
-        "",
-        "Webhooks on, default intervals (repo sync 60 s, changeset poll 5 s). Goal: p99 < 1 s.",
-        "",
-        "| backend | flips | p50 | p99 | max | goal |",
-        "|---|---|---|---|---|---|",
+        f"{args.prs} --deliveries {args.deliveries} --runs {args.runs} --parts {args.parts}`; "
+        f"{os.cpu_count()} CPUs. Parts 1 and 3: the emulator, the app (`serve`: API and every "
+        "worker) and the bench in one process and event loop. Part 2: the deployment "
+        "topology, `repo-updater serve --config FILE` in its own process.",
     ]
-    for r in results:
-        lat = r.flips.latencies
-        goal = "PASS" if pct(lat, 0.99) < 1.0 else "FAIL"
-        lines.append(f"| {r.backend} | {len(lat)} | {ms(pct(lat, 0.5))} | {ms(pct(lat, 0.99))} "
-                     f"| {ms(max(lat))} | {goal} |")  # fmt: skip
-    lines += [
-        "",
-        f"## 2. Deliveries accepted per second ({args.deliveries} signed `pull_request` "
-        f"deliveries, {CLIENTS} concurrent clients, {args.runs} runs)",
-        "",
-        "Floor: a bare aiohttp handler (read the body, answer 202) with the same client in the "
-        "same run. Stored = sent is checked by counting `webhook_deliveries` rows. Aim: 1,000/s.",
-        "",
-        "| backend | ours min / median | floor min / median | ours / floor (median) | "
-        "lost (sent - stored) | non-2xx |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        t = r.throughput
-        om, fm = statistics.median(t.ours), statistics.median(t.floor)
-        lines.append(f"| {r.backend} | {min(t.ours):.0f} / {om:.0f} | {min(t.floor):.0f} / "
-                     f"{fm:.0f} | {om / fm:.2f} | {t.lost} | {t.refused} |")  # fmt: skip
-    lines += [
-        "",
-        "## 3. The flips of 1 with 10 % of deliveries dropped (repo sync every 2 s)",
-        "",
-        "A dropped delivery leaves the flip to polling: the next repo sync sees it. The shorter "
-        "interval is only here (with the default 60 s, such a flip converges within a minute).",
-        "",
-        "| backend | flips converged | deliveries dropped | p50 | p99 | max |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        lat = r.dropped.latencies
-        lines.append(f"| {r.backend} | {len(lat)} / {args.flips} | {r.dropped.dropped} | "
-                     f"{ms(pct(lat, 0.5))} | {ms(pct(lat, 0.99))} | {ms(max(lat))} |")  # fmt: skip
+    if any(r.flips.latencies for r in results):
+        lines += [
+            "",
+            f"## 1. Flip on the host -> all {args.prs} changesets READONLY/OPEN in the store",
+            "",
+            "Webhooks on, default intervals (repo sync 60 s, changeset poll 5 s). Goal: p99 < 1 s.",
+            "",
+            "| backend | flips | p50 | p99 | max | goal |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in results:
+            lat = r.flips.latencies
+            goal = "PASS" if pct(lat, 0.99) < 1.0 else "FAIL"
+            lines.append(f"| {r.backend} | {len(lat)} | {ms(pct(lat, 0.5))} | "
+                         f"{ms(pct(lat, 0.99))} | {ms(max(lat))} | {goal} |")  # fmt: skip
+    if any(r.throughput.ours for r in results):
+        lines += [
+            "",
+            f"## 2. Deliveries accepted per second ({args.deliveries} signed `pull_request` "
+            f"deliveries, {CLIENTS} concurrent clients, {args.runs} runs)",
+            "",
+            "Processes: `repo-updater serve` (API and every worker, a config file naming the "
+            "service and its `webhook_secret_env`; a fresh process per run) on the database of "
+            "part 1 (10 repos x 100 tracked changesets); the load generator (aiohttp client) "
+            "in a process of its own; the emulator (which the changeset syncs the deliveries "
+            "cause call) in the bench process. Floor: a bare aiohttp handler (read the body, "
+            "answer 202) in a process of its own, same client, same run. Stored = sent is "
+            "checked by counting `webhook_deliveries` rows after each run. Aim: 1,000/s.",
+            "",
+            "| backend | ours min / median | floor min / median | ours / floor (median) | "
+            "lost (sent - stored) | non-2xx | `deadlock detected` in serve's log |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in results:
+            t = r.throughput
+            om, fm = statistics.median(t.ours), statistics.median(t.floor)
+            lines.append(f"| {r.backend} | {min(t.ours):.0f} / {om:.0f} | {min(t.floor):.0f} / "
+                         f"{fm:.0f} | {om / fm:.2f} | {t.lost} | {t.refused} | "
+                         f"{t.deadlocks} |")  # fmt: skip
+    if any(r.dropped.latencies for r in results):
+        lines += [
+            "",
+            "## 3. The flips of 1 with 10 % of deliveries dropped (repo sync every 2 s)",
+            "",
+            "A dropped delivery leaves the flip to polling: the next repo sync sees it. The "
+            "shorter interval is only here (with the default 60 s, such a flip converges "
+            "within a minute).",
+            "",
+            "| backend | flips converged | deliveries dropped | p50 | p99 | max |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in results:
+            lat = r.dropped.latencies
+            lines.append(f"| {r.backend} | {len(lat)} / {args.flips} | {r.dropped.dropped} | "
+                         f"{ms(pct(lat, 0.5))} | {ms(pct(lat, 0.99))} | "
+                         f"{ms(max(lat))} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -367,6 +485,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--out", default="bench/results/webhooks.md")
+    parser.add_argument("--profile", default="", help="cProfile the first serve of part 2 "
+                        "into this file")  # fmt: skip
+    parser.add_argument("--parts", default="1,2,3", help="which parts to run")
     args = parser.parse_args()
     text = asyncio.run(main_async(args))
     Path(args.out).write_text(text)

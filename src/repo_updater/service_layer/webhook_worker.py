@@ -39,6 +39,7 @@ from repo_updater.core.ports import RepoSource, SingleRepoSource
 from repo_updater.metrics import Metrics
 from repo_updater.service_layer.health import Health, pause
 from repo_updater.service_layer.repo_syncer import RepoSyncer
+from repo_updater.store import changeset_claims
 from repo_updater.store import changesets as changeset_store
 from repo_updater.store import external_services as service_store
 from repo_updater.store import repos as repo_store
@@ -255,10 +256,16 @@ class WebhookWorker:
             repos.update(r.external_id for r in delivery.repo_pulls)
         total, now = 0, self._clock()
         async with self._engine.begin() as conn:
+            wanted: dict[str, list[int]] = {}
             for why, (pulls, repos) in by_reason.items():
-                if not pulls and not repos:
-                    continue
-                ids = await store.changesets_named(conn, source.kind, source.host_url, pulls, repos)
+                if pulls or repos:
+                    found = await store.changesets_named(
+                        conn, source.kind, source.host_url, pulls, repos
+                    )
+                    wanted[why] = list(found)
+            # one upsert per reason: lock every row first, in the one order (no deadlock)
+            await changeset_claims.lock_rows(conn, [i for ids in wanted.values() for i in ids])
+            for why, ids in wanted.items():
                 total += await changeset_store.request_sync(conn, ids, why, now)
         return total
 

@@ -18,7 +18,7 @@ repo are never claimed, and the removal consumes their requests
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -149,10 +149,27 @@ async def claim_work(
         ).scalars()
     )
     requests: dict[int, tuple[int, str]] = {}
-    if won:
+    locked = sorted(won)
+    if locked and conn.dialect.name != "sqlite":
+        # Never wait on a request row: one that another transaction holds (a sync request
+        # upsert bumping its generation) is left out here, so this claim syncs without
+        # consuming it and the request is served by a later round. Waiting could deadlock
+        # (that transaction may wait on rows this one holds); the lock is taken in changeset
+        # id order, as ``_upsert_requests`` takes its rows (no-op on SQLite: one writer).
+        locked = list(
+            (
+                await conn.execute(
+                    sa.select(q.c.changeset_id)
+                    .where(q.c.changeset_id.in_(locked))
+                    .order_by(q.c.changeset_id)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalars()
+        )
+    if locked:
         returned = await conn.execute(
             q.update()
-            .where(q.c.changeset_id.in_(sorted(won)))
+            .where(q.c.changeset_id.in_(locked))
             .values(claimed_by=worker_id, claimed_until=until, claimed_generation=q.c.generation)
             .returning(q.c.changeset_id, q.c.generation, q.c.reason)
         )
@@ -209,13 +226,43 @@ def _candidates(
             _claim_free(now),
             in_open_batch_change(),
         )
-        .with_for_update(of=c, skip_locked=True)
+        # FOR NO KEY UPDATE (``key_share``): a claim changes no key, so it must not block
+        # the KEY SHARE lock that inserting a sync request (its foreign key) takes on the
+        # changeset; with FOR UPDATE, an upsert holding request rows could wait on a
+        # changeset this claim holds while the claim waits on those request rows.
+        .with_for_update(of=c, skip_locked=True, key_share=True)
     )
     for host_kind, host_url in skip_hosts:
         stmt = stmt.where(
             sa.not_(sa.and_(r.c.host_kind == str(host_kind), r.c.host_url == host_url))
         )
     return stmt
+
+
+async def lock_rows(conn: AsyncConnection, changeset_ids: Iterable[int]) -> None:
+    """PostgreSQL: lock these changesets, then their sync request rows, each in changeset id
+    order, before the transaction writes them. The lock order every writer follows: changesets
+    before requests, each in id order (``rederive`` and the request upsert lock in id order;
+    ``claim_work`` skips held rows instead of waiting), so no two writers deadlock on them.
+    Nothing to do on SQLite (one writer at a time)."""
+    if conn.dialect.name == "sqlite":
+        return
+    c, q = changesets, changeset_sync_requests
+    ids = sorted(set(changeset_ids))
+    for part in chunks(ids):
+        await conn.execute(
+            sa.select(c.c.id)
+            .where(c.c.id.in_(part))
+            .order_by(c.c.id)
+            .with_for_update(key_share=True)
+        )
+    for part in chunks(ids):
+        await conn.execute(
+            sa.select(q.c.changeset_id)
+            .where(q.c.changeset_id.in_(part))
+            .order_by(q.c.changeset_id)
+            .with_for_update()
+        )
 
 
 def _b(name: str, type_: Any = None) -> sa.BindParameter[Any]:
@@ -233,6 +280,7 @@ async def complete_syncs(
     error recorded, retry with backoff; the request stays. Writes guarded by the claim, so a
     worker whose lease ran out and was taken over does not overwrite the new owner."""
     c, q = changesets, changeset_sync_requests
+    await lock_rows(conn, [o.claimed.changeset_id for o in outcomes])
     ok = [o for o in outcomes if o.snapshot is not None]
     failed = [o for o in outcomes if o.error is not None]
     mine = sa.and_(c.c.id == _b("b_id"), c.c.claimed_by == _b("b_worker"))
@@ -357,6 +405,7 @@ async def release_claims(
     if not claimed:
         return
     c, q = changesets, changeset_sync_requests
+    await lock_rows(conn, [x.changeset_id for x in claimed])
     params = [{"b_id": x.changeset_id, "b_worker": x.claimed_by} for x in claimed]
     await conn.execute(
         c.update()

@@ -108,6 +108,13 @@ async def rederive(conn: AsyncConnection, where: sa.ColumnElement[bool], *, now:
     recorded in ``changeset_state_history`` at ``now``, in the caller's transaction: this is
     the only function that sets ``external_state``, so the history misses none."""
     derived = _derived_state_sql()
+    if conn.dialect.name != "sqlite":  # lock in id order first (see changeset_claims.lock_rows)
+        await conn.execute(
+            sa.select(changesets.c.id)
+            .where(where, changesets.c.host_state.is_not(None))
+            .order_by(changesets.c.id)
+            .with_for_update(key_share=True)
+        )
     result = await conn.execute(
         changesets.update()
         .where(where, changesets.c.host_state.is_not(None))
@@ -288,16 +295,22 @@ async def _upsert_requests(
     ``requested_at`` keeps the oldest pending time, so re-requests never push a changeset back
     in the queue."""
     q = changeset_sync_requests
-    source = sa.select(
-        changesets.c.id,
-        sa.literal(reason, sa.String),
-        sa.literal(now, UTCDateTime()),
-        sa.literal(1, sa.Integer),
-    ).where(
-        changesets.c.publication_state == PublicationState.PUBLISHED.value,
-        on_live_repo(),
-        in_open_batch_change(),  # nothing would ever claim the request of any other
-        *where,
+    # Ordered: the upsert locks request rows in changeset id order, as ``claim_work`` does
+    # (two statements locking the same rows in different orders can deadlock on PostgreSQL).
+    source = (
+        sa.select(
+            changesets.c.id,
+            sa.literal(reason, sa.String),
+            sa.literal(now, UTCDateTime()),
+            sa.literal(1, sa.Integer),
+        )
+        .where(
+            changesets.c.publication_state == PublicationState.PUBLISHED.value,
+            on_live_repo(),
+            in_open_batch_change(),  # nothing would ever claim the request of any other
+            *where,
+        )
+        .order_by(changesets.c.id)
     )
     insert = dialect_insert(conn, q).from_select(
         ["changeset_id", "reason", "requested_at", "generation"], source
