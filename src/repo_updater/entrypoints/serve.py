@@ -15,6 +15,7 @@ from repo_updater.service_layer import retention as events_retention
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_GRACE = 2.0  # seconds for the loops to end their rounds on their own
 SHUTDOWN_TIMEOUT = 15.0  # seconds for the loops to hand back their claims and end
 
 
@@ -59,10 +60,15 @@ async def serve(
         try:
             await stop.wait()
         finally:
-            # Cancelled mid-round, the loops hand back their claims (the repo sync's service
+            # First let the loops see ``stop``: an idle loop ends at once and a busy one ends
+            # its round, so no transaction is cancelled half-way (on SQLite, a statement
+            # cancelled mid-flight can keep the write lock for the whole busy timeout, and every
+            # other loop's hand-back then waits for it). Then cancel what is still running:
+            # cancelled mid-round, the loops hand back their claims (the repo sync's service
             # claim, the changeset round's claims, the operation groups' claims) before they end.
             stop.set()
-            for task in tasks:
+            _, running = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+            for task in running:
                 task.cancel()
             _, late = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT)
             if late:  # their claims, if any, run out with their leases
