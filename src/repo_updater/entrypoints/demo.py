@@ -150,6 +150,9 @@ def demo_config_dict(
                 "url": base_urls[host],
                 "orgs": [org],
                 "name_prefix": prefix,
+                # The emulated hosts set no write limit: the default pacing (GitHub's 80 a
+                # minute, 500 an hour) would spread the example spec's apply over minutes.
+                "write_limits": {"per_minute": 6000, "per_hour": 100000},
                 **hook,
             }
             for host, (kind, org, prefix) in selections.items()

@@ -137,9 +137,10 @@ async def walkthrough(app: App, state: EmulatorState, wait: Any) -> None:
         views = await cs_store.list_changesets(conn, batch_change_id=bc)
         events = await event_store.list_events(conn, kind="RepoArchived")
     archived = [v for v in views if v.repo_name == f"github.emulator/{ARCHIVE_ME}"]
-    why = next((e.payload.get("why") for e in reversed(events)
-                if e.payload.get("name") == f"github.emulator/{ARCHIVE_ME}"), None)  # fmt: skip
-    learned = "the host's refusal of the write" if why == "write refused" else "a repo sync"
+    # The archive's webhook races the refused write: either may record the flip first.
+    refused = any(e.payload.get("why") == "write refused" for e in events
+                  if e.payload.get("name") == f"github.emulator/{ARCHIVE_ME}")  # fmt: skip
+    learned = "the host's refusal of the write" if refused else "the host's webhook"
     states = sorted({(v.external_state or ExternalState.OPEN).value for v in archived})
     print(f"  {ARCHIVE_ME}: learned it is archived from {learned}; its changesets are "
           f"{', '.join(states)}")  # fmt: skip
