@@ -20,8 +20,9 @@ from urllib.parse import quote
 
 import httpx
 
-from repo_updater.core.errors import HostError, NotFound, Refused
+from repo_updater.core.errors import Refused
 from repo_updater.sources.common import as_dict, as_list
+from repo_updater.sources.files_common import default_branch_in, read_each
 from repo_updater.sources.http import HostClient
 
 
@@ -48,26 +49,17 @@ class BitbucketFiles:
 
     async def default_branch(self, repo_name: str) -> str:
         data, _ = await self._get(f"{_repo(repo_name)}/default-branch", kind="get_repo")
-        branch = as_dict(data).get("displayId")
-        if not isinstance(branch, str) or not branch:
-            raise HostError(f"{repo_name}: the repository has no default branch")
-        return branch
+        return default_branch_in(data, "displayId", repo_name)
 
     async def read_files(
         self, repo_name: str, ref: str, paths: Sequence[str]
     ) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for path in paths:
+        async def one(path: str) -> str:
             url = f"{_repo(repo_name)}/raw/{quote(path)}"
-            try:
-                response = await self._client.request(
-                    "GET", url, kind="get_file", params={"at": f"refs/heads/{ref}"}
-                )
-            except NotFound:
-                out[path] = None
-                continue
-            out[path] = response.text
-        return out
+            at = {"at": f"refs/heads/{ref}"}
+            return (await self._client.request("GET", url, kind="get_file", params=at)).text
+
+        return await read_each(paths, one)
 
     async def _head(self, repo_name: str, branch: str) -> str | None:
         """The branch's latest commit; None: no such branch."""

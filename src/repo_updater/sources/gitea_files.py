@@ -14,7 +14,6 @@ multi-file contents API:
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -22,6 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from repo_updater.core.errors import HostError, NotFound
+from repo_updater.sources.files_common import decode_text, default_branch_in, read_each
 from repo_updater.sources.gitea_writes import _repo
 
 
@@ -41,29 +41,21 @@ class GiteaFiles:
 
     async def default_branch(self, repo_name: str) -> str:
         data, _ = await self._get(_repo(repo_name), kind="get_repo")
-        branch = data.get("default_branch") if isinstance(data, dict) else None
-        if not isinstance(branch, str) or not branch:
-            raise HostError(f"{repo_name}: the repository has no default branch")
-        return branch
+        return default_branch_in(data, "default_branch", repo_name)
 
     async def _files(
         self, repo_name: str, ref: str, paths: Sequence[str]
     ) -> dict[str, tuple[str, str] | None]:
         """path -> (content, blob sha), None: no such file."""
-        out: dict[str, tuple[str, str] | None] = {}
-        for path in paths:
+
+        async def one(path: str) -> tuple[str, str]:
             url = f"{_repo(repo_name)}/contents/{quote(path)}"
-            try:
-                data, _ = await self._get(url, kind="get_file", params={"ref": ref})
-            except NotFound:
-                out[path] = None
-                continue
-            try:
-                text = base64.b64decode(str(data["content"])).decode()
-                out[path] = (text, str(data["sha"]))
-            except (KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-                raise HostError(f"GET {url}: not a UTF-8 text file") from None
-        return out
+            data, _ = await self._get(url, kind="get_file", params={"ref": ref})
+            if not isinstance(data, dict) or not isinstance(data.get("sha"), str):
+                raise HostError(f"GET {url}: not a file")
+            return decode_text(data.get("content"), url), data["sha"]
+
+        return await read_each(paths, one)
 
     async def read_files(
         self, repo_name: str, ref: str, paths: Sequence[str]

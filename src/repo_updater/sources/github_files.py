@@ -14,13 +14,12 @@ Four writes per commit at most (tree, commit, ref, and a PATCH when the branch e
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from repo_updater.core.errors import HostError, NotFound, Refused
+from repo_updater.core.errors import HostError, Refused
+from repo_updater.sources.files_common import decode_text, default_branch_in, read_each
 from repo_updater.sources.http import HostClient, decode_json
 
 
@@ -39,24 +38,17 @@ class GitHubFiles:
 
     async def default_branch(self, repo_name: str) -> str:
         data, _ = await self.client.get_json(_repo(repo_name), kind="get_repo")
-        branch = data.get("default_branch") if isinstance(data, dict) else None
-        if not isinstance(branch, str) or not branch:
-            raise HostError(f"{repo_name}: the repository has no default branch")
-        return branch
+        return default_branch_in(data, "default_branch", repo_name)
 
     async def read_files(
         self, repo_name: str, ref: str, paths: Sequence[str]
     ) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for path in paths:
+        async def one(path: str) -> str:
             url = f"{_repo(repo_name)}/contents/{quote(path)}"
-            try:
-                data, _ = await self.client.get_json(url, kind="get_file", params={"ref": ref})
-            except NotFound:
-                out[path] = None
-                continue
-            out[path] = _decode(data, url)
-        return out
+            data, _ = await self.client.get_json(url, kind="get_file", params={"ref": ref})
+            return _decode(data, url)
+
+        return await read_each(paths, one)
 
     async def commit_files(
         self,
@@ -125,7 +117,4 @@ class GitHubFiles:
 def _decode(data: Any, url: str) -> str:
     if not isinstance(data, dict) or data.get("type") != "file":
         raise HostError(f"GET {url}: not a file")
-    try:
-        return base64.b64decode(str(data.get("content", ""))).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise HostError(f"GET {url}: not a UTF-8 text file") from None
+    return decode_text(data.get("content", ""), url)

@@ -10,15 +10,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
-from repo_updater.core.errors import HostError, NotFound
+from repo_updater.sources.files_common import decode_text, default_branch_in, read_each
 from repo_updater.sources.gitlab_writes import _project
 
 
@@ -38,27 +36,17 @@ class GitLabFiles:
 
     async def default_branch(self, repo_name: str) -> str:
         data, _ = await self._get(_project(repo_name), kind="get_repo")
-        branch = data.get("default_branch") if isinstance(data, dict) else None
-        if not isinstance(branch, str) or not branch:
-            raise HostError(f"{repo_name}: the project has no default branch")
-        return branch
+        return default_branch_in(data, "default_branch", repo_name, "project")
 
     async def read_files(
         self, repo_name: str, ref: str, paths: Sequence[str]
     ) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for path in paths:
+        async def one(path: str) -> str:
             url = f"{_project(repo_name)}/repository/files/{quote(path, safe='')}"
-            try:
-                data, _ = await self._get(url, kind="get_file", params={"ref": ref})
-            except NotFound:
-                out[path] = None
-                continue
-            try:
-                out[path] = base64.b64decode(str(data["content"])).decode()
-            except (KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-                raise HostError(f"GET {url}: not a UTF-8 text file") from None
-        return out
+            data, _ = await self._get(url, kind="get_file", params={"ref": ref})
+            return decode_text(data.get("content") if isinstance(data, dict) else None, url)
+
+        return await read_each(paths, one)
 
     async def commit_files(
         self,
