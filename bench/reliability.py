@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import random
@@ -42,14 +41,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import sqlalchemy as sa
 import yaml
+from api_common import database
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repo_updater.core.domain import HostKind
@@ -68,7 +66,6 @@ from repo_updater.store.schema import (
 GH = HostKind.GITHUB
 PREFIX = "bench.emu"
 CLI = [sys.executable, "-m", "repo_updater.entrypoints.cli"]
-PG_ADMIN = os.environ.get("REPO_UPDATER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 RESULTS = Path(__file__).resolve().parent / "results" / "reliability.md"
 CONVERGE_TIMEOUT = 300.0
 
@@ -92,28 +89,6 @@ class RunResult:
 
 
 # --- databases ----------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def throwaway_db(backend: str, tmp: Path) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp}/bench-{uuid.uuid4().hex[:8]}.db"
-        return
-    name = f"ru_bench_rel_{uuid.uuid4().hex[:10]}"
-    admin = PG_ADMIN.replace("postgresql://", "postgres://", 1)
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 def write_config(tmp: Path, db: str, emu: RunningEmulator) -> Path:
@@ -318,7 +293,7 @@ async def kill_during_work(
 
 
 async def baseline(backend: str, tmp: Path, emu: RunningEmulator) -> float:
-    async with throwaway_db(backend, tmp) as db:
+    async with database(backend, tmp) as db:
         cfg = write_config(tmp, db, emu)
         start = time.monotonic()
         code = await (await Child(tmp, "sync", "--config", str(cfg)).start()).wait()
@@ -337,7 +312,7 @@ async def one_run(backend: str, run: int, args: argparse.Namespace, tmp: Path) -
     host.faults.latency_ms = args.latency_ms
     async with running_emulator(state) as emu:
         result.baseline_s = await baseline(backend, tmp, emu)
-        async with throwaway_db(backend, tmp) as db:
+        async with database(backend, tmp) as db:
             engine = create_engine(db)
             await migrate(engine)
             cfg = write_config(tmp, db, emu)

@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import sqlalchemy as sa
 import yaml
+from api_common import database
 
 from repo_updater.bootstrap import App, open_app
 from repo_updater.config import parse_config
@@ -63,31 +63,8 @@ from repo_updater.store.schema import changesets, repos, webhook_deliveries
 GH = HostKind.GITHUB
 SECRET = "bench-webhook-secret"
 ENV = {"BENCH_HOOK_SECRET": SECRET}
-PG_ADMIN = os.environ.get("REPO_UPDATER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CLIENTS = 64
 FLIP_LIMIT = 120.0  # seconds a flip may take before the benchmark gives up
-
-
-@contextlib.asynccontextmanager
-async def throwaway_db(backend: str, tmp: Path) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp}/bench-{uuid.uuid4().hex[:8]}.db"
-        return
-    name = f"ru_bench_hooks_{uuid.uuid4().hex[:10]}"
-    admin = PG_ADMIN.replace("postgresql://", "postgres://", 1)
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 def config(db: str, emu: RunningEmulator, interval: float) -> Any:
@@ -363,7 +340,7 @@ async def one_backend(backend: str, args: argparse.Namespace, tmp: Path) -> Back
                 host.add_pull(repo.full_name, title=f"change {k}")
         parts = set(args.parts.split(","))
         flipped, speed, dropped = Flips(), Throughput(), Flips()
-        async with throwaway_db(backend, tmp) as db:
+        async with database(backend, tmp) as db:
             async with running(db, emu, 60.0) as (app, _):  # also the data of part 2
                 if "1" in parts:
                     print(f"{backend}: flips with webhooks, default intervals", flush=True)
@@ -381,7 +358,7 @@ async def one_backend(backend: str, args: argparse.Namespace, tmp: Path) -> Back
         if "3" in parts:
             print(f"{backend}: flips with 10% of deliveries dropped, 2 s repo sync", flush=True)
             emu.state.webhooks.set_faults(GH, dataclasses_replace_drop(emu, 0.1))
-            async with throwaway_db(backend, tmp) as db, running(db, emu, 2.0) as (app, _):
+            async with database(backend, tmp) as db, running(db, emu, 2.0) as (app, _):
                 dropped = await flips(app, emu, args.flips, args.prs, args.seed + 1)
         return BackendResult(backend, flipped, speed, dropped)
 
