@@ -1,12 +1,5 @@
-"""Claiming and completing changeset syncs (the changeset syncer's half of the store).
-
-A claim is ``changesets.claimed_by`` / ``claimed_until``: a worker holds a changeset until it
-completes or releases it, or until the lease expires (a dead worker's claim simply runs out).
-The candidates come from two LIMITed selects that indexes serve (ready requests by
-``requested_at``, then due changesets by ``next_sync_at``), not from one query that joins,
-filters and sorts every tracked changeset. On PostgreSQL both lock with ``FOR UPDATE SKIP
-LOCKED`` so concurrent workers pick disjoint changesets; the claiming UPDATE re-checks the
-claim, which also keeps several tasks of one SQLite process apart.
+"""Completing and releasing changeset syncs (the changeset syncer's half of the store);
+claiming them is :mod:`repo_updater.store.claiming`.
 
 A sync request (``changeset_sync_requests``) is claimed by recording its ``generation``. On
 success it is deleted only if nothing re-requested it meanwhile (same generation, still ours);
@@ -20,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,47 +21,30 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from repo_updater.core.batching import chunks
 from repo_updater.core.changeset_state import is_terminal, last_change
-from repo_updater.core.domain import ChangesetRef, ChangesetSnapshot, HostKind, PublicationState
+from repo_updater.core.domain import ChangesetSnapshot
 from repo_updater.core.schedule import next_sync_at, retry_at
-from repo_updater.store.changesets import in_open_batch_change, rederive, request_syncs_for_repos
+from repo_updater.store.changesets import rederive, request_syncs_for_repos
+from repo_updater.store.claiming import ClaimedChangeset, HostKey, claim_work
 from repo_updater.store.schema import (
     UTCDateTime,
     changeset_events,
     changeset_sync_requests,
     changesets,
-    repos,
 )
 from repo_updater.store.sql import insert_ignore
 
-HostKey = tuple[HostKind, str]  # (host_kind, host_url): one code host
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedChangeset:
-    changeset_id: int
-    repo_id: int
-    repo_name: str  # host-relative, e.g. "acme/widgets"
-    repo_external_id: str
-    number: int
-    host_kind: HostKind
-    host_url: str
-    repo_archived: bool
-    claimed_by: str
-    request_generation: int | None  # the sync request generation this claim satisfies
-    sync_failures: int  # consecutive failures before this attempt
-    request_reason: str | None = None  # the claimed request's reason (None: due by schedule)
-
-    @property
-    def host(self) -> HostKey:
-        return (self.host_kind, self.host_url)
-
-    def ref(self) -> ChangesetRef:
-        return ChangesetRef(
-            changeset_id=self.changeset_id,
-            repo_name=self.repo_name,
-            repo_external_id=self.repo_external_id,
-            number=self.number,
-        )
+__all__ = [
+    "ClaimedChangeset",
+    "HostKey",
+    "SyncOutcome",
+    "claim_work",
+    "complete_sync",
+    "complete_syncs",
+    "lock_rows",
+    "release_claims",
+    "resume_syncs_for_repos",
+    "stop_syncs_for_repos",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,159 +60,6 @@ class SyncOutcome:
             raise ValueError("a sync outcome has exactly one of snapshot and error")
         if self.snapshot is not None and self.snapshot.changeset_id != self.claimed.changeset_id:
             raise ValueError("snapshot is for another changeset than the claimed one")
-
-
-async def claim_work(
-    conn: AsyncConnection,
-    worker_id: str,
-    now: datetime,
-    lease: timedelta,
-    limit: int,
-    *,
-    skip_hosts: Collection[HostKey] = (),
-) -> list[ClaimedChangeset]:
-    """Claim up to ``limit`` changesets to sync: requested ones first (oldest request first),
-    then due ones (oldest ``next_sync_at`` first). Only published changesets of open batch
-    changes on live repos, not claimed by a live claim, not on ``skip_hosts`` (hosts backing
-    off)."""
-    if limit < 1:
-        return []
-    c, q = changesets, changeset_sync_requests
-    claim_free = _claim_free(now)
-    # Two LIMITed selects, each walking an index in claim order, instead of one query that
-    # joins, filters and sorts every tracked changeset on each round (and each idle poll).
-    request_ready = sa.or_(
-        q.c.claimed_until.is_(None),
-        q.c.claimed_until <= now,  # a parked request (failed sync) waits for its retry time
-        q.c.generation > sa.func.coalesce(q.c.claimed_generation, 0),  # or a newer ask
-    )
-    # SQLite: ``+ 0`` keeps the request index the outer loop whatever the statistics say.
-    # After an ANALYZE that saw the request queue empty (it usually is), SQLite assumes the
-    # default ~1M rows for it and drives the join from a full scan of ``changesets`` plus a
-    # sort: every idle poll then costs O(changesets) (issue 12, item 5).
-    request_key = q.c.changeset_id + 0 if conn.dialect.name == "sqlite" else q.c.changeset_id
-    requested = (
-        _candidates(now, skip_hosts, q.join(c, c.c.id == request_key))
-        .where(request_ready)
-        .order_by(q.c.requested_at, q.c.changeset_id)
-        .limit(limit)
-    )
-    candidates = list((await conn.execute(requested)).all())
-    if len(candidates) < limit:
-        # Due ones. Every ready request not locked by another worker is in ``candidates``
-        # already (fewer than ``limit``); those are locked by us, so exclude them by id.
-        due = (
-            _candidates(now, skip_hosts, c)
-            .where(c.c.next_sync_at <= now)
-            .order_by(c.c.next_sync_at, c.c.id)
-            .limit(limit - len(candidates))
-        )
-        if candidates:
-            due = due.where(c.c.id.not_in([row.id for row in candidates]))
-        candidates += (await conn.execute(due)).all()
-    if not candidates:
-        return []
-    until = now + lease
-    ids = [row.id for row in candidates]
-    won = set(
-        (
-            await conn.execute(
-                c.update()
-                .where(c.c.id.in_(ids), claim_free)
-                .values(claimed_by=worker_id, claimed_until=until)
-                .returning(c.c.id)
-            )
-        ).scalars()
-    )
-    requests: dict[int, tuple[int, str]] = {}
-    locked = sorted(won)
-    if locked and conn.dialect.name != "sqlite":
-        # Never wait on a request row: one that another transaction holds (a sync request
-        # upsert bumping its generation) is left out here, so this claim syncs without
-        # consuming it and the request is served by a later round. Waiting could deadlock
-        # (that transaction may wait on rows this one holds); the lock is taken in changeset
-        # id order, as ``_upsert_requests`` takes its rows (no-op on SQLite: one writer).
-        locked = list(
-            (
-                await conn.execute(
-                    sa.select(q.c.changeset_id)
-                    .where(q.c.changeset_id.in_(locked))
-                    .order_by(q.c.changeset_id)
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalars()
-        )
-    if locked:
-        returned = await conn.execute(
-            q.update()
-            .where(q.c.changeset_id.in_(locked))
-            .values(claimed_by=worker_id, claimed_until=until, claimed_generation=q.c.generation)
-            .returning(q.c.changeset_id, q.c.generation, q.c.reason)
-        )
-        requests = {row.changeset_id: (row.generation, row.reason) for row in returned}
-    return [
-        ClaimedChangeset(
-            changeset_id=row.id,
-            repo_id=row.repo_id,
-            repo_name=row.external_name,
-            repo_external_id=row.repo_external_id,
-            number=int(row.external_id),
-            host_kind=HostKind(row.host_kind),
-            host_url=row.host_url,
-            repo_archived=bool(row.archived),
-            claimed_by=worker_id,
-            request_generation=requests[row.id][0] if row.id in requests else None,
-            sync_failures=row.sync_failures,
-            request_reason=requests[row.id][1] if row.id in requests else None,
-        )
-        for row in candidates
-        if row.id in won
-    ]
-
-
-def _claim_free(now: datetime) -> sa.ColumnElement[bool]:
-    c = changesets
-    return sa.or_(c.c.claimed_until.is_(None), c.c.claimed_until <= now)
-
-
-def _candidates(
-    now: datetime, skip_hosts: Collection[HostKey], source: sa.FromClause
-) -> sa.Select[Any]:
-    """Claimable changesets of ``source`` (which includes ``changesets``): published, on a
-    live (not soft-deleted) repo, of an open batch change, not under a live claim, not on
-    ``skip_hosts``; locked on PostgreSQL with SKIP LOCKED so concurrent workers pick disjoint
-    changesets."""
-    c, r = changesets, repos
-    stmt = (
-        sa.select(
-            c.c.id,
-            c.c.repo_id,
-            c.c.external_id,
-            c.c.sync_failures,
-            r.c.external_name,
-            r.c.external_id.label("repo_external_id"),
-            r.c.host_kind,
-            r.c.host_url,
-            r.c.archived,
-        )
-        .select_from(source.join(r, r.c.id == c.c.repo_id))
-        .where(
-            c.c.publication_state == PublicationState.PUBLISHED.value,
-            r.c.deleted_at.is_(None),  # a removed repo's changesets are not synced
-            _claim_free(now),
-            in_open_batch_change(),
-        )
-        # FOR NO KEY UPDATE (``key_share``): a claim changes no key, so it must not block
-        # the KEY SHARE lock that inserting a sync request (its foreign key) takes on the
-        # changeset; with FOR UPDATE, an upsert holding request rows could wait on a
-        # changeset this claim holds while the claim waits on those request rows.
-        .with_for_update(of=c, skip_locked=True, key_share=True)
-    )
-    for host_kind, host_url in skip_hosts:
-        stmt = stmt.where(
-            sa.not_(sa.and_(r.c.host_kind == str(host_kind), r.c.host_url == host_url))
-        )
-    return stmt
 
 
 async def lock_rows(conn: AsyncConnection, changeset_ids: Iterable[int]) -> None:

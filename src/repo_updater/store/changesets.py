@@ -255,28 +255,32 @@ async def track_changesets(
     published = PublicationState.PUBLISHED.value
     keys = list(dict.fromkeys((repo_id, str(number)) for repo_id, number in items))
     ids: dict[tuple[int, str], int] = {}
-    for key_part in chunks(keys):
-        insert = dialect_insert(conn, changesets).values(
-            [
-                {"repo_id": repo_id, "external_id": external_id, "publication_state": published,
-                 "next_sync_at": now, "created_at": now, "updated_at": now}
-                for repo_id, external_id in key_part
-            ]
-        )  # fmt: skip
-        upsert = insert.on_conflict_do_update(
-            index_elements=[changesets.c.repo_id, changesets.c.external_id],
-            set_={"publication_state": published},
-        ).returning(changesets.c.id, changesets.c.repo_id, changesets.c.external_id)
-        for row in await conn.execute(upsert):
-            ids[(row.repo_id, row.external_id)] = row.id
-    links = [{"batch_change_id": batch_change_id, "changeset_id": i} for i in ids.values()]
-    for link_part in chunks(links):
-        await conn.execute(
-            dialect_insert(conn, batch_change_changesets)
-            .values(list(link_part))
-            .on_conflict_do_nothing()
+    # One statement with executemany parameters: SQLAlchemy compiles it once and sends the
+    # rows in batches ("insertmanyvalues"); a multi-row VALUES built per chunk cost more
+    # Python time compiling than the database spent writing.
+    insert = dialect_insert(conn, changesets)
+    upsert = insert.on_conflict_do_update(
+        index_elements=[changesets.c.repo_id, changesets.c.external_id],
+        set_={"publication_state": published},
+    ).returning(changesets.c.id, changesets.c.repo_id, changesets.c.external_id)
+    values = [
+        {"repo_id": repo_id, "external_id": external_id, "publication_state": published,
+         "next_sync_at": now, "created_at": now, "updated_at": now}
+        for repo_id, external_id in keys
+    ]  # fmt: skip
+    for row in await conn.execute(upsert, values):
+        ids[(row.repo_id, row.external_id)] = row.id
+    await conn.execute(
+        dialect_insert(conn, batch_change_changesets).on_conflict_do_nothing(),
+        [{"batch_change_id": batch_change_id, "changeset_id": i} for i in ids.values()],
+    )
+    # Requestable by construction (published, live repos checked above, this open batch
+    # change): no per-chunk join against every link, which, planned on the statistics of a
+    # store that was empty before this call, made tracking 100k changesets quadratic.
+    for id_part in chunks(sorted(ids.values())):
+        await _upsert_requests(
+            conn, [changesets.c.id.in_(id_part)], "tracked", now, requestable=True
         )
-    await request_sync(conn, ids.values(), "tracked", now)
     if len(ids) >= ANALYZE_AFTER_TRACKED and conn.dialect.name == "postgresql":
         # Fresh planner statistics, or the claim plans 100k new rows as if the tables were
         # small (hash joins, a sort spilled to disk). Not on SQLite: see ``changeset_claims``.
@@ -288,13 +292,27 @@ async def track_changesets(
 
 
 async def _upsert_requests(
-    conn: AsyncConnection, where: Sequence[sa.ColumnElement[bool]], reason: str, now: datetime
+    conn: AsyncConnection,
+    where: Sequence[sa.ColumnElement[bool]],
+    reason: str,
+    now: datetime,
+    *,
+    requestable: bool = False,
 ) -> int:
-    """One request row per published changeset matching ``where``. An existing row gets its
-    generation bumped (so a sync already in flight does not consume it) and the new reason;
-    ``requested_at`` keeps the oldest pending time, so re-requests never push a changeset back
-    in the queue."""
+    """One request row per published changeset matching ``where`` (``requestable``: the caller
+    knows they all are, e.g. just tracked). An existing row gets its generation bumped (so a
+    sync already in flight does not consume it) and the new reason; ``requested_at`` keeps the
+    oldest pending time, so re-requests never push a changeset back in the queue."""
     q = changeset_sync_requests
+    checks = (
+        ()
+        if requestable
+        else (
+            changesets.c.publication_state == PublicationState.PUBLISHED.value,
+            on_live_repo(),
+            in_open_batch_change(),  # nothing would ever claim the request of any other
+        )
+    )
     # Ordered: the upsert locks request rows in changeset id order, as ``claim_work`` does
     # (two statements locking the same rows in different orders can deadlock on PostgreSQL).
     source = (
@@ -304,12 +322,7 @@ async def _upsert_requests(
             sa.literal(now, UTCDateTime()),
             sa.literal(1, sa.Integer),
         )
-        .where(
-            changesets.c.publication_state == PublicationState.PUBLISHED.value,
-            on_live_repo(),
-            in_open_batch_change(),  # nothing would ever claim the request of any other
-            *where,
-        )
+        .where(*checks, *where)
         .order_by(changesets.c.id)
     )
     insert = dialect_insert(conn, q).from_select(
