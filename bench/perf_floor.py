@@ -2,6 +2,7 @@
 
     python bench/perf_floor.py floor URL PORT ORGS OUT.json   # fetch, 304 fetch, SELECT, insert
     python bench/perf_floor.py cron URL PORT ORGS OUT.json    # a fresh process: fetch + SELECT
+    python bench/perf_floor.py claims URL N OUT.json          # a bare queue drained 200 a round
 
 Plain httpx (one page at a time) and ``json.loads``, and SQLAlchemy's async engine on the
 same driver as the service (aiosqlite / asyncpg), without anything of repo-updater's but the
@@ -148,7 +149,67 @@ async def child_cron_floor(url: str, port: int, orgs: int) -> dict[str, Any]:
     return {"fetch": fetched["s"], "select": select_s, "rows": n}
 
 
+async def child_claims_floor(url: str, n: int) -> dict[str, Any]:
+    """The claim's floor: the textbook queue. One table of N due rows with one index in claim
+    order; each round claims 200 with one ``UPDATE .. WHERE id IN (SELECT .. ORDER BY ..
+    LIMIT 200 FOR UPDATE SKIP LOCKED) RETURNING`` in its own transaction, then completes
+    them (due tomorrow) in another, as the claims row does. No joins, no request rows, no
+    batch changes: what claiming 200 rows costs on this machine and database."""
+    import sqlalchemy as sa
+
+    engine = engine_for(url)
+    pg = not url.startswith("sqlite")
+    lock = " FOR UPDATE SKIP LOCKED" if pg else ""
+    now = datetime(2030, 1, 1)
+    later = datetime(2030, 1, 2)
+    claim = sa.text(
+        "UPDATE floor_queue SET claimed_by = 'w' WHERE id IN (SELECT id FROM floor_queue"
+        f" WHERE due <= :now AND claimed_by IS NULL ORDER BY due, id LIMIT 200{lock})"
+        " RETURNING id"
+    )
+    done = sa.text("UPDATE floor_queue SET claimed_by = NULL, due = :later WHERE id IN ({ids})")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DROP TABLE IF EXISTS floor_queue"))
+            await conn.execute(
+                sa.text(
+                    "CREATE TABLE floor_queue (id INTEGER PRIMARY KEY, due TIMESTAMP NOT NULL,"
+                    " claimed_by VARCHAR(200))"
+                )
+            )
+            await conn.execute(sa.text("CREATE INDEX floor_queue_due ON floor_queue (due, id)"))
+            await conn.execute(
+                sa.text("INSERT INTO floor_queue (id, due) VALUES (:id, :due)"),
+                [{"id": i, "due": now} for i in range(1, n + 1)],
+            )
+            await conn.execute(sa.text("ANALYZE floor_queue" if pg else "ANALYZE"))
+        rounds: list[float] = []
+        start = time.perf_counter()
+        while True:
+            t0 = time.perf_counter()
+            async with engine.begin() as conn:
+                ids = [row[0] for row in await conn.execute(claim, {"now": now})]
+            if not ids:
+                break
+            rounds.append(time.perf_counter() - t0)
+            async with engine.begin() as conn:
+                await conn.execute(
+                    sa.text(done.text.format(ids=",".join(map(str, ids)))), {"later": later}
+                )
+        drain = time.perf_counter() - start
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DROP TABLE floor_queue"))
+        return {"rounds": rounds, "drain_s": drain}
+    finally:
+        await engine.dispose()
+
+
 if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "claims":
+        url, n, out = sys.argv[2:5]
+        Path(out).write_text(json.dumps(asyncio.run(child_claims_floor(url, int(n)))))
+        sys.exit(0)
     mode, url, port, orgs, out = sys.argv[1:6]
     run = child_floor if mode == "floor" else child_cron_floor
     Path(out).write_text(json.dumps(asyncio.run(run(url, int(port), int(orgs)))))

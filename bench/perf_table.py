@@ -311,9 +311,13 @@ def measure_cron(n: int, a: argparse.Namespace) -> dict[str, Any]:
 def measure_claims(backend: str, n: int, a: argparse.Namespace) -> dict[str, Any]:
     with rs.database(backend, a.pg) as url:
         data, _ = run(["_claims", url, str(n)], a.src)
+    with rs.database(backend, a.pg) as url:
+        floor, _ = run(["claims", url, str(n)], None, FLOOR)
     rounds = data["rounds"]
     k = min(10, len(rounds))
     out = {
+        "floor_ms": stats([r * 1000 for r in floor["rounds"]]),
+        "floor_drain_s": floor["drain_s"],
         "n": n,
         "claimed": data["claimed"],
         "rounds": len(rounds),
@@ -328,7 +332,8 @@ def measure_claims(backend: str, n: int, a: argparse.Namespace) -> dict[str, Any
         f"  claims {backend}: first rounds {out['first_ms']['median']:.1f} ms, last "
         f"{out['last_ms']['median']:.1f} ms, drain {out['drain_s']:.1f} s, idle poll "
         f"{out['idle_ms']['median']:.1f} ms -> analyzed {out['idle_analyzed_ms']['median']:.1f}"
-        " ms",
+        f" ms; floor: a round {out['floor_ms']['min']:.1f} / {out['floor_ms']['median']:.1f} ms,"
+        f" drain {out['floor_drain_s']:.1f} s",
         flush=True,
     )
     return out
@@ -401,15 +406,22 @@ def report(before: dict[str, Any], after: dict[str, Any], out: Path) -> str:
         )
     claims = [
         "| backend | changesets | claim 200: first 10 rounds (min / median) | last 10 rounds "
-        "| drain (rounds) | idle poll | idle poll after ANALYZE |",
-        "|---|---|---|---|---|---|---|",
+        "| drain (rounds) | idle poll | idle poll after ANALYZE | floor: a round, all rounds "
+        "(min / median) | floor drain | first rounds / floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for tag, data in (("before", before), ("after", after)):
         for backend, c in data["claims"].items():
             claims.append(
                 f"| {tag}: {backend} | {c['n']:,} | {fmt(c['first_ms'], 'ms')} | "
                 f"{fmt(c['last_ms'], 'ms')} | {c['drain_s']:.1f} s ({c['rounds']}) | "
-                f"{fmt(c['idle_ms'], 'ms')} | {fmt(c['idle_analyzed_ms'], 'ms')} |"
+                f"{fmt(c['idle_ms'], 'ms')} | {fmt(c['idle_analyzed_ms'], 'ms')} | "
+                + (
+                    f"{fmt(c['floor_ms'], 'ms')} | {c['floor_drain_s']:.1f} s | "
+                    f"{ratio(c['first_ms'], c['floor_ms'])} |"
+                    if "floor_ms" in c
+                    else "- | - | - |"
+                )
             )
     peaks = ", ".join(
         f"{tag} {backend} {d['syncs'][backend]['peak_rss_mb']:.0f} MB"

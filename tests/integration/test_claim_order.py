@@ -81,3 +81,39 @@ async def test_bulk_tracking_refreshes_postgresql_statistics(engine: AsyncEngine
             )
         ).scalar_one()
     assert tuples >= store.ANALYZE_AFTER_TRACKED  # planned as what it is, not as empty
+
+
+async def test_postgresql_claim_walks_the_claim_indexes(engine: AsyncEngine) -> None:
+    """The one-statement claim reads about ``limit`` requests and changesets, whatever the
+    queue's length: the request index in claim order, then primary-key probes (no scan or sort
+    of every request or changeset, which made each round O(N))."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's one-statement claim only")
+    from repo_updater.store.claiming import _pg_claim_sql, _pg_params
+
+    ids = await _track(engine, 3 * store.ANALYZE_AFTER_TRACKED)  # analyzed: planned as it is
+
+    async def plan() -> str:
+        async with engine.connect() as conn:
+            sql, bind = _pg_claim_sql(conn.dialect, 200)
+            params = bind(_pg_params("w", T0, LEASE, [("github", "https://github.com")]))
+            rows = await conn.exec_driver_sql("EXPLAIN " + sql, params)
+            return "\n".join(str(r[0]) for r in rows)
+
+    every_one_requested = await plan()
+    async with engine.begin() as conn:  # a few requests left, every changeset due
+        await conn.execute(
+            changeset_sync_requests.delete().where(
+                changeset_sync_requests.c.changeset_id > min(ids) + 50
+            )
+        )
+        await conn.execute(sa.text("ANALYZE changeset_sync_requests"))
+    few_requested = await plan()
+    # Every changeset requested: the request index in claim order, no scan of either table.
+    assert "Index Scan using changeset_sync_requests_requested_idx" in every_one_requested
+    assert "Seq Scan on changeset_sync_requests" not in every_one_requested, every_one_requested
+    # In both cases the due walk is the schedule index: never a scan and sort of every
+    # changeset (a few requests may be read whole: that is O(requests), not O(changesets)).
+    for text in (every_one_requested, few_requested):
+        assert "Index Scan using changesets_next_sync_idx" in text, text
+        assert "Seq Scan on changesets" not in text, text
