@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from repo_updater.core.domain import HostKind
 from repo_updater.store import changesets as store
 from repo_updater.store.changeset_claims import claim_work
 from repo_updater.store.schema import changeset_sync_requests, changesets
@@ -96,7 +97,7 @@ async def test_postgresql_claim_walks_the_claim_indexes(engine: AsyncEngine) -> 
     async def plan() -> str:
         async with engine.connect() as conn:
             sql, bind = _pg_claim_sql(conn.dialect, 200)
-            params = bind(_pg_params("w", T0, LEASE, [("github", "https://github.com")]))
+            params = bind(_pg_params("w", T0, LEASE, [(HostKind.GITHUB, "https://github.com")]))
             rows = await conn.exec_driver_sql("EXPLAIN " + sql, params)
             return "\n".join(str(r[0]) for r in rows)
 
