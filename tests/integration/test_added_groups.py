@@ -59,6 +59,29 @@ async def test_a_first_sync_inserts_each_group_in_one_statement(engine: AsyncEng
     assert again.unmodified == 100 and again.rows_written == 0
 
 
+async def test_the_bulk_write_keeps_every_character_the_host_sent(engine: AsyncEngine) -> None:
+    """The rows travel as one JSON text (SQLite) or arrays (PostgreSQL): quotes, backslashes
+    and non-ASCII arrive as sent; a NUL, which PostgreSQL cannot store (the sync failed) and
+    SQLite's JSON functions cut at, is dropped; the re-sync finds nothing to write."""
+    texts = ['say "hi"', "back\\slash \\u0000", "naïve café 😀", "nul\x00inside", ""]
+    listing = ListingSource.of(
+        [
+            repo(i, description=t, private=i % 2 == 0, fork=i % 3 == 0)
+            for i, t in enumerate(texts, 1)
+        ]
+    )
+    result = await RepoSyncer(engine, TickingClock()).sync(SERVICE, listing)
+    assert result.complete and result.added == len(texts)
+    async with engine.connect() as conn:
+        stored = {r.external_id: r for r in await repo_store.list_repos(conn)}
+    for i, text in enumerate(texts, 1):
+        row = stored[str(i)]
+        kept = text.replace("\x00", "")
+        assert (row.description, row.private, row.fork) == (kept, i % 2 == 0, i % 3 == 0)
+    again = await RepoSyncer(engine, TickingClock()).sync(SERVICE, listing)
+    assert again.unmodified == len(texts) and again.rows_written == 0
+
+
 async def test_a_group_written_at_once_commits_together_or_not_at_all(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,6 +53,16 @@ class SourcedRepo:
     private: bool = False
     description: str = ""
 
+    def __post_init__(self) -> None:
+        # No text the store keeps may hold a NUL: PostgreSQL refuses it (a description with one
+        # failed the whole sync) and SQLite's JSON functions end a text there. A host never
+        # means one; it is dropped where a listed repo is made, so the diff compares with what
+        # the store can keep (else the repo would look modified on every sync).
+        for name in ("external_id", "name", "url", "description"):
+            value = getattr(self, name)
+            if isinstance(value, str) and "\x00" in value:
+                object.__setattr__(self, name, value.replace("\x00", ""))
+
 
 @dataclass(frozen=True, slots=True)
 class Repo:

@@ -1,10 +1,12 @@
 """The repo syncer's write of a group of pages that only add repos (a first sync, issue 12
 item 3): one statement per table for the whole group, in the caller's transaction.
 
-On PostgreSQL each statement is built once and takes its rows as arrays, one parameter per
-column, read back by ``unnest``: the statement text is the same for every group (one prepared
-statement, no per-row parameters to bind). On SQLite the portable multi-row inserts of
-``store.repos`` and ``store.events`` do the same job.
+Each statement takes all its rows as a few parameters, whatever their number: on PostgreSQL
+arrays, one per column, read back by ``unnest``; on SQLite one JSON array of rows, read back by
+``json_each``. The statement text is the same for every group (one prepared statement) and
+nothing is bound row by row: with an executemany, SQLAlchemy's per-row parameter handling
+(about 4 bound values a row, each through its type's processor) took a third of a 100,000-repo
+SQLite first sync.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from repo_updater.core.domain import HostKind, RepoEvent, SourcedRepo
@@ -93,6 +96,67 @@ _LINK_PG = _link_pg()
 _EVENTS_PG = _events_pg()
 
 
+def _json_rows() -> Any:
+    """``json_each(:rows)``: each value one row, a JSON array read with ``->>``."""
+    return sa.func.json_each(sa.bindparam("rows", type_=sa.String)).table_valued("value")
+
+
+def _field(rows: Any, i: int) -> Any:
+    return rows.c.value.op("->>")(sa.literal_column(f"'$[{i}]'"))
+
+
+def _insert_repos_sqlite() -> Any:
+    rows = _json_rows()
+    now = sa.bindparam("now", type_=UTCDateTime)
+    select = sa.select(
+        *(_field(rows, i) for i in range(len(_REPO_ARRAYS))),
+        sa.bindparam("host_kind", type_=sa.String),
+        sa.bindparam("host_url", type_=sa.String),
+        now,
+        now,
+    )
+    columns = [n for n, _ in _REPO_ARRAYS] + ["host_kind", "host_url", "created_at", "updated_at"]
+    return repos.insert().from_select(columns, select).returning(repos.c.id, repos.c.external_id)
+
+
+def _link_sqlite() -> Any:
+    rows = _json_rows()
+    select = sa.select(
+        sa.bindparam("service_id", type_=sa.Integer),
+        rows.c.value,
+        sa.bindparam("now", type_=UTCDateTime),
+    ).where(sa.true())  # SQLite: "INSERT .. SELECT .. ON CONFLICT" needs a WHERE to parse
+    return (
+        sqlite.insert(external_service_repos)
+        .from_select(["external_service_id", "repo_id", "created_at"], select)
+        .on_conflict_do_nothing()
+    )
+
+
+def _events_sqlite() -> Any:
+    rows = _json_rows()
+    select = sa.select(
+        _field(rows, 0),
+        _field(rows, 1),
+        sa.bindparam("service_id", type_=sa.Integer),
+        rows.c.value.op("->")(sa.literal_column("'$[2]'")),  # the payload, as JSON text
+        sa.bindparam("now", type_=UTCDateTime),
+    )
+    columns = ["kind", "repo_id", "external_service_id", "payload", "created_at"]
+    return events.insert().from_select(columns, select)
+
+
+def _sqlite_json(rows: list[Any]) -> str:
+    """The rows as one JSON text for ``json_each`` (no text holds a NUL, at which SQLite's JSON
+    functions would end it: ``SourcedRepo`` drops them)."""
+    return orjson.dumps(rows).decode()
+
+
+_INSERT_REPOS_SQLITE = _insert_repos_sqlite()
+_LINK_SQLITE = _link_sqlite()
+_EVENTS_SQLITE = _events_sqlite()
+
+
 async def insert_repos(
     conn: AsyncConnection,
     host_kind: HostKind,
@@ -104,6 +168,15 @@ async def insert_repos(
     external id -> new repo id."""
     if not added:
         return {}
+    if conn.dialect.name == "sqlite":
+        rows = [
+            [name, r.name, r.url, r.archived, r.fork, r.private, r.description, r.external_id]
+            for r, name in added
+        ]  # in the order of _REPO_ARRAYS
+        sqlite_params = {"rows": _sqlite_json(rows), "host_kind": str(host_kind),
+                         "host_url": host_url, "now": now}  # fmt: skip
+        result = await conn.execute(_INSERT_REPOS_SQLITE, sqlite_params)
+        return {r.external_id: r.id for r in result}
     if conn.dialect.name != "postgresql":
         return await repo_store.insert_repos(conn, host_kind, host_url, added, now)
     params: dict[str, Any] = {
@@ -129,6 +202,11 @@ async def link_repos(
     """Link repos to the service in one statement (PostgreSQL); links already there stay."""
     if not repo_ids:
         return
+    if conn.dialect.name == "sqlite":
+        params: dict[str, Any] = {"rows": _sqlite_json(list(repo_ids)),
+                                  "service_id": external_service_id, "now": now}  # fmt: skip
+        await conn.execute(_LINK_SQLITE, params)
+        return
     if conn.dialect.name != "postgresql":
         await repo_store.link_repos(conn, external_service_id, repo_ids, now)
         return
@@ -144,6 +222,11 @@ async def add_events(
 ) -> None:
     """Append outbox events in one statement (PostgreSQL), in the order given."""
     if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        text = _sqlite_json([[str(e.kind), e.repo_id, dict(e.payload)] for e in rows])
+        params: dict[str, Any] = {"rows": text, "service_id": external_service_id, "now": now}
+        await conn.execute(_EVENTS_SQLITE, params)
         return
     if conn.dialect.name != "postgresql":
         await event_store.add_events(conn, external_service_id, rows, now)
