@@ -173,7 +173,8 @@ async def test_serve_releases_changeset_claims_on_sigterm(
     assert code == 0 and "Traceback" not in err, out + err
     assert await scalar(store, claimed.select_from(changesets)) == 0, "changeset claims released"
     q = changeset_sync_requests
-    assert await scalar(store, sa.select(sa.func.count()).where(q.c.claimed_by.is_not(None))) == 0
+    parked = sa.select(sa.func.count()).where(q.c.claimed_until.is_not(None))
+    assert await scalar(store, parked) == 0, "a shutdown parks no request"
     assert await scalar(store, sa.select(sa.func.count()).select_from(q)) == 5, "still pending"
     assert await scalar(store, service_claim()) is None
 

@@ -3,8 +3,8 @@
 On PostgreSQL, ``claim_work`` used to update the won changesets' request rows with a plain
 UPDATE: it waited on a row that a sync request upsert (``request_sync``, run by the webhook
 worker in a transaction that may hold other request rows) had locked, while holding rows that
-upsert could need next: "deadlock detected". It now locks them ``FOR UPDATE SKIP LOCKED`` in
-changeset id order (the upsert's order too) and leaves a held request to a later round."""
+upsert could need next: "deadlock detected". The claim now only reads request rows; the
+re-request the upsert made survives the sync the claim started (its generation is newer)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from repo_updater.core.domain import ChangesetSnapshot, HostPullState
 from repo_updater.store import changesets as store
-from repo_updater.store.changeset_claims import claim_work
+from repo_updater.store.changeset_claims import SyncOutcome, claim_work, complete_syncs
 from tests.support.fakes import T0, insert_repo
 
 LEASE = timedelta(minutes=5)
@@ -36,9 +37,10 @@ async def test_claim_skips_a_request_row_an_upsert_holds(engine: AsyncEngine) ->
         claimed = await asyncio.wait_for(claim_work(claimer, "w", T0, LEASE, 10), timeout=10)
         await claimer.commit()
         await upserter.commit()
-    by_id = {c.changeset_id: c for c in claimed}
-    assert sorted(by_id) == ids
-    assert by_id[ids[0]].request_generation == by_id[ids[2]].request_generation == 1
-    assert by_id[ids[1]].request_generation is None  # not consumed: served by a later round
-    async with engine.connect() as conn:
-        assert (await store.pending_requests(conn))[ids[1]] == 2
+    assert sorted(c.changeset_id for c in claimed) == ids
+    async with engine.begin() as conn:
+        synced = [SyncOutcome(c, ChangesetSnapshot(c.changeset_id, c.number, HostPullState.OPEN))
+                  for c in claimed]  # fmt: skip
+        await complete_syncs(conn, synced, T0 + LEASE / 10)
+        # Consumed, but not the one re-requested while it synced: a later round serves it.
+        assert await store.pending_requests(conn) == {ids[1]: 2}

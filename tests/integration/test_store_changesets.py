@@ -247,8 +247,6 @@ async def test_requested_come_first_then_due_by_next_sync_and_limit_holds(
         assert [c.changeset_id for c in await claim(conn, "w0", at=later, limit=2)] == [
             ids[20], ids[5]]  # fmt: skip
         await conn.execute(changesets.update().values(claimed_by=None, claimed_until=None))
-        await conn.execute(changeset_sync_requests.update().values(
-            claimed_by=None, claimed_until=None, claimed_generation=None))  # fmt: skip
         first = await claim(conn, "w1", at=later, limit=10)
         rest = await claim(conn, "w2", at=later, limit=100)
     due_order = [i for i in reversed(ids) if i not in (ids[20], ids[5], ids[10])]

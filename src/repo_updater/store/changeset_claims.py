@@ -1,9 +1,10 @@
 """Completing and releasing changeset syncs (the changeset syncer's half of the store);
 claiming them is :mod:`repo_updater.store.claiming`.
 
-A sync request (``changeset_sync_requests``) is claimed by recording its ``generation``. On
-success it is deleted only if nothing re-requested it meanwhile (same generation, still ours);
-on failure it stays, parked until the retry time unless a new request arrives. A request is
+A claim carries its sync request's ``generation`` as the claim read it (the claim does not
+write the request). On success the request is deleted only if nothing re-requested it meanwhile
+(same generation) and the claim is still the worker's; on failure it stays, parked until the
+retry time (``claimed_until``, ``claimed_generation``) unless a new request arrives. A request is
 therefore never dropped, except with its repository: changesets on a removed (soft-deleted)
 repo are never claimed, and the removal consumes their requests
 (:func:`stop_syncs_for_repos`), so none waits forever.
@@ -104,8 +105,9 @@ async def complete_syncs(
     worker whose lease ran out and was taken over does not overwrite the new owner."""
     c, q = changesets, changeset_sync_requests
     await lock_rows(conn, [o.claimed.changeset_id for o in outcomes])
-    ok = [o for o in outcomes if o.snapshot is not None]
-    failed = [o for o in outcomes if o.error is not None]
+    held = await _still_claimed(conn, [o.claimed for o in outcomes])
+    ok = [o for o in outcomes if o.snapshot is not None and o.claimed.changeset_id in held]
+    failed = [o for o in outcomes if o.error is not None and o.claimed.changeset_id in held]
     mine = sa.and_(c.c.id == _b("b_id"), c.c.claimed_by == _b("b_worker"))
     if ok:
         await conn.execute(
@@ -145,16 +147,11 @@ async def complete_syncs(
         ]  # fmt: skip
         await insert_ignore(conn, changeset_events, events)
         done = [o.claimed for o in ok if o.claimed.request_generation is not None]
-        if done:
+        if done:  # a request re-requested since the claim has a newer generation: it stays
             await conn.execute(
-                q.delete().where(
-                    q.c.changeset_id == _b("b_id"),
-                    q.c.generation == _b("b_gen"),
-                    q.c.claimed_by == _b("b_worker"),
-                ),
-                [{"b_id": d.changeset_id, "b_gen": d.request_generation,
-                  "b_worker": d.claimed_by} for d in done],
-            )  # fmt: skip
+                q.delete().where(q.c.changeset_id == _b("b_id"), q.c.generation == _b("b_gen")),
+                [{"b_id": d.changeset_id, "b_gen": d.request_generation} for d in done],
+            )
     if failed:
         params = [_failure_params(o, now) for o in failed]
         await conn.execute(
@@ -171,12 +168,21 @@ async def complete_syncs(
             params,
         )
         # Park the claimed request until the retry time; a newer generation stays ready.
-        await conn.execute(
-            q.update()
-            .where(q.c.changeset_id == _b("b_id"), q.c.claimed_by == _b("b_worker"))
-            .values(claimed_by=None, claimed_until=_b("b_retry", UTCDateTime())),
-            [{k: v for k, v in p.items() if k != "b_error"} for p in params],
-        )
+        parked = [
+            {"b_id": o.claimed.changeset_id, "b_gen": o.claimed.request_generation,
+             "b_retry": p["b_retry"]}
+            for o, p in zip(failed, params, strict=True)
+            if o.claimed.request_generation is not None
+        ]  # fmt: skip
+        if parked:
+            await conn.execute(
+                q.update()
+                .where(q.c.changeset_id == _b("b_id"), q.c.generation == _b("b_gen"))
+                .values(
+                    claimed_until=_b("b_retry", UTCDateTime()), claimed_generation=q.c.generation
+                ),
+                parked,
+            )
 
 
 async def complete_sync(
@@ -188,6 +194,19 @@ async def complete_sync(
 ) -> None:
     """``complete_syncs`` for one changeset."""
     await complete_syncs(conn, [SyncOutcome(claimed, snapshot, error)], now)
+
+
+async def _still_claimed(conn: AsyncConnection, claims: Sequence[ClaimedChangeset]) -> set[int]:
+    """Those of these claims their worker still holds (a claim whose lease ran out may have
+    been taken over: its outcome is not written, its request not touched)."""
+    owner = {x.changeset_id: x.claimed_by for x in claims}
+    held: set[int] = set()
+    for part in chunks(sorted(owner)):
+        rows = await conn.execute(
+            sa.select(changesets.c.id, changesets.c.claimed_by).where(changesets.c.id.in_(part))
+        )
+        held.update(row.id for row in rows if row.claimed_by == owner[row.id])
+    return held
 
 
 def _success_params(outcome: SyncOutcome, now: datetime) -> dict[str, Any]:
@@ -227,19 +246,13 @@ async def release_claims(
     claimed again before ``not_before``; their requests stay pending, untouched."""
     if not claimed:
         return
-    c, q = changesets, changeset_sync_requests
+    c = changesets
     await lock_rows(conn, [x.changeset_id for x in claimed])
     params = [{"b_id": x.changeset_id, "b_worker": x.claimed_by} for x in claimed]
     await conn.execute(
         c.update()
         .where(c.c.id == _b("b_id"), c.c.claimed_by == _b("b_worker"))
         .values(claimed_by=None, claimed_until=not_before),
-        params,
-    )
-    await conn.execute(
-        q.update()
-        .where(q.c.changeset_id == _b("b_id"), q.c.claimed_by == _b("b_worker"))
-        .values(claimed_by=None, claimed_until=None, claimed_generation=None),
         params,
     )
 

@@ -7,22 +7,25 @@ Requested changesets come first (oldest request first), then due ones (oldest
 ``requested_at``, due changesets by ``next_sync_at``), never from a query that joins, filters
 and sorts every tracked changeset, so a round costs the same at 1,000 or 100,000 tracked.
 
-A changeset's sync request is claimed with it by recording the request's ``generation``
-(:mod:`repo_updater.store.changeset_claims` completes or releases both).
+A changeset's sync request is not written by the claim: the claim reads the request's
+``generation`` and hands it to the worker, and completing the sync deletes the request only if
+its generation is still that one (a re-request meanwhile bumps it, so the request stays for
+another sync). A request is "ready" unless a failed sync parked it until a retry time
+(``claimed_until`` / ``claimed_generation``: see :mod:`repo_updater.store.changeset_claims`).
 
 PostgreSQL claims in ONE statement: the two walks lock with ``FOR NO KEY UPDATE SKIP LOCKED``
-(concurrent workers pick disjoint changesets), and the claim and the request claim are
-data-modifying parts of the same statement. Five statements, each with a list of ids spelled
-out as parameters, cost about 11 ms a round at 20,000 tracked; one costs a few (issue 12).
+(concurrent workers pick disjoint changesets) and the claim is a data-modifying part of the
+same statement. Five statements (the request rows locked and written too), each with a list of
+ids spelled out as parameters, cost about 11 ms a round at 20,000 tracked (issue 12).
 SQLite has no row locks and no data-modifying WITH: there the two selects run one after the
-other and the claiming UPDATE re-checks the claim, which keeps several tasks of one process
+other, then the claiming UPDATE, which re-checks the claim, which keeps several tasks of one process
 apart (SQLite has one writer at a time).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,28 +88,35 @@ async def claim_work(
         return await _claim_in_steps(conn, worker_id, now, lease, limit, skip_hosts)
     sql, bind = _pg_claim_sql(conn.dialect, limit)
     params = bind(_pg_params(worker_id, now, lease, skip_hosts))
-    rows = (await conn.exec_driver_sql(sql, params)).all()
-    return [_claimed(row, worker_id, row.generation, row.reason) for row in rows]
+    rows: Sequence[Any] = (await conn.exec_driver_sql(sql, params)).all()
+    return [_claimed(tuple(row[:9]), worker_id, row[9], row[10]) for row in rows]
 
 
 def _claimed(
-    row: Any, worker_id: str, generation: int | None, reason: str | None
+    row: tuple[Any, ...], worker_id: str, generation: int | None, reason: str | None
 ) -> ClaimedChangeset:
-    """A claimed row (the columns of ``_COLUMNS``) and its request's generation and reason."""
+    """A claimed row (the columns of ``_COLUMNS``, in that order: positions, not names, which
+    cost a third of a PostgreSQL claim's Python time) with its request's generation and
+    reason."""
+    (changeset_id, repo_id, number, failures, repo_name, repo_external_id, kind, url,
+     archived) = row  # fmt: skip
     return ClaimedChangeset(
-        changeset_id=row.id,
-        repo_id=row.repo_id,
-        repo_name=row.external_name,
-        repo_external_id=row.repo_external_id,
-        number=int(row.external_id),
-        host_kind=HostKind(row.host_kind),
-        host_url=row.host_url,
-        repo_archived=bool(row.archived),
+        changeset_id=changeset_id,
+        repo_id=repo_id,
+        repo_name=repo_name,
+        repo_external_id=repo_external_id,
+        number=int(number),
+        host_kind=_HOST_KINDS[kind],
+        host_url=url,
+        repo_archived=bool(archived),
         claimed_by=worker_id,
         request_generation=generation,
-        sync_failures=row.sync_failures,
+        sync_failures=failures,
         request_reason=reason,
     )
+
+
+_HOST_KINDS = {str(kind): kind for kind in HostKind}
 
 
 def _request_ready(now: Any) -> sa.ColumnElement[bool]:
@@ -208,34 +218,19 @@ def _pg_claim(limit: int) -> sa.Select[Any]:
         .returning(c.c.id, c.c.repo_id, c.c.external_id, c.c.sync_failures)
         .cte("claimed")
     )
-    # Never wait on a request row: one that another transaction holds (an upsert bumping its
-    # generation) is left out, so this claim syncs without consuming it and a later round
-    # serves the request; waiting could deadlock (that transaction may wait on rows this one
-    # holds). Locked in changeset id order, as the request upsert locks its rows.
-    locked_requests = (
-        sa.select(q.c.changeset_id)
-        .where(q.c.changeset_id == sa.any_(_array(sa.select(claimed.c.id))))
-        .order_by(q.c.changeset_id)
-        .with_for_update(skip_locked=True)
-        .cte("locked_requests")
-    )
-    claimed_requests = (
-        q.update()
-        .where(q.c.changeset_id == sa.any_(_array(sa.select(locked_requests.c.changeset_id))))
-        .values(claimed_by=worker, claimed_until=until, claimed_generation=q.c.generation)
-        .returning(q.c.changeset_id, q.c.generation, q.c.reason)
-        .cte("claimed_requests")
-    )
+    # The request is read, not written: its generation as of this claim goes back with the
+    # claim, and completing deletes the request only if nothing re-requested it since. So a
+    # claim never waits on, nor locks, a request row (a request upsert may hold it).
     return (
         sa.select(
             claimed.c.id, claimed.c.repo_id, claimed.c.external_id, claimed.c.sync_failures,
             r.c.external_name, r.c.external_id.label("repo_external_id"), r.c.host_kind,
-            r.c.host_url, r.c.archived, claimed_requests.c.generation, claimed_requests.c.reason,
+            r.c.host_url, r.c.archived, q.c.generation, q.c.reason,
         )
         .select_from(
             claimed.join(picked, picked.c.id == claimed.c.id)
             .join(r, r.c.id == claimed.c.repo_id)
-            .outerjoin(claimed_requests, claimed_requests.c.changeset_id == claimed.c.id)
+            .outerjoin(q, q.c.changeset_id == claimed.c.id)
         )
         .order_by(picked.c.branch, picked.c.due_at, claimed.c.id)
     )  # fmt: skip
@@ -351,14 +346,13 @@ async def _claim_in_steps(
     requests: dict[int, tuple[int, str]] = {}
     if won:
         returned = await conn.execute(
-            q.update()
-            .where(q.c.changeset_id.in_(sorted(won)))
-            .values(claimed_by=worker_id, claimed_until=until, claimed_generation=q.c.generation)
-            .returning(q.c.changeset_id, q.c.generation, q.c.reason)
+            sa.select(q.c.changeset_id, q.c.generation, q.c.reason).where(
+                q.c.changeset_id.in_(sorted(won))
+            )
         )
         requests = {row.changeset_id: (row.generation, row.reason) for row in returned}
     return [
-        _claimed(row, worker_id, *requests.get(row.id, (None, None)))
+        _claimed(tuple(row), worker_id, *requests.get(row.id, (None, None)))
         for row in candidates
         if row.id in won
     ]

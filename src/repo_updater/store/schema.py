@@ -259,8 +259,10 @@ changeset_events = sa.Table(
 )
 
 # Requested changeset syncs: one row per changeset at most. ``generation`` grows when a request
-# arrives for a row already there, so a worker that finishes a sync only deletes the request it
-# claimed, never one that arrived while it worked (a request is never dropped).
+# arrives for a row already there; a claim reads the generation (it never writes the row), so a
+# worker that finishes a sync only deletes the request it saw, never one that arrived while it
+# worked (a request is never dropped). A failed sync parks the request until its retry time:
+# ``claimed_until``, with ``claimed_generation`` the generation parked (a newer one is ready).
 changeset_sync_requests = sa.Table(
     "changeset_sync_requests",
     metadata,
@@ -273,7 +275,6 @@ changeset_sync_requests = sa.Table(
     sa.Column("reason", sa.String(64), nullable=False),
     sa.Column("requested_at", UTCDateTime, nullable=False),
     sa.Column("generation", sa.Integer, nullable=False, server_default="1"),
-    sa.Column("claimed_by", sa.String(200), nullable=True),
     sa.Column("claimed_until", UTCDateTime, nullable=True),
     sa.Column("claimed_generation", sa.Integer, nullable=True),
 )

@@ -1,0 +1,29 @@
+"""changeset claims no longer write sync requests (issue 12): drop their ``claimed_by``
+
+The claim reads a request's generation instead of writing the request row; a request row is
+only written by a request (insert, generation bump) and by a failed sync parking it
+(``claimed_until``, ``claimed_generation``). Nothing sets ``claimed_by`` any more. Rows a claim
+of an earlier version left (``claimed_by`` set, ``claimed_until`` a lease) stay correct: the
+lease ends, and the request is ready again, as a parked one is at its retry time.
+
+Revision ID: 1000
+Revises: 0900
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "1000"
+down_revision = "0900"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Plain ALTER TABLE on both databases (SQLite has it since 3.35; the column is in no index
+    # or constraint): batch mode would copy the table and reflect its neighbours.
+    op.execute("ALTER TABLE changeset_sync_requests DROP COLUMN claimed_by")
+
+
+def downgrade() -> None:
+    op.add_column("changeset_sync_requests", sa.Column("claimed_by", sa.String(200), nullable=True))
