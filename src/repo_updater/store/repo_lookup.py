@@ -89,4 +89,4 @@ async def stored_for_page(
     # The columns are StoredRepo's, in its order and types (booleans come back as such from
     # both dialects), so each row becomes one without a per-field conversion.
     make = StoredRepo._make
-    return {row[2]: make(row) for row in result}
+    return {row[2]: make(row) for row in result.all()}  # all(): one fetch, not one per row
