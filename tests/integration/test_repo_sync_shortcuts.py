@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from repo_updater.core.diff import SeenIds, removed_ids
 from repo_updater.core.domain import HostKind, SourcedRepo
 from repo_updater.service_layer import repo_changes
 from repo_updater.service_layer.page_stream import page_groups
@@ -201,6 +202,29 @@ async def test_a_group_of_pages_commits_together_or_not_at_all(
     assert not result.complete and result.removed == 0
     assert await table_counts(engine) == before
     assert await live(engine) == {"100": "example.test/acme/repo-100"}
+
+
+@pytest.mark.parametrize(
+    ("keep", "beyond"),
+    [(set(), False), (set(), True), ({0, 1}, False), ({2, 5, 10}, True), (set(range(12)), False)],
+)
+async def test_unseen_linked_ids_is_the_linked_minus_the_seen(
+    engine: AsyncEngine, keep: set[int], beyond: bool
+) -> None:
+    """The store's answer (PostgreSQL: the bitmap tested by the server; linked ids beyond
+    its end, or all with an empty one, are unseen) is exactly ``removed_ids``."""
+    s = RepoSyncer(engine, TickingClock())
+    await s.sync(SERVICE, ListingSource.of([repo(i) for i in range(1, 13)]))
+    svc = await s.register(SERVICE)
+    async with engine.connect() as conn:
+        linked = sorted(await repo_store.linked_repo_ids(conn, svc))
+        seen = SeenIds()
+        seen.update(linked[i] for i in keep)
+        if beyond:
+            seen.add(max(linked) + 100)  # seen, not linked: no effect
+        unseen = await repo_store.unseen_linked_ids(conn, svc, seen)
+    assert unseen == removed_ids(linked, seen)
+    assert unseen == [rid for i, rid in enumerate(linked) if i not in keep]
 
 
 async def test_stored_for_page_finds_odd_external_ids(engine: AsyncEngine) -> None:

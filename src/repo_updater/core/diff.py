@@ -118,6 +118,11 @@ class SeenIds:
         for repo_id in repo_ids:
             self.add(repo_id)
 
+    def bitmap(self) -> bytes:
+        """The set as bytes: bit ``i % 8`` (least significant first) of byte ``i // 8`` is
+        repo id ``i`` (PostgreSQL's ``get_bit`` numbering), for a store to test ids itself."""
+        return bytes(self._bits)
+
     def __contains__(self, repo_id: object) -> bool:
         if not isinstance(repo_id, int) or repo_id < 0:
             return False

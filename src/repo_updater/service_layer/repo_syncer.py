@@ -458,8 +458,7 @@ class RepoSyncer:
         removing anything, list once more and keep every unseen repo that shows up again.
         """
         async with self._engine.connect() as conn:
-            linked = await repo_store.linked_repo_ids(conn, run.external_service_id)
-            unseen = d.removed_ids(linked, run.seen)
+            unseen = await repo_store.unseen_linked_ids(conn, run.external_service_id, run.seen)
             if not unseen:
                 return
             external = await repo_store.external_ids_of(conn, unseen)
