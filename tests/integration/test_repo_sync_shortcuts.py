@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from repo_updater.core.diff import SeenIds, removed_ids
 from repo_updater.core.domain import HostKind, SourcedRepo
 from repo_updater.service_layer import repo_changes
 from repo_updater.service_layer.page_stream import page_groups
@@ -53,17 +54,17 @@ async def test_an_unchanged_page_seen_before_is_not_read_again(
     listing = [repo(i) for i in range(1, 9)]  # 4 pages
     await s.sync(SERVICE, ListingSource.of(listing))  # adds: nothing to remember
     lookups = CountingLookups(monkeypatch)
-    second = await s.sync(SERVICE, ListingSource.of(listing))  # reads, remembers
-    assert lookups.calls == 4 and second.unmodified == 8
+    second = await s.sync(SERVICE, ListingSource.of(listing))  # reads (one group), remembers
+    assert lookups.calls == 1 and second.unmodified == 8
     before = await table_counts(engine)
     third = await s.sync(SERVICE, ListingSource.of(listing))
-    assert lookups.calls == 4, "the remembered pages were read again"
+    assert lookups.calls == 1, "the remembered pages were read again"
     assert third.complete and third.unmodified == 8 and third.rows_written == 0
     assert third.removed == 0 and await table_counts(engine) == before
     # A changed page (the host renamed a repo) is read and written; the others still are not.
     changed = [*listing[:7], repo(8, name="acme/renamed")]
     fourth = await s.sync(SERVICE, ListingSource.of(changed))
-    assert lookups.calls == 5 and fourth.renamed == 1 and fourth.unmodified == 7
+    assert lookups.calls == 2 and fourth.renamed == 1 and fourth.unmodified == 7
 
 
 async def test_a_write_by_another_path_invalidates_the_remembered_pages(
@@ -84,7 +85,7 @@ async def test_a_write_by_another_path_invalidates_the_remembered_pages(
     assert await live(engine, archived=True) == {"3": "example.test/acme/repo-3"}
     lookups = CountingLookups(monkeypatch)
     result = await s.sync(SERVICE, ListingSource.of(listing))
-    assert lookups.calls == 2
+    assert lookups.calls == 1  # both pages, at once
     assert result.unarchived == ["example.test/acme/repo-3"] and result.unmodified == 3
     assert await live(engine, archived=True) == {}
 
@@ -126,12 +127,45 @@ async def test_a_single_repo_sync_invalidates_the_remembered_pages(
     assert await _version(engine, svc) == version + 1
     lookups = CountingLookups(monkeypatch)
     result = await s.sync(SERVICE, ListingSource.of(listing))
-    assert lookups.calls == 2, "a remembered page was trusted after the single-repo sync"
+    assert lookups.calls == 1, "a remembered page was trusted after the single-repo sync"
     assert result.unarchived == ["example.test/acme/repo-3"]
     assert await live(engine, archived=True) == {}
     # The host no longer has repo 4: the single-repo sync removes it and bumps the version.
     gone = await s.sync_one(SERVICE, svc, source, None, external_id="4")
     assert gone.removed == 1 and await _version(engine, svc) == version + 3
+
+
+async def test_a_cold_unchanged_resync_reads_each_group_once_and_writes_nothing(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh process (no remembered pages) re-syncs an unchanged listing: the fake hands
+    over all 24 pages at once, so they come in groups of 10, 10 and 4; each group's stored
+    rows are one read, and nothing is written."""
+    listing = [repo(i) for i in range(1, 49)]
+    await RepoSyncer(engine, TickingClock()).sync(SERVICE, ListingSource.of(listing))
+    before = await table_counts(engine)
+    lookups = CountingLookups(monkeypatch)
+    result = await RepoSyncer(engine, TickingClock()).sync(SERVICE, ListingSource.of(listing))
+    assert result.complete and result.unmodified == 48 and result.rows_written == 0
+    assert lookups.calls == 3
+    assert await table_counts(engine) == before
+
+
+async def test_a_group_reads_again_after_a_page_of_it_writes(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's rows are read once, before any write; a page that writes makes them stale
+    (here: page 1 adds repo 5, which page 2 lists again), so the pages after it are read
+    again, at once, and see the write: repo 5 is a repeat, not a second new repo."""
+    s = RepoSyncer(engine, TickingClock())
+    await s.sync(SERVICE, ListingSource.of([repo(i) for i in range(1, 5)]))
+    lookups = CountingLookups(monkeypatch)
+    pages = [[repo(1), repo(5)], [repo(5), repo(2)], [repo(3), repo(4)]]
+    result = await s.sync(SERVICE, ListingSource(pages=pages))
+    assert result.complete and result.added == 1 and result.duplicates == 1
+    assert result.unmodified == 4 and result.removed == 0
+    assert lookups.calls == 2  # the group, then pages 2 and 3 after page 1's write
+    assert set(await live(engine)) == {"1", "2", "3", "4", "5"}
 
 
 async def _version(engine: AsyncEngine, svc: int) -> int:
@@ -168,6 +202,29 @@ async def test_a_group_of_pages_commits_together_or_not_at_all(
     assert not result.complete and result.removed == 0
     assert await table_counts(engine) == before
     assert await live(engine) == {"100": "example.test/acme/repo-100"}
+
+
+@pytest.mark.parametrize(
+    ("keep", "beyond"),
+    [(set(), False), (set(), True), ({0, 1}, False), ({2, 5, 10}, True), (set(range(12)), False)],
+)
+async def test_unseen_linked_ids_is_the_linked_minus_the_seen(
+    engine: AsyncEngine, keep: set[int], beyond: bool
+) -> None:
+    """The store's answer (PostgreSQL: the bitmap tested by the server; linked ids beyond
+    its end, or all with an empty one, are unseen) is exactly ``removed_ids``."""
+    s = RepoSyncer(engine, TickingClock())
+    await s.sync(SERVICE, ListingSource.of([repo(i) for i in range(1, 13)]))
+    svc = await s.register(SERVICE)
+    async with engine.connect() as conn:
+        linked = sorted(await repo_store.linked_repo_ids(conn, svc))
+        seen = SeenIds()
+        seen.update(linked[i] for i in keep)
+        if beyond:
+            seen.add(max(linked) + 100)  # seen, not linked: no effect
+        unseen = await repo_store.unseen_linked_ids(conn, svc, seen)
+    assert unseen == removed_ids(linked, seen)
+    assert unseen == [rid for i, rid in enumerate(linked) if i not in keep]
 
 
 async def test_stored_for_page_finds_odd_external_ids(engine: AsyncEngine) -> None:

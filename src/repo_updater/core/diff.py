@@ -12,14 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from repo_updater.core.domain import RepoEvent, RepoEventKind, SourcedRepo
 from repo_updater.core.selection import store_name
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRepo:
-    """The stored fields the diff compares (a slice of ``repos``)."""
+class StoredRepo(NamedTuple):
+    """The stored fields the diff compares (a slice of ``repos``).
+
+    A named tuple rather than a frozen dataclass: one is built for every stored row a sync
+    reads (100,000 per cold re-sync of 100,000 repos), straight from the row (``_make``), about
+    seven times faster than a frozen dataclass's ``__init__``; it is just as immutable."""
 
     id: int
     name: str
@@ -114,6 +118,11 @@ class SeenIds:
         for repo_id in repo_ids:
             self.add(repo_id)
 
+    def bitmap(self) -> bytes:
+        """The set as bytes: bit ``i % 8`` (least significant first) of byte ``i // 8`` is
+        repo id ``i`` (PostgreSQL's ``get_bit`` numbering), for a store to test ids itself."""
+        return bytes(self._bits)
+
     def __contains__(self, repo_id: object) -> bool:
         if not isinstance(repo_id, int) or repo_id < 0:
             return False
@@ -140,7 +149,19 @@ def dedupe_page(page: Iterable[SourcedRepo]) -> tuple[list[SourcedRepo], int]:
     return kept, dropped
 
 
+_NOTHING_CHANGED: frozenset[str] = frozenset()
+
+
 def changed_fields(stored: StoredRepo, sourced: SourcedRepo, new_name: str) -> frozenset[str]:
+    # Most repos of most pages are unchanged: one tuple comparison says so.
+    if (
+        stored.name, stored.external_name, stored.url, stored.archived, stored.fork,
+        stored.private, stored.description,
+    ) == (
+        new_name, sourced.name, sourced.url, sourced.archived, sourced.fork,
+        sourced.private, sourced.description,
+    ):  # fmt: skip
+        return _NOTHING_CHANGED
     out: set[str] = set()
     if stored.name != new_name or stored.external_name != sourced.name:
         out.add("name")
@@ -176,6 +197,11 @@ def diff_page(
             diff.added.append((repo, name))
             continue
         fields = changed_fields(stored, repo, name)
+        if not fields and not stored.deleted:  # the common case: no Change to build
+            diff.unmodified.append(stored)
+            if not stored.linked:
+                diff.to_link.append(stored)
+            continue
         change = Change(stored=stored, sourced=repo, new_name=name, fields=fields)
         if stored.deleted:
             diff.revived.append(change)

@@ -20,6 +20,8 @@ class Selection:
     exclude: tuple[str, ...] = ()
 
     def excluded(self, full_name: str) -> bool:
+        if not self.exclude:  # the usual case, asked for every listed repo
+            return False
         lowered = full_name.lower()
         return any(fnmatch.fnmatchcase(lowered, p.lower()) for p in self.exclude)
 

@@ -13,7 +13,7 @@ seen: a duplicate) or a repeated name (held by a seen repo: a duplicate). So whe
 every page's page-by-page diff is "all added", with no duplicates and no name conflicts, and
 writing the group's rows at once (repos, links, events, permission requests) writes exactly
 what page by page would. Otherwise :func:`read_added_group` says no, and the syncer writes the
-group page by page, reusing the read for the first page (nothing was written before it).
+group page by page, reusing the read until a page writes (``group_reads``).
 """
 
 from __future__ import annotations
@@ -35,14 +35,15 @@ from repo_updater.store import repos as repo_store
 @dataclass(slots=True)
 class GroupRead:
     added: list[tuple[SourcedRepo, str]] | None  # the group's new repos, or None: page by page
-    first: dict[str, d.StoredRepo] = field(default_factory=dict)  # the first page's stored rows
+    stored: dict[str, d.StoredRepo] = field(default_factory=dict)  # the group's stored rows
 
 
 async def read_added_group(
     conn: AsyncConnection, run: SyncRun, pages: Sequence[Sequence[SourcedRepo]]
 ) -> GroupRead:
     """Read the group's stored rows and name holders (two statements); the group's new repos
-    in page order when it only adds repos, else None with the first page's stored rows."""
+    in page order when it only adds repos, else None with the group's stored rows (read
+    before any write: what page by page diffs against while the group writes nothing)."""
     external_ids = [r.external_id for page in pages for r in page]
     stored = await repo_store.stored_for_page(
         conn,
@@ -51,15 +52,14 @@ async def read_added_group(
         external_service_id=run.external_service_id,
         external_ids=external_ids,
     )
-    first = {r.external_id: stored[r.external_id] for r in pages[0] if r.external_id in stored}
     if stored or len(set(external_ids)) != len(external_ids):
-        return GroupRead(None, first)
+        return GroupRead(None, stored)
     diffs = [d.diff_page(page, {}, run.source.name_prefix, run.seen) for page in pages]
     added = [a for diff in diffs for a in diff.added]
     names = {name.lower() for _, name in added}
     if len(names) != len(added) or await repo_store.live_holders(conn, names):
-        return GroupRead(None, first)
-    return GroupRead(added, first)
+        return GroupRead(None, stored)
+    return GroupRead(added, stored)
 
 
 async def write_added_group(

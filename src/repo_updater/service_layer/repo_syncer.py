@@ -24,6 +24,7 @@ from repo_updater.core.ports import RepoSource
 from repo_updater.core.schedule import next_service_sync_at
 from repo_updater.metrics import Metrics
 from repo_updater.service_layer import added_groups
+from repo_updater.service_layer.group_reads import GroupReads
 from repo_updater.service_layer.page_memo import PageMemo, digest
 from repo_updater.service_layer.page_stream import page_groups
 from repo_updater.service_layer.permission_requests import notify_permissions
@@ -301,14 +302,16 @@ class RepoSyncer:
         return True
 
     async def _apply_group(self, run: SyncRun, pages: Sequence[Sequence[SourcedRepo]]) -> None:
-        """Diff and write a group of pages in one transaction: each page is read after the
-        previous one's writes (same transaction), so the diff is exactly the page-by-page one;
-        a page seen unchanged before under the same repos version is not read at all."""
+        """Diff and write a group of pages in one transaction: each page is diffed against the
+        store as the previous pages' writes left it (same transaction), so the diff is exactly
+        the page-by-page one, though the pages' rows are read at once while nothing is written
+        (``group_reads``); a page seen unchanged before under the same repos version is not
+        read at all."""
         prefix = run.source.name_prefix
         touched: repo_versions.Touched | None = None
         async with contextlib.AsyncExitStack() as stack:
             conn: AsyncConnection | None = None
-            first: dict[str, d.StoredRepo] | None = None
+            rows: dict[str, d.StoredRepo] | None = None  # read, nothing written since
             if run.all_added and run.previous is None and pages:  # no page is skipped
                 conn = await stack.enter_async_context(self._engine.begin())
                 group = await added_groups.read_added_group(conn, run, pages)
@@ -317,24 +320,17 @@ class RepoSyncer:
                         touched = repo_versions.Touched(run.external_service_id)
                         await added_groups.write_added_group(conn, run, group.added, self._clock())
                     pages = []  # written
-                first = group.first
+                rows = group.stored
+            keys = [digest(page, prefix) for page in pages]
+            reads = GroupReads(run, pages, keys, rows)
             before, added = self._others(run.result), run.result.added
             for i, page in enumerate(pages):
-                key = digest(page, prefix)
+                key = keys[i]
                 if self._known_unchanged(run, key):
                     continue
                 if conn is None:
                     conn = await stack.enter_async_context(self._engine.begin())
-                if i == 0 and first is not None:  # read already, nothing written before it
-                    stored = first
-                else:
-                    stored = await repo_store.stored_for_page(
-                        conn,
-                        host_kind=run.source.kind,
-                        host_url=run.source.host_url,
-                        external_service_id=run.external_service_id,
-                        external_ids=[r.external_id for r in page],
-                    )
+                stored = await reads.for_page(conn, i)
                 page_diff = d.diff_page(page, stored, prefix, run.seen)
                 run.result.duplicates += page_diff.duplicates
                 run.result.listed -= page_diff.duplicates
@@ -346,6 +342,7 @@ class RepoSyncer:
                         run.memo.remember(key, ids)
                     continue
                 touched = touched or repo_versions.Touched(run.external_service_id)
+                reads.wrote()
                 await self._write_page(conn, run, page_diff, touched)
             if pages:  # page by page: try the next group at once if this one only added
                 run.all_added = self._others(run.result) == before and run.result.added > added
@@ -461,8 +458,7 @@ class RepoSyncer:
         removing anything, list once more and keep every unseen repo that shows up again.
         """
         async with self._engine.connect() as conn:
-            linked = await repo_store.linked_repo_ids(conn, run.external_service_id)
-            unseen = d.removed_ids(linked, run.seen)
+            unseen = await repo_store.unseen_linked_ids(conn, run.external_service_id, run.seen)
             if not unseen:
                 return
             external = await repo_store.external_ids_of(conn, unseen)

@@ -176,14 +176,14 @@ class GitHubSource(GitHubPermissions, GitHubWrites, GitHubFiles, RestSource):
         if not isinstance(raw, dict):
             raise HostError(f"{self.host_url}: malformed repository in response")
         try:
-            return SourcedRepo(
-                external_id=str(raw["id"]),
-                name=str(raw["full_name"]),
-                url=str(raw["html_url"]),
-                archived=bool(raw.get("archived", False)),
-                fork=bool(raw.get("fork", False)),
-                private=bool(raw.get("private", False)),
-                description=raw.get("description") or "",
+            return SourcedRepo(  # positional: once per listed repo, a quarter cheaper
+                str(raw["id"]),  # external_id
+                str(raw["full_name"]),  # name
+                str(raw["html_url"]),  # url
+                bool(raw.get("archived", False)),
+                bool(raw.get("fork", False)),
+                bool(raw.get("private", False)),
+                raw.get("description") or "",
             )
         except KeyError as missing:
             raise HostError(f"{self.host_url}: repository without {missing}") from None

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import orjson
@@ -63,6 +64,9 @@ class HostClient:
     # other figure; empty: ``base_url``.
     host_url: str = ""
     _client: httpx.AsyncClient | None = None
+    # (base_url, scheme, host, port) of ``base_url``, parsed once: every request checks its
+    # origin, and httpx's URL parsing is ~20 us (a 1,000-page listing sends 1,000 requests).
+    _origin: tuple[str, str, str, int | None] | None = None
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -208,11 +212,15 @@ class HostClient:
                 return
 
     def _check_origin(self, method: str, url: str) -> None:
+        if "://" not in url:  # relative (httpx calls a URL absolute with a scheme and a host)
+            return
         target = httpx.URL(url)
         if not target.is_absolute_url:
             return
-        base = httpx.URL(self.base_url)
-        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+        if self._origin is None or self._origin[0] != self.base_url:
+            base = httpx.URL(self.base_url)
+            self._origin = (self.base_url, base.scheme, base.host, base.port)
+        if (target.scheme, target.host, target.port) != self._origin[1:]:
             raise HostError(
                 f"{method} {self.redact(url)}: refusing to send credentials to another origin "
                 f"than {self.base_url} (check the host's external URL setting)"
@@ -366,11 +374,14 @@ def parse_links(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def page_number(url: str | None, param: str = "page") -> int | None:
-    """The page number a paging URL asks for (its ``param``), or None."""
+    """The page number a paging URL asks for (its first ``param``), or None. Read with
+    ``urllib.parse`` (a few us) rather than ``httpx.URL`` (~20 us): it runs twice a page."""
     if url is None:
         return None
-    value = httpx.URL(url).params.get(param)
-    return int(value) if value is not None and value.isdigit() else None
+    for key, value in parse_qsl(urlsplit(url).query):
+        if key == param:
+            return int(value) if value.isdigit() else None
+    return None
 
 
 def rebase_link(url: str, api_suffix: str) -> str:

@@ -43,7 +43,7 @@ def _lookup(dialect: str) -> sa.Select[Any]:
             repos.c.private,
             repos.c.description,
             repos.c.deleted_at.is_not(None).label("deleted"),
-            link.c.repo_id.label("linked"),
+            link.c.repo_id.is_not(None).label("linked"),
         )
         .select_from(
             repos.outerjoin(
@@ -86,19 +86,7 @@ async def stored_for_page(
         "service_id": external_service_id,
     }
     result = await conn.execute(_STATEMENTS[dialect], params)
-    return {
-        r[2]: StoredRepo(
-            id=r[0],
-            name=r[1],
-            external_id=r[2],
-            external_name=r[3],
-            url=r[4],
-            archived=bool(r[5]),
-            fork=bool(r[6]),
-            private=bool(r[7]),
-            description=r[8],
-            deleted=bool(r[9]),
-            linked=r[10] is not None,
-        )
-        for r in result.all()
-    }
+    # The columns are StoredRepo's, in its order and types (booleans come back as such from
+    # both dialects), so each row becomes one without a per-field conversion.
+    make = StoredRepo._make
+    return {row[2]: make(row) for row in result.all()}  # all(): one fetch, not one per row
