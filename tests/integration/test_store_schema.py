@@ -78,3 +78,15 @@ async def test_the_live_name_index_exists(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         names = {r[0] for r in await conn.execute(sa.text(query))}
     assert "repos_live_name_uq" in names
+
+
+async def test_postgresql_changesets_leave_room_for_in_place_claims(engine: AsyncEngine) -> None:
+    """The claim's update of a changeset stays on its page (HOT) only if the page has room:
+    migrations set the fillfactor that ``schema.py`` declares."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL storage parameter")
+    query = "SELECT reloptions FROM pg_class WHERE relname = 'changesets'"
+    async with engine.connect() as conn:
+        options = (await conn.execute(sa.text(query))).scalar_one()
+    declared = metadata.tables["changesets"].dialect_options["postgresql"]["with"]
+    assert options == [f"fillfactor={declared['fillfactor']}"] == ["fillfactor=80"]

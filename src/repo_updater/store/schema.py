@@ -220,6 +220,8 @@ changesets = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("repo_id", "external_id", name="changesets_repo_external_uq"),
+    # Room on each page for the claim's update to stay there (HOT: no new index entries).
+    postgresql_with={"fillfactor": 80},
 )
 sa.Index("changesets_next_sync_idx", changesets.c.next_sync_at, changesets.c.id)  # claim order
 
