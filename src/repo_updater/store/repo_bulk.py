@@ -12,7 +12,7 @@ SQLite first sync.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,19 +42,20 @@ def _array(name: str, type_: Any) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=postgresql.ARRAY(type_))
 
 
+def _insert_repos(values: Iterable[Any]) -> Any:
+    """``INSERT INTO repos .. SELECT`` of the ``_REPO_ARRAYS`` columns read from ``values``, the
+    host and the time given once, ``RETURNING`` each new id with its external id."""
+    now = sa.bindparam("now", type_=UTCDateTime)
+    host_kind = sa.bindparam("host_kind", type_=sa.String)
+    select = sa.select(*values, host_kind, sa.bindparam("host_url", type_=sa.String), now, now)
+    columns = [n for n, _ in _REPO_ARRAYS] + ["host_kind", "host_url", "created_at", "updated_at"]
+    return repos.insert().from_select(columns, select).returning(repos.c.id, repos.c.external_id)
+
+
 def _insert_repos_pg() -> Any:
     arrays = (_array(f"a_{n}", t) for n, t in _REPO_ARRAYS)
     rows = sa.func.unnest(*arrays).table_valued(*(n for n, _ in _REPO_ARRAYS)).render_derived()
-    now = sa.bindparam("now", type_=UTCDateTime)
-    select = sa.select(
-        *(rows.c[n] for n, _ in _REPO_ARRAYS),
-        sa.bindparam("host_kind", type_=sa.String),
-        sa.bindparam("host_url", type_=sa.String),
-        now,
-        now,
-    )
-    columns = [n for n, _ in _REPO_ARRAYS] + ["host_kind", "host_url", "created_at", "updated_at"]
-    return repos.insert().from_select(columns, select).returning(repos.c.id, repos.c.external_id)
+    return _insert_repos(rows.c[n] for n, _ in _REPO_ARRAYS)
 
 
 def _link_pg() -> Any:
@@ -107,16 +108,7 @@ def _field(rows: Any, i: int) -> Any:
 
 def _insert_repos_sqlite() -> Any:
     rows = _json_rows()
-    now = sa.bindparam("now", type_=UTCDateTime)
-    select = sa.select(
-        *(_field(rows, i) for i in range(len(_REPO_ARRAYS))),
-        sa.bindparam("host_kind", type_=sa.String),
-        sa.bindparam("host_url", type_=sa.String),
-        now,
-        now,
-    )
-    columns = [n for n, _ in _REPO_ARRAYS] + ["host_kind", "host_url", "created_at", "updated_at"]
-    return repos.insert().from_select(columns, select).returning(repos.c.id, repos.c.external_id)
+    return _insert_repos(_field(rows, i) for i in range(len(_REPO_ARRAYS)))
 
 
 def _link_sqlite() -> Any:
