@@ -63,30 +63,29 @@ class SyncOutcome:
             raise ValueError("snapshot is for another changeset than the claimed one")
 
 
-async def lock_rows(conn: AsyncConnection, changeset_ids: Iterable[int]) -> None:
+async def lock_rows(conn: AsyncConnection, changeset_ids: Iterable[int]) -> dict[int, str | None]:
     """PostgreSQL: lock these changesets, then their sync request rows, each in changeset id
     order, before the transaction writes them. The lock order every writer follows: changesets
     before requests, each in id order (``rederive`` and the request upsert lock in id order;
-    ``claim_work`` skips held rows instead of waiting), so no two writers deadlock on them.
-    Nothing to do on SQLite (one writer at a time)."""
-    if conn.dialect.name == "sqlite":
-        return
+    ``claim_work`` skips locked changesets and never locks a request), so no two writers
+    deadlock on them. SQLite takes no row locks (one writer at a time). Returns who holds a
+    claim on each changeset found (``claimed_by``), as of the lock."""
     c, q = changesets, changeset_sync_requests
     ids = sorted(set(changeset_ids))
+    pg = conn.dialect.name != "sqlite"
+    owners: dict[int, str | None] = {}
     for part in chunks(ids):
-        await conn.execute(
-            sa.select(c.c.id)
-            .where(c.c.id.in_(part))
-            .order_by(c.c.id)
-            .with_for_update(key_share=True)
-        )
-    for part in chunks(ids):
+        select = sa.select(c.c.id, c.c.claimed_by).where(c.c.id.in_(part)).order_by(c.c.id)
+        rows = await conn.execute(select.with_for_update(key_share=True) if pg else select)
+        owners.update((row.id, row.claimed_by) for row in rows)
+    for part in chunks(ids if pg else []):
         await conn.execute(
             sa.select(q.c.changeset_id)
             .where(q.c.changeset_id.in_(part))
             .order_by(q.c.changeset_id)
             .with_for_update()
         )
+    return owners
 
 
 def _b(name: str, type_: Any = None) -> sa.BindParameter[Any]:
@@ -104,8 +103,14 @@ async def complete_syncs(
     error recorded, retry with backoff; the request stays. Writes guarded by the claim, so a
     worker whose lease ran out and was taken over does not overwrite the new owner."""
     c, q = changesets, changeset_sync_requests
-    await lock_rows(conn, [o.claimed.changeset_id for o in outcomes])
-    held = await _still_claimed(conn, [o.claimed for o in outcomes])
+    owners = await lock_rows(conn, [o.claimed.changeset_id for o in outcomes])
+    # A claim whose lease ran out may have been taken over: its outcome is not written, its
+    # request not touched.
+    held = {
+        o.claimed.changeset_id
+        for o in outcomes
+        if owners.get(o.claimed.changeset_id) == o.claimed.claimed_by
+    }
     ok = [o for o in outcomes if o.snapshot is not None and o.claimed.changeset_id in held]
     failed = [o for o in outcomes if o.error is not None and o.claimed.changeset_id in held]
     mine = sa.and_(c.c.id == _b("b_id"), c.c.claimed_by == _b("b_worker"))
@@ -194,19 +199,6 @@ async def complete_sync(
 ) -> None:
     """``complete_syncs`` for one changeset."""
     await complete_syncs(conn, [SyncOutcome(claimed, snapshot, error)], now)
-
-
-async def _still_claimed(conn: AsyncConnection, claims: Sequence[ClaimedChangeset]) -> set[int]:
-    """Those of these claims their worker still holds (a claim whose lease ran out may have
-    been taken over: its outcome is not written, its request not touched)."""
-    owner = {x.changeset_id: x.claimed_by for x in claims}
-    held: set[int] = set()
-    for part in chunks(sorted(owner)):
-        rows = await conn.execute(
-            sa.select(changesets.c.id, changesets.c.claimed_by).where(changesets.c.id.in_(part))
-        )
-        held.update(row.id for row in rows if row.claimed_by == owner[row.id])
-    return held
 
 
 def _success_params(outcome: SyncOutcome, now: datetime) -> dict[str, Any]:

@@ -18,13 +18,12 @@ PostgreSQL claims in ONE statement: the two walks lock with ``FOR NO KEY UPDATE 
 same statement. Five statements (the request rows locked and written too), each with a list of
 ids spelled out as parameters, cost about 11 ms a round at 20,000 tracked (issue 12).
 SQLite has no row locks and no data-modifying WITH: there the two selects run one after the
-other, then the claiming UPDATE, which re-checks the claim, which keeps several tasks of one process
-apart (SQLite has one writer at a time).
+other, then the claiming UPDATE; it re-checks that each changeset is free, which keeps several
+tasks of one process apart (SQLite has one writer at a time).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -148,7 +147,9 @@ _COLUMNS = (
 )
 
 
-def _claimable(now: Any, skip_hosts: sa.ColumnElement[bool] | None) -> list[sa.ColumnElement[bool]]:
+def _claimable(
+    now: Any, not_skipped: sa.ColumnElement[bool] | None
+) -> list[sa.ColumnElement[bool]]:
     """Published, on a live (not soft-deleted) repo, of an open batch change, not under a live
     claim, not on a host backing off."""
     r = repos
@@ -158,16 +159,15 @@ def _claimable(now: Any, skip_hosts: sa.ColumnElement[bool] | None) -> list[sa.C
         _claim_free(now),
         in_open_batch_change(),
     ]
-    return where if skip_hosts is None else [*where, skip_hosts]
+    return where if not_skipped is None else [*where, not_skipped]
 
 
 # --- PostgreSQL: one statement -------------------------------------------------------------------
 
 
-@functools.cache
 def _pg_claim(limit: int) -> sa.Select[Any]:
-    """The claim as one statement (built once per ``limit``, on first use): lock the picks,
-    claim them, claim their requests, and return what the syncer needs. ``limit`` is written
+    """The claim as one statement (``_pg_claim_sql`` compiles it once per ``limit``): lock the
+    picks, claim them, read their requests, and return what the syncer needs. ``limit`` is written
     into the SQL, not a parameter: with a parameter, PostgreSQL estimates its generic plan for
     an unknown LIMIT, finds it dearer than a custom plan and plans the statement afresh every
     round (about 1 ms); with the number written in, it reuses one plan after five rounds."""
@@ -182,9 +182,7 @@ def _pg_claim(limit: int) -> sa.Select[Any]:
         sa.bindparam("skip", type_=postgresql.ARRAY(sa.String))
     )
     # FOR NO KEY UPDATE (``key_share``): a claim changes no key, so it must not block the KEY
-    # SHARE lock that inserting a sync request (its foreign key) takes on the changeset; with
-    # FOR UPDATE, an upsert holding request rows could wait on a changeset this claim holds
-    # while the claim waits on those request rows.
+    # SHARE lock that inserting a sync request (its foreign key) takes on the changeset.
     requested = (
         sa.select(c.c.id, sa.literal(0).label("branch"), q.c.requested_at.label("due_at"))
         .select_from(q.join(c, c.c.id == q.c.changeset_id).join(r, r.c.id == c.c.repo_id))

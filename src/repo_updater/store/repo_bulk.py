@@ -22,8 +22,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from repo_updater.core.domain import HostKind, RepoEvent, SourcedRepo
-from repo_updater.store import events as event_store
-from repo_updater.store import repos as repo_store
 from repo_updater.store.schema import UTCDateTime, events, external_service_repos, repos
 
 _REPO_ARRAYS = (
@@ -149,6 +147,14 @@ _LINK_SQLITE = _link_sqlite()
 _EVENTS_SQLITE = _events_sqlite()
 
 
+def _repo_rows(added: Sequence[tuple[SourcedRepo, str]]) -> list[list[Any]]:
+    """Each new repo's values, in the order of ``_REPO_ARRAYS``."""
+    return [
+        [name, r.name, r.url, r.archived, r.fork, r.private, r.description, r.external_id]
+        for r, name in added
+    ]
+
+
 async def insert_repos(
     conn: AsyncConnection,
     host_kind: HostKind,
@@ -156,54 +162,37 @@ async def insert_repos(
     added: Sequence[tuple[SourcedRepo, str]],
     now: datetime,
 ) -> dict[str, int]:
-    """Insert new repos, each with its store name, in one statement (PostgreSQL); returns
-    external id -> new repo id."""
+    """Insert new repos, each with its store name, in one statement; returns external id ->
+    new repo id."""
     if not added:
         return {}
+    rows = _repo_rows(added)
+    params: dict[str, Any] = {"host_kind": str(host_kind), "host_url": host_url, "now": now}
     if conn.dialect.name == "sqlite":
-        rows = [
-            [name, r.name, r.url, r.archived, r.fork, r.private, r.description, r.external_id]
-            for r, name in added
-        ]  # in the order of _REPO_ARRAYS
-        sqlite_params = {"rows": _sqlite_json(rows), "host_kind": str(host_kind),
-                         "host_url": host_url, "now": now}  # fmt: skip
-        result = await conn.execute(_INSERT_REPOS_SQLITE, sqlite_params)
-        return {r.external_id: r.id for r in result}
-    if conn.dialect.name != "postgresql":
-        return await repo_store.insert_repos(conn, host_kind, host_url, added, now)
-    params: dict[str, Any] = {
-        "a_name": [name for _, name in added],
-        "a_external_name": [r.name for r, _ in added],
-        "a_url": [r.url for r, _ in added],
-        "a_archived": [r.archived for r, _ in added],
-        "a_fork": [r.fork for r, _ in added],
-        "a_private": [r.private for r, _ in added],
-        "a_description": [r.description for r, _ in added],
-        "a_external_id": [r.external_id for r, _ in added],
-        "host_kind": str(host_kind),
-        "host_url": host_url,
-        "now": now,
-    }
-    result = await conn.execute(_INSERT_REPOS_PG, params)
+        params["rows"] = _sqlite_json(rows)
+        result = await conn.execute(_INSERT_REPOS_SQLITE, params)
+    else:
+        columns = zip(*rows, strict=True)
+        params.update(
+            {f"a_{n}": list(col) for (n, _), col in zip(_REPO_ARRAYS, columns, strict=True)}
+        )
+        result = await conn.execute(_INSERT_REPOS_PG, params)
     return {r.external_id: r.id for r in result}
 
 
 async def link_repos(
     conn: AsyncConnection, external_service_id: int, repo_ids: Sequence[int], now: datetime
 ) -> None:
-    """Link repos to the service in one statement (PostgreSQL); links already there stay."""
+    """Link repos to the service in one statement; links already there stay."""
     if not repo_ids:
         return
+    params: dict[str, Any] = {"service_id": external_service_id, "now": now}
     if conn.dialect.name == "sqlite":
-        params: dict[str, Any] = {"rows": _sqlite_json(list(repo_ids)),
-                                  "service_id": external_service_id, "now": now}  # fmt: skip
+        params["rows"] = _sqlite_json(list(repo_ids))
         await conn.execute(_LINK_SQLITE, params)
-        return
-    if conn.dialect.name != "postgresql":
-        await repo_store.link_repos(conn, external_service_id, repo_ids, now)
-        return
-    params = {"repo_ids": list(repo_ids), "service_id": external_service_id, "now": now}
-    await conn.execute(_LINK_PG, params)
+    else:
+        params["repo_ids"] = list(repo_ids)
+        await conn.execute(_LINK_PG, params)
 
 
 async def add_events(
@@ -212,22 +201,15 @@ async def add_events(
     rows: Sequence[RepoEvent],
     now: datetime,
 ) -> None:
-    """Append outbox events in one statement (PostgreSQL), in the order given."""
+    """Append outbox events in one statement, in the order given."""
     if not rows:
         return
+    params: dict[str, Any] = {"service_id": external_service_id, "now": now}
     if conn.dialect.name == "sqlite":
-        text = _sqlite_json([[str(e.kind), e.repo_id, dict(e.payload)] for e in rows])
-        params: dict[str, Any] = {"rows": text, "service_id": external_service_id, "now": now}
+        params["rows"] = _sqlite_json([[str(e.kind), e.repo_id, dict(e.payload)] for e in rows])
         await conn.execute(_EVENTS_SQLITE, params)
-        return
-    if conn.dialect.name != "postgresql":
-        await event_store.add_events(conn, external_service_id, rows, now)
-        return
-    params = {
-        "kinds": [str(e.kind) for e in rows],
-        "repo_ids": [e.repo_id for e in rows],
-        "payloads": [json.dumps(dict(e.payload)) for e in rows],
-        "service_id": external_service_id,
-        "now": now,
-    }
-    await conn.execute(_EVENTS_PG, params)
+    else:
+        params["kinds"] = [str(e.kind) for e in rows]
+        params["repo_ids"] = [e.repo_id for e in rows]
+        params["payloads"] = [json.dumps(dict(e.payload)) for e in rows]
+        await conn.execute(_EVENTS_PG, params)
